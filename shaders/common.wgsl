@@ -1,0 +1,46 @@
+// common.wgsl: shared by every shader file; the host prepends it to each one before compiling.
+// Shapes use the letters of DESIGN.md: B batch, I a layer's input width, O its output width.
+
+const ACT_IDENTITY: u32 = 0u;
+const ACT_SIGMOID: u32 = 1u;
+const ACT_RELU: u32 = 2u;
+const ACT_TANH: u32 = 3u;
+
+// Threads per workgroup of the elementwise kernels; the host dispatches ceil(n / WG) of them,
+// folded into (x, y) when x would pass the 65535 limit.
+const WG: u32 = 256u;
+
+fn sigmoid(z: f32) -> f32 {
+    return 1.0 / (1.0 + exp(-z));
+}
+
+// tanh written through exp of a non-positive argument, so it never overflows to inf/inf.
+fn tanh_stable(z: f32) -> f32 {
+    let e = exp(-2.0 * abs(z));
+    return sign(z) * (1.0 - e) / (1.0 + e);
+}
+
+// f(z)
+fn activate(act: u32, z: f32) -> f32 {
+    switch act {
+        case 1u: { return sigmoid(z); }
+        case 2u: { return max(z, 0.0); }
+        case 3u: { return tanh_stable(z); }
+        default: { return z; }
+    }
+}
+
+// f'(z); relu'(0) = 0 as in PyTorch
+fn activate_derivative(act: u32, z: f32) -> f32 {
+    switch act {
+        case 1u: { let s = sigmoid(z); return s * (1.0 - s); }
+        case 2u: { return select(0.0, 1.0, z > 0.0); }
+        case 3u: { let t = tanh_stable(z); return 1.0 - t * t; }
+        default: { return 1.0; }
+    }
+}
+
+// The flat index of this invocation in a 1-D problem dispatched as (x, y) workgroups of WG threads.
+fn flat_index(gid: vec3<u32>, groups: vec3<u32>) -> u32 {
+    return gid.x + gid.y * groups.x * WG;
+}

@@ -1,0 +1,85 @@
+// linear.wgsl: one tiled matrix product with strided operands serves all three products of a layer.
+//
+//   forward        Z = A_prev · W + b, A = f(Z)    A_prev (B, I), W (I, O)       → Z, A (B, O)
+//   input grad     dA_prev = δ · Wᵀ                δ (B, O), Wᵀ read from W (I, O) → (B, I)
+//   weight grad    dW = A_prevᵀ · δ                 A_prevᵀ read from (B, I), δ (B, O) → (I, O)
+//                  (the sum over the batch of the outer products a_prev_b ⊗ δ_b)
+//
+// C (M, N) = op(A) (M, K) · op(B) (K, N): element (m, k) of op(A) is a[a_off + m*a_rs + k*a_cs] and element
+// (k, n) of op(B) is b[b_off + k*b_rs + n*b_cs], so a transpose is only a swap of strides. C is written
+// row-major at out_off. Every load and store is bounds-checked, so any M, N, K >= 1 is valid.
+
+struct MatmulParams {
+    m: u32, n: u32, k: u32, flags: u32,
+    a_off: u32, a_rs: u32, a_cs: u32, b_off: u32,
+    b_rs: u32, b_cs: u32, bias_off: u32, out_off: u32,
+    pre_off: u32, act: u32, _pad0: u32, _pad1: u32,
+}
+
+// flags
+const ADD_BIAS: u32 = 1u;   // add bias[bias_off + n] to every row
+const WRITE_PRE: u32 = 2u;  // also store the value before the activation into `pre`
+
+@group(0) @binding(0) var<uniform> p: MatmulParams;
+@group(0) @binding(1) var<storage, read> a: array<f32>;
+@group(0) @binding(2) var<storage, read> b: array<f32>;
+@group(0) @binding(3) var<storage, read> bias: array<f32>;
+@group(0) @binding(4) var<storage, read_write> out: array<f32>;
+@group(0) @binding(5) var<storage, read_write> pre: array<f32>;
+
+// A workgroup of 16x16 threads computes a 32x32 tile of C, each thread a 2x2 block, stepping K by 16.
+const TM: u32 = 32u;
+const TN: u32 = 32u;
+const TK: u32 = 16u;
+const THREADS: u32 = 256u;
+
+var<workgroup> tile_a: array<f32, 512>; // (TM, TK)
+var<workgroup> tile_b: array<f32, 512>; // (TK, TN)
+
+@compute @workgroup_size(16, 16, 1)
+fn matmul(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
+    let row0 = wid.y * TM;
+    let col0 = wid.x * TN;
+    let tid = lid.y * 16u + lid.x;
+    var acc = array<f32, 4>(0.0, 0.0, 0.0, 0.0);
+
+    for (var k0 = 0u; k0 < p.k; k0 += TK) {
+        for (var e = tid; e < TM * TK; e += THREADS) {
+            let r = row0 + e / TK;
+            let c = k0 + e % TK;
+            var v = 0.0;
+            if (r < p.m && c < p.k) { v = a[p.a_off + r * p.a_rs + c * p.a_cs]; }
+            tile_a[e] = v;
+        }
+        for (var e = tid; e < TK * TN; e += THREADS) {
+            let r = k0 + e / TN;
+            let c = col0 + e % TN;
+            var v = 0.0;
+            if (r < p.k && c < p.n) { v = b[p.b_off + r * p.b_rs + c * p.b_cs]; }
+            tile_b[e] = v;
+        }
+        workgroupBarrier();
+        for (var kk = 0u; kk < TK; kk++) {
+            let a0 = tile_a[(lid.y * 2u) * TK + kk];
+            let a1 = tile_a[(lid.y * 2u + 1u) * TK + kk];
+            let b0 = tile_b[kk * TN + lid.x * 2u];
+            let b1 = tile_b[kk * TN + lid.x * 2u + 1u];
+            acc[0] = fma(a0, b0, acc[0]);
+            acc[1] = fma(a0, b1, acc[1]);
+            acc[2] = fma(a1, b0, acc[2]);
+            acc[3] = fma(a1, b1, acc[3]);
+        }
+        workgroupBarrier();
+    }
+
+    for (var i = 0u; i < 4u; i++) {
+        let r = row0 + lid.y * 2u + i / 2u;
+        let c = col0 + lid.x * 2u + i % 2u;
+        if (r < p.m && c < p.n) {
+            var v = acc[i];
+            if ((p.flags & ADD_BIAS) != 0u) { v += bias[p.bias_off + c]; }
+            if ((p.flags & WRITE_PRE) != 0u) { pre[p.pre_off + r * p.n + c] = v; }
+            out[p.out_off + r * p.n + c] = activate(p.act, v);
+        }
+    }
+}

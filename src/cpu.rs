@@ -1,0 +1,202 @@
+//! The CPU reference: forward, backward and update on ndarray, generic over f32 and f64.
+//!
+//! This module is the specification. Every GPU kernel has a twin here with the same name and the same
+//! shapes, and the tests compare the two. It is written to be read, not to be fast.
+
+use std::fmt::Debug;
+
+use ndarray::{Array1, Array2, ArrayView1, ArrayView2, Axis, LinalgScalar, ScalarOperand, Zip};
+use num_traits::{Float, FromPrimitive};
+
+use crate::error::{Error, Result};
+use crate::model::{Activation, Loss, MlpSpec, Params};
+
+/// The float types the reference runs in.
+pub trait Real: Float + FromPrimitive + LinalgScalar + ScalarOperand + Debug + Send + Sync + 'static {}
+impl<T: Float + FromPrimitive + LinalgScalar + ScalarOperand + Debug + Send + Sync + 'static> Real for T {}
+
+fn cast<T: Real>(v: f64) -> T {
+    T::from_f64(v).unwrap_or_else(T::nan)
+}
+
+/// `Z = A_prev · W + b`. A_prev (B, I), W (I, O), b (O) → Z (B, O).
+pub fn linear_forward<T: Real>(a_prev: ArrayView2<T>, w: ArrayView2<T>, b: ArrayView1<T>) -> Array2<T> {
+    a_prev.dot(&w) + &b
+}
+
+/// `f(z)` for one element.
+pub fn activate<T: Real>(act: Activation, z: T) -> T {
+    match act {
+        Activation::Identity => z,
+        Activation::Sigmoid => T::one() / (T::one() + (-z).exp()),
+        Activation::Relu => z.max(T::zero()),
+        Activation::Tanh => z.tanh(),
+    }
+}
+
+/// `f'(z)` for one element (relu'(0) = 0, as PyTorch).
+pub fn activate_derivative<T: Real>(act: Activation, z: T) -> T {
+    match act {
+        Activation::Identity => T::one(),
+        Activation::Sigmoid => {
+            let s = activate(Activation::Sigmoid, z);
+            s * (T::one() - s)
+        }
+        Activation::Relu => {
+            if z > T::zero() {
+                T::one()
+            } else {
+                T::zero()
+            }
+        }
+        Activation::Tanh => {
+            let t = z.tanh();
+            T::one() - t * t
+        }
+    }
+}
+
+/// `A = f(Z)`, elementwise. Z (B, O) → A (B, O).
+pub fn activation_forward<T: Real>(act: Activation, z: ArrayView2<T>) -> Array2<T> {
+    z.mapv(|v| activate(act, v))
+}
+
+/// `δ = dL/dA ⊙ f'(Z)`. dA (B, O), Z (B, O) → δ (B, O).
+pub fn activation_backward<T: Real>(act: Activation, grad: ArrayView2<T>, z: ArrayView2<T>) -> Array2<T> {
+    Zip::from(&grad).and(&z).map_collect(|&g, &zv| g * activate_derivative(act, zv))
+}
+
+/// `mean((A − Y)²)` over all B·O elements.
+pub fn mse_loss<T: Real>(pred: ArrayView2<T>, target: ArrayView2<T>) -> T {
+    let sum = Zip::from(&pred).and(&target).fold(T::zero(), |acc, &p, &y| acc + (p - y) * (p - y));
+    sum / cast(pred.len() as f64)
+}
+
+/// `dL/dA = 2 (A − Y) / (B·O)`. A (B, O), Y (B, O) → (B, O).
+pub fn mse_grad<T: Real>(pred: ArrayView2<T>, target: ArrayView2<T>) -> Array2<T> {
+    let scale: T = cast(2.0 / pred.len() as f64);
+    Zip::from(&pred).and(&target).map_collect(|&p, &y| scale * (p - y))
+}
+
+/// `dW = Σ_b a_prev_b ⊗ δ_b`, the outer products summed over the batch. A_prev (B, I), δ (B, O) → (I, O).
+pub fn weight_grad<T: Real>(a_prev: ArrayView2<T>, delta: ArrayView2<T>) -> Array2<T> {
+    let mut dw = Array2::zeros((a_prev.ncols(), delta.ncols()));
+    for (a_row, d_row) in a_prev.outer_iter().zip(delta.outer_iter()) {
+        for (i, &a) in a_row.iter().enumerate() {
+            for (j, &d) in d_row.iter().enumerate() {
+                dw[[i, j]] = dw[[i, j]] + a * d;
+            }
+        }
+    }
+    dw
+}
+
+/// `db = Σ_b δ_b`. δ (B, O) → (O).
+pub fn bias_grad<T: Real>(delta: ArrayView2<T>) -> Array1<T> {
+    delta.sum_axis(Axis(0))
+}
+
+/// `dA_prev = δ · Wᵀ`. δ (B, O), W (I, O) → (B, I).
+pub fn input_grad<T: Real>(delta: ArrayView2<T>, w: ArrayView2<T>) -> Array2<T> {
+    delta.dot(&w.t())
+}
+
+/// `θ ← θ − lr · g` for every parameter.
+pub fn sgd_update<T: Real>(params: &mut Params<T>, grads: &Params<T>, lr: T) {
+    for (w, g) in params.weights.iter_mut().zip(&grads.weights) {
+        w.zip_mut_with(g, |p, &g| *p = *p - lr * g);
+    }
+    for (b, g) in params.biases.iter_mut().zip(&grads.biases) {
+        b.zip_mut_with(g, |p, &g| *p = *p - lr * g);
+    }
+}
+
+/// Everything one forward and backward pass computes, layer by layer (index `l` is layer `l`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Trace<T> {
+    /// Pre-activations `Z_l` (B, O_l).
+    pub pre: Vec<Array2<T>>,
+    /// Activations `A_l = f(Z_l)` (B, O_l).
+    pub post: Vec<Array2<T>>,
+    /// The loss of this batch.
+    pub loss: T,
+    /// `δ_l = dL/dZ_l` (B, O_l).
+    pub delta: Vec<Array2<T>>,
+    /// `dL/dW_l` (I, O) and `dL/db_l` (O).
+    pub grads: Params<T>,
+    /// `dL/dX`, the gradient with respect to the network's input (B, I_0), where it was computed
+    /// (training on the GPU skips it: nothing consumes it).
+    pub input_grad: Option<Array2<T>>,
+}
+
+/// Checks that a batch `x` (B, I_0) and targets `y` (B, O_L) fit `spec`.
+pub fn check_batch(spec: &MlpSpec, x_shape: (usize, usize), y_shape: Option<(usize, usize)>) -> Result<()> {
+    if x_shape.0 == 0 {
+        return Err(Error::shape("batch", "at least 1 row", "0 rows"));
+    }
+    if x_shape.1 != spec.input_width() {
+        return Err(Error::shape("input columns", spec.input_width(), x_shape.1));
+    }
+    if let Some((rows, cols)) = y_shape {
+        if rows != x_shape.0 {
+            return Err(Error::shape("target rows", x_shape.0, rows));
+        }
+        if cols != spec.output_width() {
+            return Err(Error::shape("target columns", spec.output_width(), cols));
+        }
+    }
+    Ok(())
+}
+
+/// Forward pass: returns (Z_l, A_l) for every layer. X (B, I_0).
+pub fn forward<T: Real>(spec: &MlpSpec, params: &Params<T>, x: ArrayView2<T>) -> Result<(Vec<Array2<T>>, Vec<Array2<T>>)> {
+    params.check(spec)?;
+    check_batch(spec, x.dim(), None)?;
+    let mut pre = Vec::with_capacity(spec.layers());
+    let mut post: Vec<Array2<T>> = Vec::with_capacity(spec.layers());
+    for l in 0..spec.layers() {
+        let input = if l == 0 { x } else { post[l - 1].view() };
+        let z = linear_forward(input, params.weights[l].view(), params.biases[l].view());
+        let a = activation_forward(spec.activations()[l], z.view());
+        pre.push(z);
+        post.push(a);
+    }
+    Ok((pre, post))
+}
+
+/// Forward and backward pass on one batch: X (B, I_0), Y (B, O_L).
+pub fn forward_backward<T: Real>(spec: &MlpSpec, params: &Params<T>, x: ArrayView2<T>, y: ArrayView2<T>) -> Result<Trace<T>> {
+    check_batch(spec, x.dim(), Some(y.dim()))?;
+    let (pre, post) = forward(spec, params, x)?;
+    let last = spec.layers() - 1;
+    let (loss, mut grad) = match spec.loss() {
+        Loss::Mse => (mse_loss(post[last].view(), y), mse_grad(post[last].view(), y)),
+    };
+    let mut grads = Params::zeros(spec);
+    let mut delta = vec![Array2::zeros((0, 0)); spec.layers()];
+    for l in (0..spec.layers()).rev() {
+        let d = activation_backward(spec.activations()[l], grad.view(), pre[l].view());
+        let input = if l == 0 { x } else { post[l - 1].view() };
+        grads.weights[l] = weight_grad(input, d.view());
+        grads.biases[l] = bias_grad(d.view());
+        grad = input_grad(d.view(), params.weights[l].view());
+        delta[l] = d;
+    }
+    Ok(Trace { pre, post, loss, delta, grads, input_grad: Some(grad) })
+}
+
+/// The loss of `params` on one batch, without gradients.
+pub fn loss<T: Real>(spec: &MlpSpec, params: &Params<T>, x: ArrayView2<T>, y: ArrayView2<T>) -> Result<T> {
+    check_batch(spec, x.dim(), Some(y.dim()))?;
+    let (_, post) = forward(spec, params, x)?;
+    Ok(match spec.loss() {
+        Loss::Mse => mse_loss(post[post.len() - 1].view(), y),
+    })
+}
+
+/// One SGD step: forward, backward, update. Returns the trace of the step (computed before the update).
+pub fn sgd_step<T: Real>(spec: &MlpSpec, params: &mut Params<T>, x: ArrayView2<T>, y: ArrayView2<T>, lr: T) -> Result<Trace<T>> {
+    let trace = forward_backward(spec, params, x, y)?;
+    sgd_update(params, &trace.grads, lr);
+    Ok(trace)
+}

@@ -1,0 +1,10 @@
+//! The GPU backend: hand-written WGSL kernels run through wgpu.
+
+pub mod buffer;
+pub mod context;
+pub mod mlp;
+pub mod ops;
+pub mod shaders;
+
+pub use context::{AdapterRequest, AdapterSummary, GpuContext, list_adapters};
+pub use mlp::GpuMlp;

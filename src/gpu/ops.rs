@@ -1,0 +1,297 @@
+//! One `Dispatch` per kernel launch: its bind group, uniform and workgroup counts, made once and encoded
+//! many times. The builders here are the only place that knows each kernel's uniform layout.
+
+use bytemuck::{Pod, Zeroable};
+
+use crate::error::Result;
+use crate::gpu::buffer;
+use crate::gpu::context::GpuContext;
+use crate::gpu::shaders::Kernel;
+use crate::model::Activation;
+
+/// Threads per workgroup of the elementwise kernels (`WG` in `common.wgsl`).
+pub const WG: u32 = 256;
+/// Output tile of `matmul` (`TM`, `TN` in `linear.wgsl`).
+pub const MATMUL_TILE: u32 = 32;
+
+/// A kernel launch with everything bound: encode it into any compute pass, any number of times.
+pub struct Dispatch {
+    kernel: Kernel,
+    bind_group: wgpu::BindGroup,
+    uniform: wgpu::Buffer,
+    groups: [u32; 3],
+}
+
+impl Dispatch {
+    fn new<U: Pod>(ctx: &GpuContext, kernel: Kernel, params: &U, buffers: &[&wgpu::Buffer], groups: [u32; 3]) -> Self {
+        let uniform = buffer::uniform(ctx, kernel.entry_point(), params);
+        let mut entries = vec![wgpu::BindGroupEntry { binding: 0, resource: uniform.as_entire_binding() }];
+        entries.extend(
+            buffers
+                .iter()
+                .enumerate()
+                .map(|(i, b)| wgpu::BindGroupEntry { binding: i as u32 + 1, resource: b.as_entire_binding() }),
+        );
+        let bind_group = ctx.device.create_bind_group(&wgpu::BindGroupDescriptor {
+            label: Some(kernel.entry_point()),
+            layout: &ctx.pipelines().get(kernel).layout,
+            entries: &entries,
+        });
+        Self { kernel, bind_group, uniform, groups }
+    }
+
+    /// Rewrites the uniform (for example a new learning rate); takes effect at the next submit.
+    pub fn set_params<U: Pod>(&self, ctx: &GpuContext, params: &U) {
+        ctx.queue.write_buffer(&self.uniform, 0, bytemuck::bytes_of(params));
+    }
+
+    /// Records the launch into a compute pass.
+    pub fn encode(&self, ctx: &GpuContext, pass: &mut wgpu::ComputePass<'_>) {
+        pass.set_pipeline(&ctx.pipelines().get(self.kernel).pipeline);
+        pass.set_bind_group(0, &self.bind_group, &[]);
+        pass.dispatch_workgroups(self.groups[0], self.groups[1], self.groups[2]);
+    }
+
+    pub fn kernel(&self) -> Kernel {
+        self.kernel
+    }
+}
+
+/// Encodes `dispatches` in order into one compute pass of `encoder`.
+pub fn encode_all<'a>(ctx: &GpuContext, encoder: &mut wgpu::CommandEncoder, dispatches: impl IntoIterator<Item = &'a Dispatch>) {
+    let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("step"), timestamp_writes: None });
+    for d in dispatches {
+        d.encode(ctx, &mut pass);
+    }
+}
+
+/// Runs `dispatches` in one submit and waits for them (for tests and one-off work).
+pub fn run(ctx: &GpuContext, dispatches: &[&Dispatch]) -> Result<()> {
+    let mut enc = ctx.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("run") });
+    encode_all(ctx, &mut enc, dispatches.iter().copied());
+    let idx = ctx.queue.submit([enc.finish()]);
+    ctx.wait(idx)
+}
+
+/// Workgroup counts for `n` threads of the elementwise kernels, folded into y past the per-dimension limit.
+fn elementwise_groups(ctx: &GpuContext, what: &str, n: usize) -> Result<[u32; 3]> {
+    let groups = n.div_ceil(WG as usize).max(1);
+    let max = ctx.limits().max_compute_workgroups_per_dimension.max(1) as usize;
+    let (x, y) = if groups <= max { (groups, 1) } else { (max, groups.div_ceil(max)) };
+    ctx.check_workgroups(what, y.min(u32::MAX as usize) as u32)?;
+    Ok([x as u32, y as u32, 1])
+}
+
+fn u32_of(what: &str, v: usize) -> Result<u32> {
+    u32::try_from(v).map_err(|_| crate::error::Error::DeviceLimit {
+        what: what.to_string(),
+        limit: "32-bit indexing in the shaders",
+        requested: v as u64,
+        available: u32::MAX as u64,
+    })
+}
+
+/// Uniform of `matmul` (`MatmulParams` in `linear.wgsl`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
+pub struct MatmulParams {
+    pub m: u32,
+    pub n: u32,
+    pub k: u32,
+    pub flags: u32,
+    pub a_off: u32,
+    pub a_rs: u32,
+    pub a_cs: u32,
+    pub b_off: u32,
+    pub b_rs: u32,
+    pub b_cs: u32,
+    pub bias_off: u32,
+    pub out_off: u32,
+    pub pre_off: u32,
+    pub act: u32,
+    pub _pad: [u32; 2],
+}
+
+/// Add `bias[bias_off + n]` to every row.
+pub const ADD_BIAS: u32 = 1;
+/// Also store the value before the activation.
+pub const WRITE_PRE: u32 = 2;
+
+/// A strided view of a matrix inside a flat buffer: element (r, c) is at `offset + r*row_stride + c*col_stride`.
+#[derive(Clone, Copy, Debug)]
+pub struct Strided<'a> {
+    pub buffer: &'a wgpu::Buffer,
+    pub offset: usize,
+    pub row_stride: usize,
+    pub col_stride: usize,
+}
+
+impl<'a> Strided<'a> {
+    /// A row-major (rows, cols) matrix at `offset`.
+    pub fn rows(buffer: &'a wgpu::Buffer, offset: usize, cols: usize) -> Self {
+        Self { buffer, offset, row_stride: cols, col_stride: 1 }
+    }
+    /// The transpose of a row-major matrix with `cols` columns stored at `offset`.
+    pub fn transposed(buffer: &'a wgpu::Buffer, offset: usize, cols: usize) -> Self {
+        Self { buffer, offset, row_stride: 1, col_stride: cols }
+    }
+}
+
+/// The epilogue of a product: optional bias, optional pre-activation store, activation.
+pub struct Epilogue<'a> {
+    /// (buffer, offset) of a bias of N values.
+    pub bias: Option<(&'a wgpu::Buffer, usize)>,
+    /// (buffer, offset) where the pre-activation (M, N) is stored.
+    pub pre: Option<(&'a wgpu::Buffer, usize)>,
+    pub activation: Activation,
+}
+
+impl Epilogue<'_> {
+    /// A plain product.
+    pub fn none() -> Self {
+        Self { bias: None, pre: None, activation: Activation::Identity }
+    }
+}
+
+/// `C (M, N) = f(op(A) (M, K) · op(B) (K, N) + bias)`, C row-major at `out_off` of `out`.
+/// `scratch` is bound where the epilogue has no bias or pre-activation buffer; it must not be `out`.
+#[allow(clippy::too_many_arguments)]
+pub fn matmul(
+    ctx: &GpuContext,
+    (m, n, k): (usize, usize, usize),
+    a: Strided<'_>,
+    b: Strided<'_>,
+    epilogue: Epilogue<'_>,
+    out: (&wgpu::Buffer, usize),
+    scratch: &wgpu::Buffer,
+) -> Result<Dispatch> {
+    let mut flags = 0;
+    if epilogue.bias.is_some() {
+        flags |= ADD_BIAS;
+    }
+    if epilogue.pre.is_some() {
+        flags |= WRITE_PRE;
+    }
+    let (bias_buf, bias_off) = epilogue.bias.unwrap_or((b.buffer, 0));
+    let (pre_buf, pre_off) = epilogue.pre.unwrap_or((scratch, 0));
+    let params = MatmulParams {
+        m: u32_of("matmul rows", m)?,
+        n: u32_of("matmul columns", n)?,
+        k: u32_of("matmul depth", k)?,
+        flags,
+        a_off: u32_of("matmul A offset", a.offset)?,
+        a_rs: u32_of("matmul A stride", a.row_stride)?,
+        a_cs: u32_of("matmul A stride", a.col_stride)?,
+        b_off: u32_of("matmul B offset", b.offset)?,
+        b_rs: u32_of("matmul B stride", b.row_stride)?,
+        b_cs: u32_of("matmul B stride", b.col_stride)?,
+        bias_off: u32_of("bias offset", bias_off)?,
+        out_off: u32_of("output offset", out.1)?,
+        pre_off: u32_of("pre-activation offset", pre_off)?,
+        act: epilogue.activation.shader_id(),
+        _pad: [0; 2],
+    };
+    let gx = n.div_ceil(MATMUL_TILE as usize);
+    let gy = m.div_ceil(MATMUL_TILE as usize);
+    ctx.check_workgroups("matmul column tiles", u32_of("matmul tiles", gx)?)?;
+    ctx.check_workgroups("matmul row tiles", u32_of("matmul tiles", gy)?)?;
+    let groups = [gx.max(1) as u32, gy.max(1) as u32, 1];
+    Ok(Dispatch::new(ctx, Kernel::Matmul, &params, &[a.buffer, b.buffer, bias_buf, out.0, pre_buf], groups))
+}
+
+/// Uniform of the activation kernels (`EltParams` in `activation.wgsl`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
+struct EltParams {
+    n: u32,
+    act: u32,
+    _pad: [u32; 2],
+}
+
+/// `dst = f(src)` over `n` elements.
+pub fn activation_forward(ctx: &GpuContext, act: Activation, n: usize, src: &wgpu::Buffer, dst: &wgpu::Buffer) -> Result<Dispatch> {
+    let p = EltParams { n: u32_of("activation size", n)?, act: act.shader_id(), _pad: [0; 2] };
+    let g = elementwise_groups(ctx, "activation_forward", n)?;
+    Ok(Dispatch::new(ctx, Kernel::ActivationForward, &p, &[src, src, dst], g))
+}
+
+/// `delta = grad ⊙ f'(pre)` over `n` elements.
+pub fn activation_backward(
+    ctx: &GpuContext,
+    act: Activation,
+    n: usize,
+    grad: &wgpu::Buffer,
+    pre: &wgpu::Buffer,
+    delta: &wgpu::Buffer,
+) -> Result<Dispatch> {
+    let p = EltParams { n: u32_of("activation size", n)?, act: act.shader_id(), _pad: [0; 2] };
+    let g = elementwise_groups(ctx, "activation_backward", n)?;
+    Ok(Dispatch::new(ctx, Kernel::ActivationBackward, &p, &[grad, pre, delta], g))
+}
+
+/// Uniform of the loss kernels (`LossParams` in `loss.wgsl`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
+struct LossParams {
+    n: u32,
+    out_off: u32,
+    scale: f32,
+    _pad: u32,
+}
+
+/// `out = 2 (pred − target) / n` over `n` = B·O elements.
+pub fn mse_grad(ctx: &GpuContext, n: usize, pred: &wgpu::Buffer, target: &wgpu::Buffer, out: &wgpu::Buffer) -> Result<Dispatch> {
+    let p = LossParams { n: u32_of("loss size", n)?, out_off: 0, scale: 2.0 / n.max(1) as f32, _pad: 0 };
+    let g = elementwise_groups(ctx, "mse_grad", n)?;
+    Ok(Dispatch::new(ctx, Kernel::MseGrad, &p, &[pred, target, out], g))
+}
+
+/// `out[out_off] = mean((pred − target)²)` over `n` elements.
+pub fn mse_loss(
+    ctx: &GpuContext,
+    n: usize,
+    pred: &wgpu::Buffer,
+    target: &wgpu::Buffer,
+    out: (&wgpu::Buffer, usize),
+) -> Result<Dispatch> {
+    let p = LossParams { n: u32_of("loss size", n)?, out_off: u32_of("loss offset", out.1)?, scale: 0.0, _pad: 0 };
+    Ok(Dispatch::new(ctx, Kernel::MseLoss, &p, &[pred, target, out.0], [1, 1, 1]))
+}
+
+/// Uniform of `bias_grad` (`GradParams` in `grad.wgsl`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
+struct GradParams {
+    rows: u32,
+    cols: u32,
+    out_off: u32,
+    _pad: u32,
+}
+
+/// `out[out_off + c] = Σ_r delta[r][c]`, delta (rows, cols).
+pub fn bias_grad(ctx: &GpuContext, (rows, cols): (usize, usize), delta: &wgpu::Buffer, out: (&wgpu::Buffer, usize)) -> Result<Dispatch> {
+    let p = GradParams {
+        rows: u32_of("bias gradient rows", rows)?,
+        cols: u32_of("bias gradient columns", cols)?,
+        out_off: u32_of("bias gradient offset", out.1)?,
+        _pad: 0,
+    };
+    let g = elementwise_groups(ctx, "bias_grad", cols)?;
+    Ok(Dispatch::new(ctx, Kernel::BiasGrad, &p, &[delta, delta, out.0], g))
+}
+
+/// Uniform of the optimizers (`OptimParams` in `optim.wgsl`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
+pub struct SgdParams {
+    pub n: u32,
+    pub lr: f32,
+    pub _pad: [u32; 2],
+}
+
+/// `params -= lr · grads` over `n` elements.
+pub fn sgd(ctx: &GpuContext, n: usize, lr: f32, grads: &wgpu::Buffer, params: &wgpu::Buffer) -> Result<Dispatch> {
+    let p = SgdParams { n: u32_of("parameter count", n)?, lr, _pad: [0; 2] };
+    let g = elementwise_groups(ctx, "sgd", n)?;
+    Ok(Dispatch::new(ctx, Kernel::Sgd, &p, &[grads, grads, params], g))
+}

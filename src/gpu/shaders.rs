@@ -1,0 +1,190 @@
+//! Every WGSL file, compiled into the binary and looked up by an enum; pipelines built once per device.
+
+
+/// The code every shader file begins with (activations, indexing helpers).
+pub const COMMON: &str = include_str!("../../shaders/common.wgsl");
+
+/// One WGSL file: an op family with its forward and backward entry points side by side.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ShaderFile {
+    Linear,
+    Activation,
+    Loss,
+    Grad,
+    Optim,
+}
+
+impl ShaderFile {
+    pub const ALL: [ShaderFile; 5] = [Self::Linear, Self::Activation, Self::Loss, Self::Grad, Self::Optim];
+
+    /// The file's name under `shaders/`.
+    pub fn file_name(self) -> &'static str {
+        match self {
+            Self::Linear => "linear.wgsl",
+            Self::Activation => "activation.wgsl",
+            Self::Loss => "loss.wgsl",
+            Self::Grad => "grad.wgsl",
+            Self::Optim => "optim.wgsl",
+        }
+    }
+
+    /// The file's own text.
+    pub fn body(self) -> &'static str {
+        match self {
+            Self::Linear => include_str!("../../shaders/linear.wgsl"),
+            Self::Activation => include_str!("../../shaders/activation.wgsl"),
+            Self::Loss => include_str!("../../shaders/loss.wgsl"),
+            Self::Grad => include_str!("../../shaders/grad.wgsl"),
+            Self::Optim => include_str!("../../shaders/optim.wgsl"),
+        }
+    }
+
+    /// What is compiled: `common.wgsl` followed by the file.
+    pub fn source(self) -> String {
+        format!("{COMMON}\n{}", self.body())
+    }
+}
+
+/// How a kernel binds one resource.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Slot {
+    Uniform,
+    Read,
+    ReadWrite,
+}
+
+/// One compute entry point.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Kernel {
+    Matmul,
+    ActivationForward,
+    ActivationBackward,
+    MseGrad,
+    MseLoss,
+    BiasGrad,
+    Sgd,
+}
+
+/// The binding layout of the elementwise kernels: parameters, two inputs, one output.
+const ELEMENTWISE: &[Slot] = &[Slot::Uniform, Slot::Read, Slot::Read, Slot::ReadWrite];
+
+impl Kernel {
+    pub const ALL: [Kernel; 7] = [
+        Self::Matmul,
+        Self::ActivationForward,
+        Self::ActivationBackward,
+        Self::MseGrad,
+        Self::MseLoss,
+        Self::BiasGrad,
+        Self::Sgd,
+    ];
+
+    pub fn file(self) -> ShaderFile {
+        match self {
+            Self::Matmul => ShaderFile::Linear,
+            Self::ActivationForward | Self::ActivationBackward => ShaderFile::Activation,
+            Self::MseGrad | Self::MseLoss => ShaderFile::Loss,
+            Self::BiasGrad => ShaderFile::Grad,
+            Self::Sgd => ShaderFile::Optim,
+        }
+    }
+
+    pub fn entry_point(self) -> &'static str {
+        match self {
+            Self::Matmul => "matmul",
+            Self::ActivationForward => "activation_forward",
+            Self::ActivationBackward => "activation_backward",
+            Self::MseGrad => "mse_grad",
+            Self::MseLoss => "mse_loss",
+            Self::BiasGrad => "bias_grad",
+            Self::Sgd => "sgd",
+        }
+    }
+
+    /// The bindings of group 0, in binding order.
+    pub fn slots(self) -> &'static [Slot] {
+        match self {
+            Self::Matmul => &[Slot::Uniform, Slot::Read, Slot::Read, Slot::Read, Slot::ReadWrite, Slot::ReadWrite],
+            _ => ELEMENTWISE,
+        }
+    }
+
+    fn index(self) -> usize {
+        Self::ALL.iter().position(|&k| k == self).unwrap_or(0)
+    }
+}
+
+/// A compiled kernel and the layout its bind groups must follow.
+pub(crate) struct Pipeline {
+    pub pipeline: wgpu::ComputePipeline,
+    pub layout: wgpu::BindGroupLayout,
+}
+
+/// Every kernel's pipeline, built once per device.
+pub(crate) struct Pipelines {
+    pipelines: Vec<Pipeline>,
+}
+
+impl Pipelines {
+    pub fn new(device: &wgpu::Device) -> Self {
+        let modules: Vec<(ShaderFile, wgpu::ShaderModule)> = ShaderFile::ALL
+            .iter()
+            .map(|&f| {
+                let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
+                    label: Some(f.file_name()),
+                    source: wgpu::ShaderSource::Wgsl(f.source().into()),
+                });
+                (f, module)
+            })
+            .collect();
+        let pipelines = Kernel::ALL
+            .iter()
+            .map(|&k| {
+                let entries: Vec<wgpu::BindGroupLayoutEntry> = k
+                    .slots()
+                    .iter()
+                    .enumerate()
+                    .map(|(i, s)| wgpu::BindGroupLayoutEntry {
+                        binding: i as u32,
+                        visibility: wgpu::ShaderStages::COMPUTE,
+                        ty: wgpu::BindingType::Buffer {
+                            ty: match s {
+                                Slot::Uniform => wgpu::BufferBindingType::Uniform,
+                                Slot::Read => wgpu::BufferBindingType::Storage { read_only: true },
+                                Slot::ReadWrite => wgpu::BufferBindingType::Storage { read_only: false },
+                            },
+                            has_dynamic_offset: false,
+                            min_binding_size: None,
+                        },
+                        count: None,
+                    })
+                    .collect();
+                let layout = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+                    label: Some(k.entry_point()),
+                    entries: &entries,
+                });
+                let pl = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+                    label: Some(k.entry_point()),
+                    bind_group_layouts: &[Some(&layout)],
+                    immediate_size: 0,
+                });
+                let module = modules.iter().find(|(f, _)| *f == k.file()).map(|(_, m)| m);
+                let module = module.unwrap_or(&modules[0].1);
+                let pipeline = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                    label: Some(k.entry_point()),
+                    layout: Some(&pl),
+                    module,
+                    entry_point: Some(k.entry_point()),
+                    compilation_options: Default::default(),
+                    cache: None,
+                });
+                Pipeline { pipeline, layout }
+            })
+            .collect();
+        Self { pipelines }
+    }
+
+    pub fn get(&self, k: Kernel) -> &Pipeline {
+        &self.pipelines[k.index()]
+    }
+}

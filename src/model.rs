@@ -1,0 +1,279 @@
+//! The network's description (`MlpSpec`) and its parameters (`Params`), with seeded initialisation.
+//!
+//! Weights follow the seed's convention: `W` is (I, O) and `W[i][j]` connects input `i` to output `j`.
+//! On the GPU all parameters live in one flat buffer: for each layer its `W` (row-major) then its `b`.
+
+use std::fmt;
+use std::str::FromStr;
+
+use ndarray::{Array1, Array2};
+use rand::SeedableRng;
+use rand::distr::{Distribution, Uniform};
+use rand_chacha::ChaCha8Rng;
+
+use crate::error::{Error, Result};
+
+/// An elementwise activation function.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Activation {
+    Identity,
+    Sigmoid,
+    Relu,
+    Tanh,
+}
+
+impl Activation {
+    /// Every activation, in the order of their shader ids.
+    pub const ALL: [Activation; 4] = [Self::Identity, Self::Sigmoid, Self::Relu, Self::Tanh];
+
+    /// The id the WGSL shaders use (`ACT_*` in `shaders/common.wgsl`).
+    pub fn shader_id(self) -> u32 {
+        match self {
+            Self::Identity => 0,
+            Self::Sigmoid => 1,
+            Self::Relu => 2,
+            Self::Tanh => 3,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Identity => "identity",
+            Self::Sigmoid => "sigmoid",
+            Self::Relu => "relu",
+            Self::Tanh => "tanh",
+        }
+    }
+}
+
+impl fmt::Display for Activation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for Activation {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        Self::ALL
+            .into_iter()
+            .find(|a| a.name() == s.to_ascii_lowercase())
+            .ok_or_else(|| Error::Invalid(format!("unknown activation '{s}' (expected identity, sigmoid, relu or tanh)")))
+    }
+}
+
+/// The training loss.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Loss {
+    /// Mean squared error over all B·O elements (PyTorch `MSELoss`, reduction mean).
+    Mse,
+}
+
+impl Loss {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Mse => "mse",
+        }
+    }
+}
+
+/// The shape of a multilayer perceptron: widths (input first, output last), one activation per layer, a loss.
+#[derive(Clone, Debug, PartialEq)]
+pub struct MlpSpec {
+    sizes: Vec<usize>,
+    activations: Vec<Activation>,
+    loss: Loss,
+}
+
+impl MlpSpec {
+    /// `sizes` lists every width, input first; `activations` has one entry per layer (`sizes.len() - 1`).
+    pub fn new(sizes: Vec<usize>, activations: Vec<Activation>, loss: Loss) -> Result<Self> {
+        if sizes.len() < 2 {
+            return Err(Error::Model(format!(
+                "a network needs at least an input and an output width, got {} width(s)",
+                sizes.len()
+            )));
+        }
+        if let Some(pos) = sizes.iter().position(|&s| s == 0) {
+            return Err(Error::Model(format!("width {pos} is 0; every width must be at least 1")));
+        }
+        if activations.len() != sizes.len() - 1 {
+            return Err(Error::Model(format!(
+                "{} layers need {} activations, got {}",
+                sizes.len() - 1,
+                sizes.len() - 1,
+                activations.len()
+            )));
+        }
+        Ok(Self { sizes, activations, loss })
+    }
+
+    /// Every layer with the same activation.
+    pub fn uniform(sizes: Vec<usize>, activation: Activation, loss: Loss) -> Result<Self> {
+        let n = sizes.len().saturating_sub(1);
+        Self::new(sizes, vec![activation; n], loss)
+    }
+
+    pub fn sizes(&self) -> &[usize] {
+        &self.sizes
+    }
+    pub fn activations(&self) -> &[Activation] {
+        &self.activations
+    }
+    pub fn loss(&self) -> Loss {
+        self.loss
+    }
+    /// Number of layers (weight matrices).
+    pub fn layers(&self) -> usize {
+        self.activations.len()
+    }
+    pub fn input_width(&self) -> usize {
+        self.sizes[0]
+    }
+    pub fn output_width(&self) -> usize {
+        self.sizes[self.sizes.len() - 1]
+    }
+    /// (I, O) of layer `l`.
+    pub fn layer_shape(&self, l: usize) -> (usize, usize) {
+        (self.sizes[l], self.sizes[l + 1])
+    }
+
+    /// Offsets of each layer's `W` and `b` in the flat parameter buffer, and the total length.
+    pub fn param_layout(&self) -> ParamLayout {
+        let mut offset = 0;
+        let mut layers = Vec::with_capacity(self.layers());
+        for l in 0..self.layers() {
+            let (i, o) = self.layer_shape(l);
+            let w = offset;
+            let b = w + i * o;
+            offset = b + o;
+            layers.push(LayerOffsets { w, b, inputs: i, outputs: o });
+        }
+        ParamLayout { layers, len: offset }
+    }
+
+    /// FLOP of one training step at batch `b`: 6·B·Σ I·O (forward, input and weight gradient products).
+    pub fn step_flops(&self, batch: usize) -> f64 {
+        let macs: usize = (0..self.layers()).map(|l| self.sizes[l] * self.sizes[l + 1]).sum();
+        6.0 * batch as f64 * macs as f64
+    }
+}
+
+/// Where one layer's parameters sit in the flat buffer (in elements).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LayerOffsets {
+    pub w: usize,
+    pub b: usize,
+    pub inputs: usize,
+    pub outputs: usize,
+}
+
+/// The flat parameter layout of a spec.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ParamLayout {
+    pub layers: Vec<LayerOffsets>,
+    pub len: usize,
+}
+
+/// Weights (I, O) and biases (O) for every layer.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Params<T> {
+    pub weights: Vec<Array2<T>>,
+    pub biases: Vec<Array1<T>>,
+}
+
+impl<T: Copy + num_traits::Zero> Params<T> {
+    /// All zeros, shaped for `spec`.
+    pub fn zeros(spec: &MlpSpec) -> Self {
+        let weights = (0..spec.layers()).map(|l| Array2::zeros(spec.layer_shape(l))).collect();
+        let biases = (0..spec.layers()).map(|l| Array1::zeros(spec.layer_shape(l).1)).collect();
+        Self { weights, biases }
+    }
+
+    /// Checks that every tensor has the shape `spec` asks for.
+    pub fn check(&self, spec: &MlpSpec) -> Result<()> {
+        if self.weights.len() != spec.layers() || self.biases.len() != spec.layers() {
+            return Err(Error::shape(
+                "parameters",
+                format!("{} layers", spec.layers()),
+                format!("{} weights and {} biases", self.weights.len(), self.biases.len()),
+            ));
+        }
+        for l in 0..spec.layers() {
+            let (i, o) = spec.layer_shape(l);
+            if self.weights[l].dim() != (i, o) {
+                return Err(Error::shape(format!("layer {l} weight"), format!("({i}, {o})"), format!("{:?}", self.weights[l].dim())));
+            }
+            if self.biases[l].len() != o {
+                return Err(Error::shape(format!("layer {l} bias"), format!("({o})"), format!("({})", self.biases[l].len())));
+            }
+        }
+        Ok(())
+    }
+
+    /// The flat buffer layout: for each layer `W` row-major then `b`.
+    pub fn to_flat(&self) -> Vec<T> {
+        let mut out = Vec::new();
+        for (w, b) in self.weights.iter().zip(&self.biases) {
+            out.extend(w.iter().copied());
+            out.extend(b.iter().copied());
+        }
+        out
+    }
+
+    /// The inverse of [`Params::to_flat`].
+    pub fn from_flat(spec: &MlpSpec, flat: &[T]) -> Result<Self> {
+        let layout = spec.param_layout();
+        if flat.len() != layout.len {
+            return Err(Error::shape("flat parameters", layout.len, flat.len()));
+        }
+        let mut p = Self::zeros(spec);
+        for (l, off) in layout.layers.iter().enumerate() {
+            let w = &flat[off.w..off.b];
+            p.weights[l] = Array2::from_shape_vec((off.inputs, off.outputs), w.to_vec())
+                .map_err(|e| Error::shape(format!("layer {l} weight"), format!("({}, {})", off.inputs, off.outputs), e))?;
+            p.biases[l] = Array1::from_vec(flat[off.b..off.b + off.outputs].to_vec());
+        }
+        Ok(p)
+    }
+}
+
+impl Params<f32> {
+    /// Seeded Xavier/Glorot-uniform weights (He-uniform for relu layers) and zero biases.
+    /// ChaCha8 makes the same seed give the same weights on every platform.
+    pub fn init(spec: &MlpSpec, seed: u64) -> Self {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let mut p = Self::zeros(spec);
+        for l in 0..spec.layers() {
+            let (i, o) = spec.layer_shape(l);
+            let bound = match spec.activations()[l] {
+                Activation::Relu => (6.0 / i as f64).sqrt(),
+                _ => (6.0 / (i + o) as f64).sqrt(),
+            } as f32;
+            // `bound` is finite and positive for widths >= 1, so the range is valid.
+            let dist = Uniform::new_inclusive(-bound, bound).expect("finite positive bound");
+            p.weights[l].iter_mut().for_each(|w| *w = dist.sample(&mut rng));
+        }
+        p
+    }
+}
+
+impl<T: Copy + Into<f64>> Params<T> {
+    /// The same parameters in f64 (for the reference).
+    pub fn to_f64(&self) -> Params<f64> {
+        Params {
+            weights: self.weights.iter().map(|w| w.mapv(Into::into)).collect(),
+            biases: self.biases.iter().map(|b| b.mapv(Into::into)).collect(),
+        }
+    }
+}
+
+impl Params<f64> {
+    /// The same parameters rounded to f32.
+    pub fn to_f32(&self) -> Params<f32> {
+        Params {
+            weights: self.weights.iter().map(|w| w.mapv(|v| v as f32)).collect(),
+            biases: self.biases.iter().map(|b| b.mapv(|v| v as f32)).collect(),
+        }
+    }
+}

@@ -1,0 +1,71 @@
+//! Helpers shared by the integration tests: one GPU context per test binary, seeded random tensors,
+//! and a mixed-tolerance comparison that names the tensor, the first bad index and the largest difference.
+#![allow(dead_code)]
+
+use std::sync::{Arc, OnceLock};
+
+use backprop::gpu::{AdapterRequest, GpuContext};
+use ndarray::Array2;
+use rand::SeedableRng;
+use rand::distr::{Distribution, Uniform};
+use rand_chacha::ChaCha8Rng;
+
+/// The GPU every test in this binary shares. No adapter is a failure, never a skip.
+pub fn gpu() -> Arc<GpuContext> {
+    static CTX: OnceLock<Arc<GpuContext>> = OnceLock::new();
+    CTX.get_or_init(|| match GpuContext::new(&AdapterRequest::default()) {
+        Ok(ctx) => Arc::new(ctx),
+        Err(e) => panic!(
+            "GPU tests need a wgpu adapter and none could be opened: {e}\n\
+             On Debian/Ubuntu run `apt-get install mesa-vulkan-drivers` (lavapipe, a Vulkan driver on the CPU), \
+             or run scripts/test, which installs it."
+        ),
+    })
+    .clone()
+}
+
+pub fn rng(seed: u64) -> ChaCha8Rng {
+    ChaCha8Rng::seed_from_u64(seed)
+}
+
+/// A (rows, cols) matrix of values uniform in [-scale, scale].
+pub fn random(rng: &mut ChaCha8Rng, rows: usize, cols: usize, scale: f64) -> Array2<f64> {
+    let d = Uniform::new_inclusive(-scale, scale).expect("valid range");
+    Array2::from_shape_fn((rows, cols), |_| d.sample(rng))
+}
+
+/// Rounds to f32 and back, so the f64 reference sees exactly the values the GPU sees.
+pub fn f32_exact(a: &Array2<f64>) -> Array2<f64> {
+    a.mapv(|v| v as f32 as f64)
+}
+
+pub fn to_f32(a: &Array2<f64>) -> Vec<f32> {
+    a.iter().map(|&v| v as f32).collect()
+}
+
+/// Asserts `|got − want| <= atol + rtol·|want|` everywhere (NaN never passes).
+pub fn assert_close(name: &str, got: &[f32], want: &[f64], atol: f64, rtol: f64) {
+    assert_eq!(got.len(), want.len(), "{name}: length {} vs reference {}", got.len(), want.len());
+    let mut first_bad = None;
+    let mut worst = (0.0f64, 0usize);
+    for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
+        let d = (g as f64 - w).abs();
+        let ok = d <= atol + rtol * w.abs();
+        if !ok && first_bad.is_none() {
+            first_bad = Some(i);
+        }
+        if !(d <= worst.0) {
+            worst = (if d.is_nan() { f64::INFINITY } else { d }, i);
+        }
+    }
+    if let Some(i) = first_bad {
+        panic!(
+            "{name}: first bad index {i}: got {} want {}; largest |diff| {:.3e} at index {} (atol {atol:e}, rtol {rtol:e}, {} elements)",
+            got[i],
+            want[i],
+            worst.0,
+            worst.1,
+            got.len()
+        );
+    }
+}
