@@ -16,9 +16,20 @@ pub trait Backend {
     /// Replaces the parameters.
     fn set_params(&mut self, p: &Params<f32>) -> Result<()>;
     /// One SGD step on X (B, I_0), Y (B, O_L). Returns the batch loss (before the update) if asked for.
-    fn step(&mut self, x: ArrayView2<f32>, y: ArrayView2<f32>, lr: f32, want_loss: bool) -> Result<Option<f32>>;
+    fn step(
+        &mut self,
+        x: ArrayView2<f32>,
+        y: ArrayView2<f32>,
+        lr: f32,
+        want_loss: bool,
+    ) -> Result<Option<f32>>;
     /// One SGD step that also returns every intermediate tensor of it.
-    fn traced_step(&mut self, x: ArrayView2<f32>, y: ArrayView2<f32>, lr: f32) -> Result<Trace<f32>>;
+    fn traced_step(
+        &mut self,
+        x: ArrayView2<f32>,
+        y: ArrayView2<f32>,
+        lr: f32,
+    ) -> Result<Trace<f32>>;
     /// The network's output for X (B, I_0).
     fn predict(&mut self, x: ArrayView2<f32>) -> Result<Array2<f32>>;
 }
@@ -52,16 +63,28 @@ impl Backend for CpuBackend {
         self.params = p.clone();
         Ok(())
     }
-    fn step(&mut self, x: ArrayView2<f32>, y: ArrayView2<f32>, lr: f32, want_loss: bool) -> Result<Option<f32>> {
+    fn step(
+        &mut self,
+        x: ArrayView2<f32>,
+        y: ArrayView2<f32>,
+        lr: f32,
+        want_loss: bool,
+    ) -> Result<Option<f32>> {
         let trace = cpu::sgd_step(&self.spec, &mut self.params, x, y, lr)?;
         Ok(want_loss.then_some(trace.loss))
     }
-    fn traced_step(&mut self, x: ArrayView2<f32>, y: ArrayView2<f32>, lr: f32) -> Result<Trace<f32>> {
+    fn traced_step(
+        &mut self,
+        x: ArrayView2<f32>,
+        y: ArrayView2<f32>,
+        lr: f32,
+    ) -> Result<Trace<f32>> {
         cpu::sgd_step(&self.spec, &mut self.params, x, y, lr)
     }
     fn predict(&mut self, x: ArrayView2<f32>) -> Result<Array2<f32>> {
         let (_, mut post) = cpu::forward(&self.spec, &self.params, x)?;
-        post.pop().ok_or_else(|| crate::error::Error::Model("network has no layers".into()))
+        post.pop()
+            .ok_or_else(|| crate::error::Error::Model("network has no layers".into()))
     }
 }
 
@@ -82,11 +105,13 @@ impl std::str::FromStr for BackendChoice {
             "auto" => Ok(Self::Auto),
             "cpu" => Ok(Self::Cpu),
             "gpu" => Ok(Self::Gpu),
-            other => crate::gpu::context::parse_api(other).map(Self::Api).ok_or_else(|| {
-                crate::error::Error::Invalid(format!(
-                    "unknown backend '{s}' (expected auto, cpu, gpu, vulkan, metal, dx12 or gl)"
-                ))
-            }),
+            other => crate::gpu::context::parse_api(other)
+                .map(Self::Api)
+                .ok_or_else(|| {
+                    crate::error::Error::Invalid(format!(
+                        "unknown backend '{s}' (expected auto, cpu, gpu, vulkan, metal, dx12 or gl)"
+                    ))
+                }),
         }
     }
 }
@@ -96,8 +121,14 @@ impl BackendChoice {
     pub fn adapter_request(self, name: Option<String>) -> Option<crate::gpu::AdapterRequest> {
         match self {
             Self::Cpu => None,
-            Self::Auto | Self::Gpu => Some(crate::gpu::AdapterRequest { backends: None, name }),
-            Self::Api(b) => Some(crate::gpu::AdapterRequest { backends: Some(b), name }),
+            Self::Auto | Self::Gpu => Some(crate::gpu::AdapterRequest {
+                backends: None,
+                name,
+            }),
+            Self::Api(b) => Some(crate::gpu::AdapterRequest {
+                backends: Some(b),
+                name,
+            }),
         }
     }
 }

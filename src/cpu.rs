@@ -12,15 +12,25 @@ use crate::error::{Error, Result};
 use crate::model::{Activation, Loss, MlpSpec, Params};
 
 /// The float types the reference runs in.
-pub trait Real: Float + FromPrimitive + LinalgScalar + ScalarOperand + Debug + Send + Sync + 'static {}
-impl<T: Float + FromPrimitive + LinalgScalar + ScalarOperand + Debug + Send + Sync + 'static> Real for T {}
+pub trait Real:
+    Float + FromPrimitive + LinalgScalar + ScalarOperand + Debug + Send + Sync + 'static
+{
+}
+impl<T: Float + FromPrimitive + LinalgScalar + ScalarOperand + Debug + Send + Sync + 'static> Real
+    for T
+{
+}
 
 fn cast<T: Real>(v: f64) -> T {
     T::from_f64(v).unwrap_or_else(T::nan)
 }
 
 /// `Z = A_prev · W + b`. A_prev (B, I), W (I, O), b (O) → Z (B, O).
-pub fn linear_forward<T: Real>(a_prev: ArrayView2<T>, w: ArrayView2<T>, b: ArrayView1<T>) -> Array2<T> {
+pub fn linear_forward<T: Real>(
+    a_prev: ArrayView2<T>,
+    w: ArrayView2<T>,
+    b: ArrayView1<T>,
+) -> Array2<T> {
     a_prev.dot(&w) + &b
 }
 
@@ -62,20 +72,30 @@ pub fn activation_forward<T: Real>(act: Activation, z: ArrayView2<T>) -> Array2<
 }
 
 /// `δ = dL/dA ⊙ f'(Z)`. dA (B, O), Z (B, O) → δ (B, O).
-pub fn activation_backward<T: Real>(act: Activation, grad: ArrayView2<T>, z: ArrayView2<T>) -> Array2<T> {
-    Zip::from(&grad).and(&z).map_collect(|&g, &zv| g * activate_derivative(act, zv))
+pub fn activation_backward<T: Real>(
+    act: Activation,
+    grad: ArrayView2<T>,
+    z: ArrayView2<T>,
+) -> Array2<T> {
+    Zip::from(&grad)
+        .and(&z)
+        .map_collect(|&g, &zv| g * activate_derivative(act, zv))
 }
 
 /// `mean((A − Y)²)` over all B·O elements.
 pub fn mse_loss<T: Real>(pred: ArrayView2<T>, target: ArrayView2<T>) -> T {
-    let sum = Zip::from(&pred).and(&target).fold(T::zero(), |acc, &p, &y| acc + (p - y) * (p - y));
+    let sum = Zip::from(&pred)
+        .and(&target)
+        .fold(T::zero(), |acc, &p, &y| acc + (p - y) * (p - y));
     sum / cast(pred.len() as f64)
 }
 
 /// `dL/dA = 2 (A − Y) / (B·O)`. A (B, O), Y (B, O) → (B, O).
 pub fn mse_grad<T: Real>(pred: ArrayView2<T>, target: ArrayView2<T>) -> Array2<T> {
     let scale: T = cast(2.0 / pred.len() as f64);
-    Zip::from(&pred).and(&target).map_collect(|&p, &y| scale * (p - y))
+    Zip::from(&pred)
+        .and(&target)
+        .map_collect(|&p, &y| scale * (p - y))
 }
 
 /// `dW = Σ_b a_prev_b ⊗ δ_b`, the outer products summed over the batch. A_prev (B, I), δ (B, O) → (I, O).
@@ -130,7 +150,11 @@ pub struct Trace<T> {
 }
 
 /// Checks that a batch `x` (B, I_0) and targets `y` (B, O_L) fit `spec`.
-pub fn check_batch(spec: &MlpSpec, x_shape: (usize, usize), y_shape: Option<(usize, usize)>) -> Result<()> {
+pub fn check_batch(
+    spec: &MlpSpec,
+    x_shape: (usize, usize),
+    y_shape: Option<(usize, usize)>,
+) -> Result<()> {
     if x_shape.0 == 0 {
         return Err(Error::shape("batch", "at least 1 row", "0 rows"));
     }
@@ -149,7 +173,11 @@ pub fn check_batch(spec: &MlpSpec, x_shape: (usize, usize), y_shape: Option<(usi
 }
 
 /// Forward pass: returns (Z_l, A_l) for every layer. X (B, I_0).
-pub fn forward<T: Real>(spec: &MlpSpec, params: &Params<T>, x: ArrayView2<T>) -> Result<(Vec<Array2<T>>, Vec<Array2<T>>)> {
+pub fn forward<T: Real>(
+    spec: &MlpSpec,
+    params: &Params<T>,
+    x: ArrayView2<T>,
+) -> Result<(Vec<Array2<T>>, Vec<Array2<T>>)> {
     params.check(spec)?;
     check_batch(spec, x.dim(), None)?;
     let mut pre = Vec::with_capacity(spec.layers());
@@ -165,12 +193,20 @@ pub fn forward<T: Real>(spec: &MlpSpec, params: &Params<T>, x: ArrayView2<T>) ->
 }
 
 /// Forward and backward pass on one batch: X (B, I_0), Y (B, O_L).
-pub fn forward_backward<T: Real>(spec: &MlpSpec, params: &Params<T>, x: ArrayView2<T>, y: ArrayView2<T>) -> Result<Trace<T>> {
+pub fn forward_backward<T: Real>(
+    spec: &MlpSpec,
+    params: &Params<T>,
+    x: ArrayView2<T>,
+    y: ArrayView2<T>,
+) -> Result<Trace<T>> {
     check_batch(spec, x.dim(), Some(y.dim()))?;
     let (pre, post) = forward(spec, params, x)?;
     let last = spec.layers() - 1;
     let (loss, mut grad) = match spec.loss() {
-        Loss::Mse => (mse_loss(post[last].view(), y), mse_grad(post[last].view(), y)),
+        Loss::Mse => (
+            mse_loss(post[last].view(), y),
+            mse_grad(post[last].view(), y),
+        ),
     };
     let mut grads = Params::zeros(spec);
     let mut delta = vec![Array2::zeros((0, 0)); spec.layers()];
@@ -182,11 +218,23 @@ pub fn forward_backward<T: Real>(spec: &MlpSpec, params: &Params<T>, x: ArrayVie
         grad = input_grad(d.view(), params.weights[l].view());
         delta[l] = d;
     }
-    Ok(Trace { pre, post, loss, delta, grads, input_grad: Some(grad) })
+    Ok(Trace {
+        pre,
+        post,
+        loss,
+        delta,
+        grads,
+        input_grad: Some(grad),
+    })
 }
 
 /// The loss of `params` on one batch, without gradients.
-pub fn loss<T: Real>(spec: &MlpSpec, params: &Params<T>, x: ArrayView2<T>, y: ArrayView2<T>) -> Result<T> {
+pub fn loss<T: Real>(
+    spec: &MlpSpec,
+    params: &Params<T>,
+    x: ArrayView2<T>,
+    y: ArrayView2<T>,
+) -> Result<T> {
     check_batch(spec, x.dim(), Some(y.dim()))?;
     let (_, post) = forward(spec, params, x)?;
     Ok(match spec.loss() {
@@ -195,7 +243,13 @@ pub fn loss<T: Real>(spec: &MlpSpec, params: &Params<T>, x: ArrayView2<T>, y: Ar
 }
 
 /// One SGD step: forward, backward, update. Returns the trace of the step (computed before the update).
-pub fn sgd_step<T: Real>(spec: &MlpSpec, params: &mut Params<T>, x: ArrayView2<T>, y: ArrayView2<T>, lr: T) -> Result<Trace<T>> {
+pub fn sgd_step<T: Real>(
+    spec: &MlpSpec,
+    params: &mut Params<T>,
+    x: ArrayView2<T>,
+    y: ArrayView2<T>,
+    lr: T,
+) -> Result<Trace<T>> {
     let trace = forward_backward(spec, params, x, y)?;
     sgd_update(params, &trace.grads, lr);
     Ok(trace)

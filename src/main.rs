@@ -82,7 +82,9 @@ fn open_gpu(device: &DeviceArgs) -> Result<Option<Arc<GpuContext>>> {
     };
     match GpuContext::new(&req) {
         Ok(ctx) => Ok(Some(Arc::new(ctx))),
-        Err(e @ Error::NoAdapter { .. }) if device.backend == BackendChoice::Auto && device.adapter.is_none() => {
+        Err(e @ Error::NoAdapter { .. })
+            if device.backend == BackendChoice::Auto && device.adapter.is_none() =>
+        {
             eprintln!("note: {e}; running on the CPU only");
             Ok(None)
         }
@@ -106,7 +108,10 @@ fn worked(device: DeviceArgs, as_json: bool) -> Result<()> {
             "adapter": adapter.map(|a| json!({"name": a.name, "backend": a.backend, "device_type": a.device_type})),
             "quantities": worked_example::rows_json(&rows),
         });
-        println!("{}", serde_json::to_string_pretty(&out).map_err(|e| Error::Invalid(e.to_string()))?);
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&out).map_err(|e| Error::Invalid(e.to_string()))?
+        );
         return Ok(());
     }
     match adapter {
@@ -122,13 +127,21 @@ fn worked(device: DeviceArgs, as_json: bool) -> Result<()> {
     );
     println!("{}", worked_example::rows_table(&rows));
     let printed = rows.iter().filter(|r| r.seed.is_some()).count();
-    let wrong: Vec<&str> = rows.iter().filter(|r| r.seed_agrees() == Some(false)).map(|r| r.name).collect();
+    let wrong: Vec<&str> = rows
+        .iter()
+        .filter(|r| r.seed_agrees() == Some(false))
+        .map(|r| r.name)
+        .collect();
     println!(
         "\nThe seed prints {printed} of these; {} disagree with the exact values within its own rounding: {}.",
         wrong.len(),
         wrong.join(", ")
     );
-    if let Some(max) = rows.iter().filter_map(|r| r.max_abs_diff()).reduce(f64::max) {
+    if let Some(max) = rows
+        .iter()
+        .filter_map(|r| r.max_abs_diff())
+        .reduce(f64::max)
+    {
         println!("Largest |GPU f32 - CPU f64| over all quantities: {max:.2e}");
     }
     Ok(())
@@ -138,7 +151,10 @@ fn devices(as_json: bool) -> Result<()> {
     let all = gpu::list_adapters(&gpu::AdapterRequest::default());
     if as_json {
         let v: Vec<_> = all.iter().map(|a| a.to_json()).collect();
-        println!("{}", serde_json::to_string_pretty(&v).map_err(|e| Error::Invalid(e.to_string()))?);
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&v).map_err(|e| Error::Invalid(e.to_string()))?
+        );
         return Ok(());
     }
     if all.is_empty() {
@@ -148,13 +164,34 @@ fn devices(as_json: bool) -> Result<()> {
     for (i, a) in all.iter().enumerate() {
         let l = &a.limits;
         println!("[{i}] {}", a.name);
-        println!("    backend: {}   type: {}   driver: {} {}", a.backend, a.device_type, a.driver, a.driver_info);
-        println!("    max_storage_buffer_binding_size:       {} bytes", l.max_storage_buffer_binding_size);
-        println!("    max_buffer_size:                       {} bytes", l.max_buffer_size);
-        println!("    max_compute_workgroup_storage_size:    {} bytes", l.max_compute_workgroup_storage_size);
-        println!("    max_compute_invocations_per_workgroup: {}", l.max_compute_invocations_per_workgroup);
-        println!("    max_compute_workgroups_per_dimension:  {}", l.max_compute_workgroups_per_dimension);
-        println!("    timestamp queries:                     {}", if a.timestamp_queries { "yes" } else { "no" });
+        println!(
+            "    backend: {}   type: {}   driver: {} {}",
+            a.backend, a.device_type, a.driver, a.driver_info
+        );
+        println!(
+            "    max_storage_buffer_binding_size:       {} bytes",
+            l.max_storage_buffer_binding_size
+        );
+        println!(
+            "    max_buffer_size:                       {} bytes",
+            l.max_buffer_size
+        );
+        println!(
+            "    max_compute_workgroup_storage_size:    {} bytes",
+            l.max_compute_workgroup_storage_size
+        );
+        println!(
+            "    max_compute_invocations_per_workgroup: {}",
+            l.max_compute_invocations_per_workgroup
+        );
+        println!(
+            "    max_compute_workgroups_per_dimension:  {}",
+            l.max_compute_workgroups_per_dimension
+        );
+        println!(
+            "    timestamp queries:                     {}",
+            if a.timestamp_queries { "yes" } else { "no" }
+        );
     }
     Ok(())
 }

@@ -58,7 +58,11 @@ impl FromStr for Activation {
         Self::ALL
             .into_iter()
             .find(|a| a.name() == s.to_ascii_lowercase())
-            .ok_or_else(|| Error::Invalid(format!("unknown activation '{s}' (expected identity, sigmoid, relu or tanh)")))
+            .ok_or_else(|| {
+                Error::Invalid(format!(
+                    "unknown activation '{s}' (expected identity, sigmoid, relu or tanh)"
+                ))
+            })
     }
 }
 
@@ -95,7 +99,9 @@ impl MlpSpec {
             )));
         }
         if let Some(pos) = sizes.iter().position(|&s| s == 0) {
-            return Err(Error::Model(format!("width {pos} is 0; every width must be at least 1")));
+            return Err(Error::Model(format!(
+                "width {pos} is 0; every width must be at least 1"
+            )));
         }
         if activations.len() != sizes.len() - 1 {
             return Err(Error::Model(format!(
@@ -105,7 +111,11 @@ impl MlpSpec {
                 activations.len()
             )));
         }
-        Ok(Self { sizes, activations, loss })
+        Ok(Self {
+            sizes,
+            activations,
+            loss,
+        })
     }
 
     /// Every layer with the same activation.
@@ -147,14 +157,24 @@ impl MlpSpec {
             let w = offset;
             let b = w + i * o;
             offset = b + o;
-            layers.push(LayerOffsets { w, b, inputs: i, outputs: o });
+            layers.push(LayerOffsets {
+                w,
+                b,
+                inputs: i,
+                outputs: o,
+            });
         }
-        ParamLayout { layers, len: offset }
+        ParamLayout {
+            layers,
+            len: offset,
+        }
     }
 
     /// FLOP of one training step at batch `b`: 6·B·Σ I·O (forward, input and weight gradient products).
     pub fn step_flops(&self, batch: usize) -> f64 {
-        let macs: usize = (0..self.layers()).map(|l| self.sizes[l] * self.sizes[l + 1]).sum();
+        let macs: usize = (0..self.layers())
+            .map(|l| self.sizes[l] * self.sizes[l + 1])
+            .sum();
         6.0 * batch as f64 * macs as f64
     }
 }
@@ -185,8 +205,12 @@ pub struct Params<T> {
 impl<T: Copy + num_traits::Zero> Params<T> {
     /// All zeros, shaped for `spec`.
     pub fn zeros(spec: &MlpSpec) -> Self {
-        let weights = (0..spec.layers()).map(|l| Array2::zeros(spec.layer_shape(l))).collect();
-        let biases = (0..spec.layers()).map(|l| Array1::zeros(spec.layer_shape(l).1)).collect();
+        let weights = (0..spec.layers())
+            .map(|l| Array2::zeros(spec.layer_shape(l)))
+            .collect();
+        let biases = (0..spec.layers())
+            .map(|l| Array1::zeros(spec.layer_shape(l).1))
+            .collect();
         Self { weights, biases }
     }
 
@@ -196,16 +220,28 @@ impl<T: Copy + num_traits::Zero> Params<T> {
             return Err(Error::shape(
                 "parameters",
                 format!("{} layers", spec.layers()),
-                format!("{} weights and {} biases", self.weights.len(), self.biases.len()),
+                format!(
+                    "{} weights and {} biases",
+                    self.weights.len(),
+                    self.biases.len()
+                ),
             ));
         }
         for l in 0..spec.layers() {
             let (i, o) = spec.layer_shape(l);
             if self.weights[l].dim() != (i, o) {
-                return Err(Error::shape(format!("layer {l} weight"), format!("({i}, {o})"), format!("{:?}", self.weights[l].dim())));
+                return Err(Error::shape(
+                    format!("layer {l} weight"),
+                    format!("({i}, {o})"),
+                    format!("{:?}", self.weights[l].dim()),
+                ));
             }
             if self.biases[l].len() != o {
-                return Err(Error::shape(format!("layer {l} bias"), format!("({o})"), format!("({})", self.biases[l].len())));
+                return Err(Error::shape(
+                    format!("layer {l} bias"),
+                    format!("({o})"),
+                    format!("({})", self.biases[l].len()),
+                ));
             }
         }
         Ok(())
@@ -230,8 +266,14 @@ impl<T: Copy + num_traits::Zero> Params<T> {
         let mut p = Self::zeros(spec);
         for (l, off) in layout.layers.iter().enumerate() {
             let w = &flat[off.w..off.b];
-            p.weights[l] = Array2::from_shape_vec((off.inputs, off.outputs), w.to_vec())
-                .map_err(|e| Error::shape(format!("layer {l} weight"), format!("({}, {})", off.inputs, off.outputs), e))?;
+            p.weights[l] =
+                Array2::from_shape_vec((off.inputs, off.outputs), w.to_vec()).map_err(|e| {
+                    Error::shape(
+                        format!("layer {l} weight"),
+                        format!("({}, {})", off.inputs, off.outputs),
+                        e,
+                    )
+                })?;
             p.biases[l] = Array1::from_vec(flat[off.b..off.b + off.outputs].to_vec());
         }
         Ok(p)
@@ -252,7 +294,9 @@ impl Params<f32> {
             } as f32;
             // `bound` is finite and positive for widths >= 1, so the range is valid.
             let dist = Uniform::new_inclusive(-bound, bound).expect("finite positive bound");
-            p.weights[l].iter_mut().for_each(|w| *w = dist.sample(&mut rng));
+            p.weights[l]
+                .iter_mut()
+                .for_each(|w| *w = dist.sample(&mut rng));
         }
         p
     }

@@ -157,7 +157,9 @@ pub struct GpuContext {
 
 impl std::fmt::Debug for GpuContext {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("GpuContext").field("adapter", &self.summary.name).finish()
+        f.debug_struct("GpuContext")
+            .field("adapter", &self.summary.name)
+            .finish()
     }
 }
 
@@ -167,7 +169,13 @@ impl GpuContext {
     pub fn new(req: &AdapterRequest) -> Result<Self> {
         let filter = req.name_filter();
         let all = adapters(req);
-        let names: Vec<String> = all.iter().map(|a| a.get_info().name).collect();
+        let names: Vec<String> = all
+            .iter()
+            .map(|a| {
+                let i = a.get_info();
+                format!("{} ({})", i.name, i.backend.to_str())
+            })
+            .collect();
         let mut candidates: Vec<wgpu::Adapter> = all
             .into_iter()
             .filter(|a| match &filter {
@@ -186,7 +194,10 @@ impl GpuContext {
             } else {
                 format!("the adapters found are: {}", names.join(", "))
             };
-            return Err(Error::NoAdapter { filter: filter_text, hint });
+            return Err(Error::NoAdapter {
+                filter: filter_text,
+                hint,
+            });
         };
         Self::from_adapter(adapter)
     }
@@ -200,7 +211,12 @@ impl GpuContext {
             required_limits: limits.clone(),
             ..Default::default()
         }))
-        .map_err(|e| Error::Gpu(format!("could not open a device on '{}': {e}", summary.name)))?;
+        .map_err(|e| {
+            Error::Gpu(format!(
+                "could not open a device on '{}': {e}",
+                summary.name
+            ))
+        })?;
 
         let errors: ErrorLog = Arc::default();
         let log = errors.clone();
@@ -216,7 +232,15 @@ impl GpuContext {
             }
         });
         let pipelines = Pipelines::new(&device);
-        let ctx = Self { device, queue, summary, limits, pipelines, errors, timeout: Duration::from_secs(600) };
+        let ctx = Self {
+            device,
+            queue,
+            summary,
+            limits,
+            pipelines,
+            errors,
+            timeout: Duration::from_secs(600),
+        };
         ctx.check()?;
         Ok(ctx)
     }
@@ -237,7 +261,10 @@ impl GpuContext {
 
     /// Returns the first GPU error reported since the last check, if any.
     pub fn check(&self) -> Result<()> {
-        let mut v = self.errors.lock().map_err(|_| Error::Gpu("error log poisoned".into()))?;
+        let mut v = self
+            .errors
+            .lock()
+            .map_err(|_| Error::Gpu("error log poisoned".into()))?;
         if v.is_empty() {
             Ok(())
         } else {
@@ -250,7 +277,10 @@ impl GpuContext {
     /// Waits for a submission, with a timeout, then reports any GPU error.
     pub fn wait(&self, index: wgpu::SubmissionIndex) -> Result<()> {
         self.device
-            .poll(wgpu::PollType::Wait { submission_index: Some(index), timeout: Some(self.timeout) })
+            .poll(wgpu::PollType::Wait {
+                submission_index: Some(index),
+                timeout: Some(self.timeout),
+            })
             .map_err(|e| Error::Gpu(format!("waiting for the GPU: {e}")))?;
         self.check()
     }
@@ -258,7 +288,10 @@ impl GpuContext {
     /// Waits, with a timeout, for all submitted work and pending mappings.
     pub fn wait_all(&self) -> Result<()> {
         self.device
-            .poll(wgpu::PollType::Wait { submission_index: None, timeout: Some(self.timeout) })
+            .poll(wgpu::PollType::Wait {
+                submission_index: None,
+                timeout: Some(self.timeout),
+            })
             .map_err(|e| Error::Gpu(format!("waiting for the GPU: {e}")))?;
         self.check()
     }

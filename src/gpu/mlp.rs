@@ -21,10 +21,10 @@ use crate::model::{Loss, MlpSpec, ParamLayout, Params};
 struct BatchPlan {
     x: wgpu::Buffer,
     y: wgpu::Buffer,
-    /// Per layer: Z_l, A_l, dL/dA_l, δ_l, each (B, O_l).
+    /// Per layer: Z_l, A_l, dL/dA_l, δ_l, each (B, O_l). dL/dA_l is only read by the kernels.
     pre: Vec<wgpu::Buffer>,
     post: Vec<wgpu::Buffer>,
-    grad: Vec<wgpu::Buffer>,
+    _grad: Vec<wgpu::Buffer>,
     delta: Vec<wgpu::Buffer>,
     forward: Vec<Dispatch>,
     loss: Dispatch,
@@ -81,7 +81,9 @@ impl GpuMlp {
             let plan = self.build_plan(batch)?;
             self.plans.insert(batch, plan);
         }
-        self.plans.get(&batch).ok_or_else(|| Error::Gpu("batch plan missing".into()))
+        self.plans
+            .get(&batch)
+            .ok_or_else(|| Error::Gpu("batch plan missing".into()))
     }
 
     fn build_plan(&self, batch: usize) -> Result<BatchPlan> {
@@ -114,7 +116,11 @@ impl GpuMlp {
                 (b, o, i),
                 Strided::rows(input, 0, i),
                 Strided::rows(&self.params, off.w, o),
-                Epilogue { bias: Some((&self.params, off.b)), pre: Some((&pre[l], 0)), activation: spec.activations()[l] },
+                Epilogue {
+                    bias: Some((&self.params, off.b)),
+                    pre: Some((&pre[l], 0)),
+                    activation: spec.activations()[l],
+                },
                 (&post[l], 0),
                 &self.scratch,
             )?);
@@ -133,7 +139,14 @@ impl GpuMlp {
             let off = self.layout.layers[l];
             let input = if l == 0 { &x } else { &post[l - 1] };
             // δ = dA ⊙ f'(Z)
-            backward.push(ops::activation_backward(ctx, spec.activations()[l], b * o, &grad[l], &pre[l], &delta[l])?);
+            backward.push(ops::activation_backward(
+                ctx,
+                spec.activations()[l],
+                b * o,
+                &grad[l],
+                &pre[l],
+                &delta[l],
+            )?);
             // dW = A_prevᵀ · δ
             backward.push(ops::matmul(
                 ctx,
@@ -145,7 +158,12 @@ impl GpuMlp {
                 &self.scratch,
             )?);
             // db = Σ_b δ_b
-            backward.push(ops::bias_grad(ctx, (b, o), &delta[l], (&self.grads, off.b))?);
+            backward.push(ops::bias_grad(
+                ctx,
+                (b, o),
+                &delta[l],
+                (&self.grads, off.b),
+            )?);
             // dA_prev = δ · Wᵀ
             if l > 0 {
                 backward.push(ops::matmul(
@@ -159,7 +177,17 @@ impl GpuMlp {
                 )?);
             }
         }
-        Ok(BatchPlan { x, y, pre, post, grad, delta, forward, loss, backward })
+        Ok(BatchPlan {
+            x,
+            y,
+            pre,
+            post,
+            _grad: grad,
+            delta,
+            forward,
+            loss,
+            backward,
+        })
     }
 
     fn upload(&mut self, x: ArrayView2<f32>, y: Option<ArrayView2<f32>>) -> Result<()> {
@@ -167,9 +195,11 @@ impl GpuMlp {
         let batch = x.nrows();
         let ctx = self.ctx.clone();
         let plan = self.plan(batch)?;
-        ctx.queue.write_buffer(&plan.x, 0, bytemuck::cast_slice(&contiguous(x)));
+        ctx.queue
+            .write_buffer(&plan.x, 0, bytemuck::cast_slice(&contiguous(x)));
         if let Some(y) = y {
-            ctx.queue.write_buffer(&plan.y, 0, bytemuck::cast_slice(&contiguous(y)));
+            ctx.queue
+                .write_buffer(&plan.y, 0, bytemuck::cast_slice(&contiguous(y)));
         }
         Ok(())
     }
@@ -177,7 +207,14 @@ impl GpuMlp {
     fn set_lr(&mut self, lr: f32) {
         if self.lr != Some(lr) {
             let n = self.layout.len as u32;
-            self.update.set_params(&self.ctx, &SgdParams { n, lr, _pad: [0; 2] });
+            self.update.set_params(
+                &self.ctx,
+                &SgdParams {
+                    n,
+                    lr,
+                    _pad: [0; 2],
+                },
+            );
             self.lr = Some(lr);
         }
     }
@@ -186,13 +223,24 @@ impl GpuMlp {
     fn encode_step(&mut self, batch: usize, lr: f32, want_loss: bool) -> Result<Option<f32>> {
         self.set_lr(lr);
         let ctx = self.ctx.clone();
-        let plan = self.plans.get(&batch).ok_or_else(|| Error::Gpu("batch plan missing".into()))?;
-        let mut enc = ctx.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("train step") });
+        let plan = self
+            .plans
+            .get(&batch)
+            .ok_or_else(|| Error::Gpu("batch plan missing".into()))?;
+        let mut enc = ctx
+            .device
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                label: Some("train step"),
+            });
         let loss = want_loss.then_some(&plan.loss);
         ops::encode_all(
             &ctx,
             &mut enc,
-            plan.forward.iter().chain(loss).chain(plan.backward.iter()).chain(std::iter::once(&self.update)),
+            plan.forward
+                .iter()
+                .chain(loss)
+                .chain(plan.backward.iter())
+                .chain(std::iter::once(&self.update)),
         );
         if want_loss {
             enc.copy_buffer_to_buffer(&self.loss, 0, &self.loss_staging, 0, 4);
@@ -210,7 +258,8 @@ impl GpuMlp {
 
     fn read_matrix(&self, buf: &wgpu::Buffer, rows: usize, cols: usize) -> Result<Array2<f32>> {
         let v = buffer::read(&self.ctx, buf, 0, rows * cols)?;
-        Array2::from_shape_vec((rows, cols), v).map_err(|e| Error::Gpu(format!("read-back shape: {e}")))
+        Array2::from_shape_vec((rows, cols), v)
+            .map_err(|e| Error::Gpu(format!("read-back shape: {e}")))
     }
 
     fn read_flat(&self, buf: &wgpu::Buffer) -> Result<Params<f32>> {
@@ -230,7 +279,11 @@ fn contiguous(a: ArrayView2<f32>) -> Vec<f32> {
 
 impl Backend for GpuMlp {
     fn name(&self) -> String {
-        format!("gpu ({}, {})", self.ctx.adapter().name, self.ctx.adapter().backend)
+        format!(
+            "gpu ({}, {})",
+            self.ctx.adapter().name,
+            self.ctx.adapter().backend
+        )
     }
 
     fn spec(&self) -> &MlpSpec {
@@ -243,19 +296,35 @@ impl Backend for GpuMlp {
 
     fn set_params(&mut self, p: &Params<f32>) -> Result<()> {
         p.check(&self.spec)?;
-        self.ctx.queue.write_buffer(&self.params, 0, bytemuck::cast_slice(&p.to_flat()));
+        self.ctx
+            .queue
+            .write_buffer(&self.params, 0, bytemuck::cast_slice(&p.to_flat()));
         Ok(())
     }
 
-    fn step(&mut self, x: ArrayView2<f32>, y: ArrayView2<f32>, lr: f32, want_loss: bool) -> Result<Option<f32>> {
+    fn step(
+        &mut self,
+        x: ArrayView2<f32>,
+        y: ArrayView2<f32>,
+        lr: f32,
+        want_loss: bool,
+    ) -> Result<Option<f32>> {
         self.upload(x, Some(y))?;
         self.encode_step(x.nrows(), lr, want_loss)
     }
 
-    fn traced_step(&mut self, x: ArrayView2<f32>, y: ArrayView2<f32>, lr: f32) -> Result<Trace<f32>> {
+    fn traced_step(
+        &mut self,
+        x: ArrayView2<f32>,
+        y: ArrayView2<f32>,
+        lr: f32,
+    ) -> Result<Trace<f32>> {
         let loss = self.step(x, y, lr, true)?.unwrap_or(f32::NAN);
         let b = x.nrows();
-        let plan = self.plans.get(&b).ok_or_else(|| Error::Gpu("batch plan missing".into()))?;
+        let plan = self
+            .plans
+            .get(&b)
+            .ok_or_else(|| Error::Gpu("batch plan missing".into()))?;
         let mut pre = Vec::new();
         let mut post = Vec::new();
         let mut delta = Vec::new();
@@ -266,15 +335,29 @@ impl Backend for GpuMlp {
             delta.push(self.read_matrix(&plan.delta[l], b, o)?);
         }
         let grads = self.gradients()?;
-        Ok(Trace { pre, post, loss, delta, grads, input_grad: None })
+        Ok(Trace {
+            pre,
+            post,
+            loss,
+            delta,
+            grads,
+            input_grad: None,
+        })
     }
 
     fn predict(&mut self, x: ArrayView2<f32>) -> Result<Array2<f32>> {
         self.upload(x, None)?;
         let b = x.nrows();
         let ctx = self.ctx.clone();
-        let plan = self.plans.get(&b).ok_or_else(|| Error::Gpu("batch plan missing".into()))?;
-        let mut enc = ctx.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("predict") });
+        let plan = self
+            .plans
+            .get(&b)
+            .ok_or_else(|| Error::Gpu("batch plan missing".into()))?;
+        let mut enc = ctx
+            .device
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                label: Some("predict"),
+            });
         ops::encode_all(&ctx, &mut enc, plan.forward.iter());
         let idx = ctx.queue.submit([enc.finish()]);
         ctx.wait(idx)?;

@@ -23,26 +23,44 @@ pub struct Dispatch {
 }
 
 impl Dispatch {
-    fn new<U: Pod>(ctx: &GpuContext, kernel: Kernel, params: &U, buffers: &[&wgpu::Buffer], groups: [u32; 3]) -> Self {
+    fn new<U: Pod>(
+        ctx: &GpuContext,
+        kernel: Kernel,
+        params: &U,
+        buffers: &[&wgpu::Buffer],
+        groups: [u32; 3],
+    ) -> Self {
         let uniform = buffer::uniform(ctx, kernel.entry_point(), params);
-        let mut entries = vec![wgpu::BindGroupEntry { binding: 0, resource: uniform.as_entire_binding() }];
+        let mut entries = vec![wgpu::BindGroupEntry {
+            binding: 0,
+            resource: uniform.as_entire_binding(),
+        }];
         entries.extend(
             buffers
                 .iter()
                 .enumerate()
-                .map(|(i, b)| wgpu::BindGroupEntry { binding: i as u32 + 1, resource: b.as_entire_binding() }),
+                .map(|(i, b)| wgpu::BindGroupEntry {
+                    binding: i as u32 + 1,
+                    resource: b.as_entire_binding(),
+                }),
         );
         let bind_group = ctx.device.create_bind_group(&wgpu::BindGroupDescriptor {
             label: Some(kernel.entry_point()),
             layout: &ctx.pipelines().get(kernel).layout,
             entries: &entries,
         });
-        Self { kernel, bind_group, uniform, groups }
+        Self {
+            kernel,
+            bind_group,
+            uniform,
+            groups,
+        }
     }
 
     /// Rewrites the uniform (for example a new learning rate); takes effect at the next submit.
     pub fn set_params<U: Pod>(&self, ctx: &GpuContext, params: &U) {
-        ctx.queue.write_buffer(&self.uniform, 0, bytemuck::bytes_of(params));
+        ctx.queue
+            .write_buffer(&self.uniform, 0, bytemuck::bytes_of(params));
     }
 
     /// Records the launch into a compute pass.
@@ -58,8 +76,15 @@ impl Dispatch {
 }
 
 /// Encodes `dispatches` in order into one compute pass of `encoder`.
-pub fn encode_all<'a>(ctx: &GpuContext, encoder: &mut wgpu::CommandEncoder, dispatches: impl IntoIterator<Item = &'a Dispatch>) {
-    let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("step"), timestamp_writes: None });
+pub fn encode_all<'a>(
+    ctx: &GpuContext,
+    encoder: &mut wgpu::CommandEncoder,
+    dispatches: impl IntoIterator<Item = &'a Dispatch>,
+) {
+    let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+        label: Some("step"),
+        timestamp_writes: None,
+    });
     for d in dispatches {
         d.encode(ctx, &mut pass);
     }
@@ -67,7 +92,9 @@ pub fn encode_all<'a>(ctx: &GpuContext, encoder: &mut wgpu::CommandEncoder, disp
 
 /// Runs `dispatches` in one submit and waits for them (for tests and one-off work).
 pub fn run(ctx: &GpuContext, dispatches: &[&Dispatch]) -> Result<()> {
-    let mut enc = ctx.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("run") });
+    let mut enc = ctx
+        .device
+        .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("run") });
     encode_all(ctx, &mut enc, dispatches.iter().copied());
     let idx = ctx.queue.submit([enc.finish()]);
     ctx.wait(idx)
@@ -77,7 +104,11 @@ pub fn run(ctx: &GpuContext, dispatches: &[&Dispatch]) -> Result<()> {
 fn elementwise_groups(ctx: &GpuContext, what: &str, n: usize) -> Result<[u32; 3]> {
     let groups = n.div_ceil(WG as usize).max(1);
     let max = ctx.limits().max_compute_workgroups_per_dimension.max(1) as usize;
-    let (x, y) = if groups <= max { (groups, 1) } else { (max, groups.div_ceil(max)) };
+    let (x, y) = if groups <= max {
+        (groups, 1)
+    } else {
+        (max, groups.div_ceil(max))
+    };
     ctx.check_workgroups(what, y.min(u32::MAX as usize) as u32)?;
     Ok([x as u32, y as u32, 1])
 }
@@ -129,11 +160,21 @@ pub struct Strided<'a> {
 impl<'a> Strided<'a> {
     /// A row-major (rows, cols) matrix at `offset`.
     pub fn rows(buffer: &'a wgpu::Buffer, offset: usize, cols: usize) -> Self {
-        Self { buffer, offset, row_stride: cols, col_stride: 1 }
+        Self {
+            buffer,
+            offset,
+            row_stride: cols,
+            col_stride: 1,
+        }
     }
     /// The transpose of a row-major matrix with `cols` columns stored at `offset`.
     pub fn transposed(buffer: &'a wgpu::Buffer, offset: usize, cols: usize) -> Self {
-        Self { buffer, offset, row_stride: 1, col_stride: cols }
+        Self {
+            buffer,
+            offset,
+            row_stride: 1,
+            col_stride: cols,
+        }
     }
 }
 
@@ -149,7 +190,11 @@ pub struct Epilogue<'a> {
 impl Epilogue<'_> {
     /// A plain product.
     pub fn none() -> Self {
-        Self { bias: None, pre: None, activation: Activation::Identity }
+        Self {
+            bias: None,
+            pre: None,
+            activation: Activation::Identity,
+        }
     }
 }
 
@@ -196,7 +241,13 @@ pub fn matmul(
     ctx.check_workgroups("matmul column tiles", u32_of("matmul tiles", gx)?)?;
     ctx.check_workgroups("matmul row tiles", u32_of("matmul tiles", gy)?)?;
     let groups = [gx.max(1) as u32, gy.max(1) as u32, 1];
-    Ok(Dispatch::new(ctx, Kernel::Matmul, &params, &[a.buffer, b.buffer, bias_buf, out.0, pre_buf], groups))
+    Ok(Dispatch::new(
+        ctx,
+        Kernel::Matmul,
+        &params,
+        &[a.buffer, b.buffer, bias_buf, out.0, pre_buf],
+        groups,
+    ))
 }
 
 /// Uniform of the activation kernels (`EltParams` in `activation.wgsl`).
@@ -209,10 +260,26 @@ struct EltParams {
 }
 
 /// `dst = f(src)` over `n` elements.
-pub fn activation_forward(ctx: &GpuContext, act: Activation, n: usize, src: &wgpu::Buffer, dst: &wgpu::Buffer) -> Result<Dispatch> {
-    let p = EltParams { n: u32_of("activation size", n)?, act: act.shader_id(), _pad: [0; 2] };
+pub fn activation_forward(
+    ctx: &GpuContext,
+    act: Activation,
+    n: usize,
+    src: &wgpu::Buffer,
+    dst: &wgpu::Buffer,
+) -> Result<Dispatch> {
+    let p = EltParams {
+        n: u32_of("activation size", n)?,
+        act: act.shader_id(),
+        _pad: [0; 2],
+    };
     let g = elementwise_groups(ctx, "activation_forward", n)?;
-    Ok(Dispatch::new(ctx, Kernel::ActivationForward, &p, &[src, src, dst], g))
+    Ok(Dispatch::new(
+        ctx,
+        Kernel::ActivationForward,
+        &p,
+        &[src, src, dst],
+        g,
+    ))
 }
 
 /// `delta = grad ⊙ f'(pre)` over `n` elements.
@@ -224,9 +291,19 @@ pub fn activation_backward(
     pre: &wgpu::Buffer,
     delta: &wgpu::Buffer,
 ) -> Result<Dispatch> {
-    let p = EltParams { n: u32_of("activation size", n)?, act: act.shader_id(), _pad: [0; 2] };
+    let p = EltParams {
+        n: u32_of("activation size", n)?,
+        act: act.shader_id(),
+        _pad: [0; 2],
+    };
     let g = elementwise_groups(ctx, "activation_backward", n)?;
-    Ok(Dispatch::new(ctx, Kernel::ActivationBackward, &p, &[grad, pre, delta], g))
+    Ok(Dispatch::new(
+        ctx,
+        Kernel::ActivationBackward,
+        &p,
+        &[grad, pre, delta],
+        g,
+    ))
 }
 
 /// Uniform of the loss kernels (`LossParams` in `loss.wgsl`).
@@ -240,10 +317,27 @@ struct LossParams {
 }
 
 /// `out = 2 (pred − target) / n` over `n` = B·O elements.
-pub fn mse_grad(ctx: &GpuContext, n: usize, pred: &wgpu::Buffer, target: &wgpu::Buffer, out: &wgpu::Buffer) -> Result<Dispatch> {
-    let p = LossParams { n: u32_of("loss size", n)?, out_off: 0, scale: 2.0 / n.max(1) as f32, _pad: 0 };
+pub fn mse_grad(
+    ctx: &GpuContext,
+    n: usize,
+    pred: &wgpu::Buffer,
+    target: &wgpu::Buffer,
+    out: &wgpu::Buffer,
+) -> Result<Dispatch> {
+    let p = LossParams {
+        n: u32_of("loss size", n)?,
+        out_off: 0,
+        scale: 2.0 / n.max(1) as f32,
+        _pad: 0,
+    };
     let g = elementwise_groups(ctx, "mse_grad", n)?;
-    Ok(Dispatch::new(ctx, Kernel::MseGrad, &p, &[pred, target, out], g))
+    Ok(Dispatch::new(
+        ctx,
+        Kernel::MseGrad,
+        &p,
+        &[pred, target, out],
+        g,
+    ))
 }
 
 /// `out[out_off] = mean((pred − target)²)` over `n` elements.
@@ -254,8 +348,19 @@ pub fn mse_loss(
     target: &wgpu::Buffer,
     out: (&wgpu::Buffer, usize),
 ) -> Result<Dispatch> {
-    let p = LossParams { n: u32_of("loss size", n)?, out_off: u32_of("loss offset", out.1)?, scale: 0.0, _pad: 0 };
-    Ok(Dispatch::new(ctx, Kernel::MseLoss, &p, &[pred, target, out.0], [1, 1, 1]))
+    let p = LossParams {
+        n: u32_of("loss size", n)?,
+        out_off: u32_of("loss offset", out.1)?,
+        scale: 0.0,
+        _pad: 0,
+    };
+    Ok(Dispatch::new(
+        ctx,
+        Kernel::MseLoss,
+        &p,
+        &[pred, target, out.0],
+        [1, 1, 1],
+    ))
 }
 
 /// Uniform of `bias_grad` (`GradParams` in `grad.wgsl`).
@@ -269,7 +374,12 @@ struct GradParams {
 }
 
 /// `out[out_off + c] = Σ_r delta[r][c]`, delta (rows, cols).
-pub fn bias_grad(ctx: &GpuContext, (rows, cols): (usize, usize), delta: &wgpu::Buffer, out: (&wgpu::Buffer, usize)) -> Result<Dispatch> {
+pub fn bias_grad(
+    ctx: &GpuContext,
+    (rows, cols): (usize, usize),
+    delta: &wgpu::Buffer,
+    out: (&wgpu::Buffer, usize),
+) -> Result<Dispatch> {
     let p = GradParams {
         rows: u32_of("bias gradient rows", rows)?,
         cols: u32_of("bias gradient columns", cols)?,
@@ -277,7 +387,13 @@ pub fn bias_grad(ctx: &GpuContext, (rows, cols): (usize, usize), delta: &wgpu::B
         _pad: 0,
     };
     let g = elementwise_groups(ctx, "bias_grad", cols)?;
-    Ok(Dispatch::new(ctx, Kernel::BiasGrad, &p, &[delta, delta, out.0], g))
+    Ok(Dispatch::new(
+        ctx,
+        Kernel::BiasGrad,
+        &p,
+        &[delta, delta, out.0],
+        g,
+    ))
 }
 
 /// Uniform of the optimizers (`OptimParams` in `optim.wgsl`).
@@ -290,8 +406,24 @@ pub struct SgdParams {
 }
 
 /// `params -= lr · grads` over `n` elements.
-pub fn sgd(ctx: &GpuContext, n: usize, lr: f32, grads: &wgpu::Buffer, params: &wgpu::Buffer) -> Result<Dispatch> {
-    let p = SgdParams { n: u32_of("parameter count", n)?, lr, _pad: [0; 2] };
+pub fn sgd(
+    ctx: &GpuContext,
+    n: usize,
+    lr: f32,
+    grads: &wgpu::Buffer,
+    params: &wgpu::Buffer,
+) -> Result<Dispatch> {
+    let p = SgdParams {
+        n: u32_of("parameter count", n)?,
+        lr,
+        _pad: [0; 2],
+    };
     let g = elementwise_groups(ctx, "sgd", n)?;
-    Ok(Dispatch::new(ctx, Kernel::Sgd, &p, &[grads, grads, params], g))
+    Ok(Dispatch::new(
+        ctx,
+        Kernel::Sgd,
+        &p,
+        &[grads, grads, params],
+        g,
+    ))
 }

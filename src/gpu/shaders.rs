@@ -1,6 +1,5 @@
 //! Every WGSL file, compiled into the binary and looked up by an enum; pipelines built once per device.
 
-
 /// The code every shader file begins with (activations, indexing helpers).
 pub const COMMON: &str = include_str!("../../shaders/common.wgsl");
 
@@ -15,7 +14,13 @@ pub enum ShaderFile {
 }
 
 impl ShaderFile {
-    pub const ALL: [ShaderFile; 5] = [Self::Linear, Self::Activation, Self::Loss, Self::Grad, Self::Optim];
+    pub const ALL: [ShaderFile; 5] = [
+        Self::Linear,
+        Self::Activation,
+        Self::Loss,
+        Self::Grad,
+        Self::Optim,
+    ];
 
     /// The file's name under `shaders/`.
     pub fn file_name(self) -> &'static str {
@@ -104,7 +109,14 @@ impl Kernel {
     /// The bindings of group 0, in binding order.
     pub fn slots(self) -> &'static [Slot] {
         match self {
-            Self::Matmul => &[Slot::Uniform, Slot::Read, Slot::Read, Slot::Read, Slot::ReadWrite, Slot::ReadWrite],
+            Self::Matmul => &[
+                Slot::Uniform,
+                Slot::Read,
+                Slot::Read,
+                Slot::Read,
+                Slot::ReadWrite,
+                Slot::ReadWrite,
+            ],
             _ => ELEMENTWISE,
         }
     }
@@ -151,7 +163,9 @@ impl Pipelines {
                             ty: match s {
                                 Slot::Uniform => wgpu::BufferBindingType::Uniform,
                                 Slot::Read => wgpu::BufferBindingType::Storage { read_only: true },
-                                Slot::ReadWrite => wgpu::BufferBindingType::Storage { read_only: false },
+                                Slot::ReadWrite => {
+                                    wgpu::BufferBindingType::Storage { read_only: false }
+                                }
                             },
                             has_dynamic_offset: false,
                             min_binding_size: None,

@@ -45,7 +45,13 @@ pub fn to_f32(a: &Array2<f64>) -> Vec<f32> {
 
 /// Asserts `|got − want| <= atol + rtol·|want|` everywhere (NaN never passes).
 pub fn assert_close(name: &str, got: &[f32], want: &[f64], atol: f64, rtol: f64) {
-    assert_eq!(got.len(), want.len(), "{name}: length {} vs reference {}", got.len(), want.len());
+    assert_eq!(
+        got.len(),
+        want.len(),
+        "{name}: length {} vs reference {}",
+        got.len(),
+        want.len()
+    );
     let mut first_bad = None;
     let mut worst = (0.0f64, 0usize);
     for (i, (&g, &w)) in got.iter().zip(want).enumerate() {

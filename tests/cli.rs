@@ -1,0 +1,223 @@
+//! The command line, run as a user runs it.
+
+use std::process::{Command, Output};
+
+/// The binary, with a private XDG_RUNTIME_DIR so the Vulkan loader has nothing to complain about.
+fn cmd() -> Command {
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("xdg");
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let mut c = Command::new(env!("CARGO_BIN_EXE_backprop"));
+    c.env("XDG_RUNTIME_DIR", dir);
+    c
+}
+
+fn backprop(args: &[&str]) -> Output {
+    cmd().args(args).output().expect("the binary runs")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+const NAMES: [&str; 15] = [
+    "hidden_input",
+    "hidden_output",
+    "output_input",
+    "output",
+    "loss",
+    "delta_output",
+    "delta_hidden",
+    "grad_w2",
+    "grad_b2",
+    "grad_w1",
+    "grad_b1",
+    "w1_updated",
+    "b1_updated",
+    "w2_updated",
+    "b2_updated",
+];
+
+#[test]
+fn worked_example_table_on_the_gpu() {
+    let o = backprop(&["worked-example", "--backend", "gpu"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    assert!(out.starts_with("GPU: "), "{out}");
+    assert!(!out.contains("GPU: none"), "{out}");
+    for name in NAMES {
+        let line = out
+            .lines()
+            .find(|l| l.split_whitespace().next() == Some(name))
+            .unwrap_or_else(|| panic!("no row {name}:\n{out}"));
+        // Every row has a GPU value: no "-" in the gpu column means at least 4 numeric cells.
+        assert!(line.matches('.').count() >= 2, "{line}");
+    }
+    let hidden = out.lines().find(|l| l.starts_with("hidden_input")).unwrap();
+    assert!(
+        hidden.contains("[0.31, 0.29]")
+            && hidden.contains("0.41000000")
+            && hidden.trim_end().ends_with("NO"),
+        "{hidden}"
+    );
+}
+
+#[test]
+fn worked_example_json_on_the_gpu() {
+    let o = backprop(&["worked-example", "--backend", "gpu", "--json"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value =
+        serde_json::from_slice(&o.stdout).expect("stdout is one JSON object");
+    let adapter = &v["adapter"];
+    for k in ["name", "backend", "device_type"] {
+        assert!(adapter[k].is_string(), "adapter.{k} missing: {v}");
+    }
+    let q = v["quantities"].as_array().unwrap();
+    let names: Vec<&str> = q.iter().map(|r| r["name"].as_str().unwrap()).collect();
+    assert_eq!(names, NAMES);
+    for r in q {
+        for k in [
+            "name",
+            "seed",
+            "cpu_f64",
+            "gpu_f32",
+            "max_abs_diff",
+            "seed_agrees",
+        ] {
+            assert!(r.get(k).is_some(), "{k} missing in {r}");
+        }
+        let diff = r["max_abs_diff"]
+            .as_f64()
+            .expect("a GPU ran, so every difference is a number");
+        assert!(diff < 1e-6, "{}: |gpu - cpu| = {diff}", r["name"]);
+        assert_eq!(r["seed"].is_null(), r["seed_agrees"].is_null(), "{r}");
+    }
+    let find = |n: &str| q.iter().find(|r| r["name"] == n).unwrap();
+    assert_eq!(
+        find("hidden_input")["seed"],
+        serde_json::json!([0.31, 0.29])
+    );
+    assert_eq!(find("hidden_input")["seed_agrees"], false);
+    assert!((find("output_input")["cpu_f64"].as_f64().unwrap() - 1.0914213562).abs() < 1e-9);
+    assert!(find("grad_w1")["seed"].is_null());
+    assert_eq!(
+        find("grad_w1")["cpu_f64"].as_array().unwrap().len(),
+        2,
+        "grad_w1 is a 2x2 nested array"
+    );
+    assert_eq!(find("w2_updated")["gpu_f32"].as_array().unwrap().len(), 2);
+}
+
+#[test]
+fn worked_example_on_the_cpu_only() {
+    let o = backprop(&["worked-example", "--backend", "cpu", "--json"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert!(v["adapter"].is_null());
+    for r in v["quantities"].as_array().unwrap() {
+        assert!(r["gpu_f32"].is_null() && r["max_abs_diff"].is_null(), "{r}");
+        assert!(r["cpu_f64"].is_number() || r["cpu_f64"].is_array(), "{r}");
+    }
+    let text = backprop(&["worked-example", "--backend", "cpu"]);
+    assert!(stdout(&text).starts_with("GPU: none"), "{}", stdout(&text));
+}
+
+#[test]
+fn devices_lists_adapters_with_their_limits() {
+    let o = backprop(&["devices"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    for k in [
+        "backend:",
+        "type:",
+        "driver:",
+        "max_storage_buffer_binding_size",
+        "max_buffer_size",
+        "max_compute_workgroup_storage_size",
+        "max_compute_invocations_per_workgroup",
+    ] {
+        assert!(out.contains(k), "devices output lacks {k}:\n{out}");
+    }
+    let j = backprop(&["devices", "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&j.stdout).unwrap();
+    let list = v.as_array().unwrap();
+    assert!(!list.is_empty(), "no adapters listed");
+    for a in list {
+        assert!(
+            a["name"].is_string()
+                && a["backend"].is_string()
+                && a["device_type"].is_string()
+                && a["driver"].is_string()
+        );
+        assert!(
+            a["limits"]["max_storage_buffer_binding_size"]
+                .as_u64()
+                .unwrap()
+                > 0
+        );
+        assert!(
+            a["limits"]["max_compute_invocations_per_workgroup"]
+                .as_u64()
+                .unwrap()
+                > 0
+        );
+    }
+}
+
+#[test]
+fn adapter_filters_and_bad_flags_fail_with_one_clear_line() {
+    let o = backprop(&["worked-example", "--adapter", "no-such-adapter-xyz"]);
+    assert!(!o.status.success());
+    let err = stderr(&o);
+    assert!(
+        err.starts_with("error: no GPU adapter found whose name contains 'no-such-adapter-xyz'"),
+        "{err}"
+    );
+    assert!(err.contains("the adapters found are"), "{err}");
+    assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+
+    let o = backprop(&["worked-example", "--backend", "quantum"]);
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("unknown backend 'quantum'"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(!stderr(&o).contains("panicked"));
+}
+
+#[test]
+fn no_adapter_at_all_says_how_to_get_one() {
+    // Point the Vulkan loader at no driver and allow only Vulkan: wgpu then finds nothing.
+    let o = cmd()
+        .args(["worked-example", "--backend", "vulkan"])
+        .env("VK_DRIVER_FILES", "/nonexistent/icd.json")
+        .env("VK_ICD_FILENAMES", "/nonexistent/icd.json")
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    let err = stderr(&o);
+    assert!(
+        err.contains("no GPU adapter found") && err.contains("mesa-vulkan-drivers"),
+        "{err}"
+    );
+    assert!(!err.contains("panicked"), "{err}");
+
+    // `auto` falls back to the CPU and says so.
+    let o = cmd()
+        .args(["worked-example", "--json"])
+        .env("WGPU_BACKEND", "vulkan")
+        .env("VK_DRIVER_FILES", "/nonexistent/icd.json")
+        .env("VK_ICD_FILENAMES", "/nonexistent/icd.json")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("running on the CPU only"),
+        "{}",
+        stderr(&o)
+    );
+}

@@ -1,0 +1,348 @@
+//! Each GPU kernel against its CPU twin on awkward shapes (1, primes, non-multiples of every tile and
+//! workgroup size), with every output buffer pre-filled with NaN so a missed element cannot pass.
+
+mod common;
+
+use backprop::cpu;
+use backprop::gpu::ops::{self, Epilogue, Strided};
+use backprop::gpu::{GpuContext, buffer};
+use backprop::model::{Activation, Params};
+use ndarray::{Array1, Array2};
+
+use common::{assert_close, f32_exact, gpu, random, rng, to_f32};
+
+const ATOL: f64 = 1e-5;
+const RTOL: f64 = 1e-4;
+
+/// (B, I, O) triples: 1, primes, and sizes just off the 16/32/256 tiles.
+const SHAPES: [(usize, usize, usize); 8] = [
+    (1, 1, 1),
+    (1, 7, 3),
+    (3, 1, 5),
+    (5, 13, 1),
+    (7, 33, 31),
+    (17, 29, 65),
+    (33, 65, 17),
+    (67, 31, 97),
+];
+
+fn nan_buffer(ctx: &GpuContext, len: usize) -> wgpu::Buffer {
+    buffer::storage_init(ctx, "nan-filled", &vec![f32::NAN; len]).unwrap()
+}
+
+fn read(ctx: &GpuContext, b: &wgpu::Buffer, off: usize, len: usize) -> Vec<f32> {
+    buffer::read(ctx, b, off, len).unwrap()
+}
+
+fn flat(a: &Array2<f64>) -> Vec<f64> {
+    a.iter().copied().collect()
+}
+
+#[test]
+fn matmul_forward_with_bias_and_every_fused_activation() {
+    let ctx = gpu();
+    let mut r = rng(1);
+    for (b, i, o) in SHAPES {
+        for act in Activation::ALL {
+            let x = f32_exact(&random(&mut r, b, i, 1.0));
+            let w = f32_exact(&random(&mut r, i, o, 1.0));
+            let bias = f32_exact(&random(&mut r, 1, o, 1.0)).row(0).to_owned();
+            // The weights and bias sit at odd offsets inside one flat buffer, as in the model.
+            let (w_off, b_off) = (3, 3 + i * o + 2);
+            let mut flat_params = vec![0.0f32; b_off + o + 1];
+            flat_params[w_off..w_off + i * o].copy_from_slice(&to_f32(&w));
+            flat_params[b_off..b_off + o].copy_from_slice(&bias.mapv(|v| v as f32).to_vec());
+            let xb = buffer::storage_init(&ctx, "x", &to_f32(&x)).unwrap();
+            let pb = buffer::storage_init(&ctx, "params", &flat_params).unwrap();
+            let out = nan_buffer(&ctx, b * o);
+            let pre = nan_buffer(&ctx, b * o);
+            let scratch = nan_buffer(&ctx, 1);
+            let d = ops::matmul(
+                &ctx,
+                (b, o, i),
+                Strided::rows(&xb, 0, i),
+                Strided::rows(&pb, w_off, o),
+                Epilogue {
+                    bias: Some((&pb, b_off)),
+                    pre: Some((&pre, 0)),
+                    activation: act,
+                },
+                (&out, 0),
+                &scratch,
+            )
+            .unwrap();
+            ops::run(&ctx, &[&d]).unwrap();
+            let z = cpu::linear_forward(x.view(), w.view(), bias.view());
+            let a = cpu::activation_forward(act, z.view());
+            assert_close(
+                &format!("Z ({b},{i},{o}) {act}"),
+                &read(&ctx, &pre, 0, b * o),
+                &flat(&z),
+                ATOL,
+                RTOL,
+            );
+            assert_close(
+                &format!("A ({b},{i},{o}) {act}"),
+                &read(&ctx, &out, 0, b * o),
+                &flat(&a),
+                ATOL,
+                RTOL,
+            );
+        }
+    }
+}
+
+#[test]
+fn matmul_input_grad_reads_w_transposed() {
+    let ctx = gpu();
+    let mut r = rng(2);
+    for (b, i, o) in SHAPES {
+        let delta = f32_exact(&random(&mut r, b, o, 1.0));
+        let w = f32_exact(&random(&mut r, i, o, 1.0));
+        let w_off = 5;
+        let mut flat_params = vec![7.0f32; w_off + i * o + 3];
+        flat_params[w_off..w_off + i * o].copy_from_slice(&to_f32(&w));
+        let db = buffer::storage_init(&ctx, "delta", &to_f32(&delta)).unwrap();
+        let pb = buffer::storage_init(&ctx, "params", &flat_params).unwrap();
+        let out = nan_buffer(&ctx, b * i);
+        let scratch = nan_buffer(&ctx, 1);
+        let d = ops::matmul(
+            &ctx,
+            (b, i, o),
+            Strided::rows(&db, 0, o),
+            Strided::transposed(&pb, w_off, o),
+            Epilogue::none(),
+            (&out, 0),
+            &scratch,
+        )
+        .unwrap();
+        ops::run(&ctx, &[&d]).unwrap();
+        let want = cpu::input_grad(delta.view(), w.view());
+        assert_close(
+            &format!("dA_prev ({b},{i},{o})"),
+            &read(&ctx, &out, 0, b * i),
+            &flat(&want),
+            ATOL,
+            RTOL,
+        );
+    }
+}
+
+#[test]
+fn matmul_weight_grad_is_the_sum_of_outer_products_and_stays_in_its_slot() {
+    let ctx = gpu();
+    let mut r = rng(3);
+    for (b, i, o) in SHAPES {
+        let a_prev = f32_exact(&random(&mut r, b, i, 1.0));
+        let delta = f32_exact(&random(&mut r, b, o, 1.0));
+        let ab = buffer::storage_init(&ctx, "a_prev", &to_f32(&a_prev)).unwrap();
+        let db = buffer::storage_init(&ctx, "delta", &to_f32(&delta)).unwrap();
+        // The gradient goes to an offset of a NaN-filled flat buffer; nothing outside it may be touched.
+        let off = 11;
+        let total = off + i * o + 13;
+        let grads = nan_buffer(&ctx, total);
+        let scratch = nan_buffer(&ctx, 1);
+        let d = ops::matmul(
+            &ctx,
+            (i, o, b),
+            Strided::transposed(&ab, 0, i),
+            Strided::rows(&db, 0, o),
+            Epilogue::none(),
+            (&grads, off),
+            &scratch,
+        )
+        .unwrap();
+        ops::run(&ctx, &[&d]).unwrap();
+        let want = cpu::weight_grad(a_prev.view(), delta.view());
+        let all = read(&ctx, &grads, 0, total);
+        assert_close(
+            &format!("dW ({b},{i},{o})"),
+            &all[off..off + i * o],
+            &flat(&want),
+            ATOL,
+            RTOL,
+        );
+        assert!(
+            all[..off]
+                .iter()
+                .chain(&all[off + i * o..])
+                .all(|v| v.is_nan()),
+            "dW ({b},{i},{o}) wrote outside its slot"
+        );
+    }
+}
+
+#[test]
+fn activation_forward_and_backward() {
+    let ctx = gpu();
+    let mut r = rng(4);
+    for n in [1usize, 2, 255, 257, 1031] {
+        for act in Activation::ALL {
+            let z = f32_exact(&random(&mut r, 1, n, 6.0));
+            let g = f32_exact(&random(&mut r, 1, n, 1.0));
+            let zb = buffer::storage_init(&ctx, "z", &to_f32(&z)).unwrap();
+            let gb = buffer::storage_init(&ctx, "g", &to_f32(&g)).unwrap();
+            let fwd_out = nan_buffer(&ctx, n);
+            let bwd_out = nan_buffer(&ctx, n);
+            let f = ops::activation_forward(&ctx, act, n, &zb, &fwd_out).unwrap();
+            let bk = ops::activation_backward(&ctx, act, n, &gb, &zb, &bwd_out).unwrap();
+            ops::run(&ctx, &[&f, &bk]).unwrap();
+            let want_f = cpu::activation_forward(act, z.view());
+            let want_b = cpu::activation_backward(act, g.view(), z.view());
+            assert_close(
+                &format!("{act} forward n={n}"),
+                &read(&ctx, &fwd_out, 0, n),
+                &flat(&want_f),
+                1e-6,
+                1e-5,
+            );
+            assert_close(
+                &format!("{act} backward n={n}"),
+                &read(&ctx, &bwd_out, 0, n),
+                &flat(&want_b),
+                1e-6,
+                1e-5,
+            );
+        }
+    }
+}
+
+#[test]
+fn activations_stay_finite_at_extreme_inputs() {
+    let ctx = gpu();
+    let z = [-1e30f32, -100.0, -20.0, 0.0, 20.0, 100.0, 1e30];
+    let zb = buffer::storage_init(&ctx, "z", &z).unwrap();
+    for act in [Activation::Sigmoid, Activation::Tanh] {
+        let out = nan_buffer(&ctx, z.len());
+        let d = ops::activation_forward(&ctx, act, z.len(), &zb, &out).unwrap();
+        ops::run(&ctx, &[&d]).unwrap();
+        let got = read(&ctx, &out, 0, z.len());
+        let want: Vec<f64> = z.iter().map(|&v| cpu::activate(act, v as f64)).collect();
+        assert_close(&format!("{act} at extremes"), &got, &want, 1e-6, 0.0);
+    }
+}
+
+#[test]
+fn mse_loss_and_gradient() {
+    let ctx = gpu();
+    let mut r = rng(5);
+    for (b, o) in [
+        (1usize, 1usize),
+        (1, 3),
+        (7, 1),
+        (13, 10),
+        (67, 5),
+        (257, 3),
+    ] {
+        let pred = f32_exact(&random(&mut r, b, o, 1.0));
+        let target = f32_exact(&random(&mut r, b, o, 1.0));
+        let pb = buffer::storage_init(&ctx, "pred", &to_f32(&pred)).unwrap();
+        let tb = buffer::storage_init(&ctx, "target", &to_f32(&target)).unwrap();
+        let grad = nan_buffer(&ctx, b * o);
+        let loss = nan_buffer(&ctx, 3);
+        let g = ops::mse_grad(&ctx, b * o, &pb, &tb, &grad).unwrap();
+        let l = ops::mse_loss(&ctx, b * o, &pb, &tb, (&loss, 1)).unwrap();
+        ops::run(&ctx, &[&g, &l]).unwrap();
+        let want_g = cpu::mse_grad(pred.view(), target.view());
+        let want_l = cpu::mse_loss(pred.view(), target.view());
+        assert_close(
+            &format!("dL/dA ({b},{o})"),
+            &read(&ctx, &grad, 0, b * o),
+            &flat(&want_g),
+            1e-7,
+            1e-5,
+        );
+        let got_l = read(&ctx, &loss, 0, 3);
+        assert_close(
+            &format!("loss ({b},{o})"),
+            &got_l[1..2],
+            &[want_l],
+            1e-7,
+            1e-5,
+        );
+        assert!(
+            got_l[0].is_nan() && got_l[2].is_nan(),
+            "loss wrote outside its slot"
+        );
+    }
+}
+
+#[test]
+fn bias_grad_column_sums() {
+    let ctx = gpu();
+    let mut r = rng(6);
+    for (b, o) in [(1usize, 1usize), (1, 300), (5, 1), (67, 31), (129, 257)] {
+        let delta = f32_exact(&random(&mut r, b, o, 1.0));
+        let db = buffer::storage_init(&ctx, "delta", &to_f32(&delta)).unwrap();
+        let off = 4;
+        let out = nan_buffer(&ctx, off + o + 2);
+        let d = ops::bias_grad(&ctx, (b, o), &db, (&out, off)).unwrap();
+        ops::run(&ctx, &[&d]).unwrap();
+        let want: Array1<f64> = cpu::bias_grad(delta.view());
+        let all = read(&ctx, &out, 0, off + o + 2);
+        assert_close(
+            &format!("db ({b},{o})"),
+            &all[off..off + o],
+            &want.to_vec(),
+            1e-5,
+            1e-5,
+        );
+        assert!(
+            all[..off].iter().chain(&all[off + o..]).all(|v| v.is_nan()),
+            "db wrote outside its slot"
+        );
+    }
+}
+
+#[test]
+fn sgd_update_over_the_flat_buffer() {
+    let ctx = gpu();
+    let mut r = rng(7);
+    let spec = backprop::MlpSpec::uniform(vec![13, 7, 1], Activation::Sigmoid, backprop::Loss::Mse)
+        .unwrap();
+    let mut p = Params::<f64>::zeros(&spec);
+    let mut g = Params::<f64>::zeros(&spec);
+    for l in 0..spec.layers() {
+        let (i, o) = spec.layer_shape(l);
+        p.weights[l] = f32_exact(&random(&mut r, i, o, 1.0));
+        g.weights[l] = f32_exact(&random(&mut r, i, o, 1.0));
+        p.biases[l] = f32_exact(&random(&mut r, 1, o, 1.0)).row(0).to_owned();
+        g.biases[l] = f32_exact(&random(&mut r, 1, o, 1.0)).row(0).to_owned();
+    }
+    let n = spec.param_layout().len;
+    let pb = buffer::storage_init(&ctx, "params", &p.to_f32().to_flat()).unwrap();
+    let gb = buffer::storage_init(&ctx, "grads", &g.to_f32().to_flat()).unwrap();
+    let d = ops::sgd(&ctx, n, 0.25, &gb, &pb).unwrap();
+    ops::run(&ctx, &[&d]).unwrap();
+    cpu::sgd_update(&mut p, &g, 0.25);
+    assert_close(
+        "sgd params",
+        &read(&ctx, &pb, 0, n),
+        &p.to_flat(),
+        1e-7,
+        1e-6,
+    );
+}
+
+#[test]
+fn a_binding_beyond_the_device_limit_is_a_typed_error() {
+    let ctx = gpu();
+    let max = ctx.limits().max_storage_buffer_binding_size as usize;
+    let e = buffer::storage(&ctx, "huge", max / 4 + 1).unwrap_err();
+    match &e {
+        backprop::Error::DeviceLimit {
+            limit,
+            requested,
+            available,
+            ..
+        } => {
+            assert_eq!(*limit, "max_storage_buffer_binding_size");
+            assert!(requested > available);
+        }
+        other => panic!("expected DeviceLimit, got {other}"),
+    }
+    assert!(
+        e.to_string().contains("max_storage_buffer_binding_size"),
+        "{e}"
+    );
+}
