@@ -1,25 +1,50 @@
-// loss.wgsl: the MSE loss and its gradient.
+// loss.wgsl: the losses and their gradients.
 //
-//   mse_grad   dA = 2 (A − Y) / (B·O)      A (B, O), Y (B, O) → (B, O)
-//   mse_loss   L = mean((A − Y)²)          A (B, O), Y (B, O) → out[out_off] (one value)
+//   loss_grad     out = scale (A − Y)                     A (B, O), Y (B, O) → (B, O)
+//                 MSE: dL/dA = 2 (A − Y) / (B·O), scale = 2/(B·O)
+//                 softmax cross-entropy, fused: δ_L = (softmax(Z) − Y) / B, scale = 1/B
+//   mse_loss      L = mean((A − Y)²)                       → out[out_off]
+//   xent_loss     L = mean_b Σ_j y_bj (logsumexp(z_b) − z_bj)   Z (B, O), Y (B, O) → out[out_off]
+//   softmax_rows  A = softmax(Z) per row                   Z (B, O) → A (B, O)
 //
-// mse_loss runs as one workgroup and sums in a fixed order, so the loss is the same bits on every run.
+// The two loss kernels run as one workgroup and sum in a fixed order, so the loss is the same bits on
+// every run. When acc_weight is not 0 they also add loss·acc_weight to out[out_off + 1], which sums the
+// epoch's loss on the GPU with no read-back per step.
 
-struct LossParams { n: u32, out_off: u32, scale: f32, _pad0: u32, }
+struct LossParams {
+    n: u32, rows: u32, cols: u32, out_off: u32,
+    scale: f32, acc_weight: f32, _pad0: u32, _pad1: u32,
+}
 
 @group(0) @binding(0) var<uniform> p: LossParams;
-@group(0) @binding(1) var<storage, read> pred: array<f32>;
-@group(0) @binding(2) var<storage, read> expected: array<f32>;
+@group(0) @binding(1) var<storage, read> pred: array<f32>;      // A, or Z for xent_loss and softmax_rows
+@group(0) @binding(2) var<storage, read> expected: array<f32>;  // Y
 @group(0) @binding(3) var<storage, read_write> out: array<f32>;
 
 @compute @workgroup_size(256, 1, 1)
-fn mse_grad(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
+fn loss_grad(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
     let i = flat_index(gid, groups);
     if (i < p.n) { out[i] = p.scale * (pred[i] - expected[i]); }
 }
 
 var<workgroup> partial: array<f32, 256>;
 
+// Sums partial[] over the workgroup in a fixed tree order and stores the mean (sum · scale).
+fn finish_loss(t: u32, s: f32) {
+    partial[t] = s;
+    workgroupBarrier();
+    for (var stride = WG / 2u; stride > 0u; stride /= 2u) {
+        if (t < stride) { partial[t] += partial[t + stride]; }
+        workgroupBarrier();
+    }
+    if (t == 0u) {
+        let loss = partial[0] * p.scale;
+        out[p.out_off] = loss;
+        if (p.acc_weight != 0.0) { out[p.out_off + 1u] += loss * p.acc_weight; }
+    }
+}
+
+// scale = 1 / (B·O)
 @compute @workgroup_size(256, 1, 1)
 fn mse_loss(@builtin(local_invocation_index) t: u32) {
     var s = 0.0;
@@ -27,11 +52,34 @@ fn mse_loss(@builtin(local_invocation_index) t: u32) {
         let d = pred[i] - expected[i];
         s = fma(d, d, s);
     }
-    partial[t] = s;
-    workgroupBarrier();
-    for (var stride = WG / 2u; stride > 0u; stride /= 2u) {
-        if (t < stride) { partial[t] += partial[t + stride]; }
-        workgroupBarrier();
+    finish_loss(t, s);
+}
+
+// scale = 1 / B; one thread per row, rows strided over the workgroup.
+@compute @workgroup_size(256, 1, 1)
+fn xent_loss(@builtin(local_invocation_index) t: u32) {
+    var s = 0.0;
+    for (var r = t; r < p.rows; r += WG) {
+        let base = r * p.cols;
+        var m = pred[base];
+        for (var j = 1u; j < p.cols; j++) { m = max(m, pred[base + j]); }
+        var e = 0.0;
+        for (var j = 0u; j < p.cols; j++) { e += exp(pred[base + j] - m); }
+        let lse = m + log(e);
+        for (var j = 0u; j < p.cols; j++) { s += expected[base + j] * (lse - pred[base + j]); }
     }
-    if (t == 0u) { out[p.out_off] = partial[0] / f32(p.n); }
+    finish_loss(t, s);
+}
+
+// One thread per row.
+@compute @workgroup_size(256, 1, 1)
+fn softmax_rows(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
+    let r = flat_index(gid, groups);
+    if (r >= p.rows) { return; }
+    let base = r * p.cols;
+    var m = pred[base];
+    for (var j = 1u; j < p.cols; j++) { m = max(m, pred[base + j]); }
+    var e = 0.0;
+    for (var j = 0u; j < p.cols; j++) { e += exp(pred[base + j] - m); }
+    for (var j = 0u; j < p.cols; j++) { out[base + j] = exp(pred[base + j] - m) / e; }
 }

@@ -5,6 +5,7 @@ use ndarray::{Array2, ArrayView2};
 use crate::cpu::{self, Trace};
 use crate::error::Result;
 use crate::model::{MlpSpec, Params};
+use crate::optim::{self, OptimConfig, OptimState, StepScalars};
 
 /// A place where an MLP trains: the same calls on the CPU and on the GPU.
 pub trait Backend {
@@ -15,22 +16,21 @@ pub trait Backend {
     fn params(&mut self) -> Result<Params<f32>>;
     /// Replaces the parameters.
     fn set_params(&mut self, p: &Params<f32>) -> Result<()>;
-    /// One SGD step on X (B, I_0), Y (B, O_L). Returns the batch loss (before the update) if asked for.
-    fn step(
-        &mut self,
-        x: ArrayView2<f32>,
-        y: ArrayView2<f32>,
-        lr: f32,
-        want_loss: bool,
-    ) -> Result<Option<f32>>;
-    /// One SGD step that also returns every intermediate tensor of it.
-    fn traced_step(
-        &mut self,
-        x: ArrayView2<f32>,
-        y: ArrayView2<f32>,
-        lr: f32,
-    ) -> Result<Trace<f32>>;
-    /// The network's output for X (B, I_0).
+    /// Chooses the optimizer and resets its state (SGD until this is called).
+    fn set_optimizer(&mut self, cfg: OptimConfig) -> Result<()>;
+    fn optimizer(&self) -> OptimConfig;
+    /// The optimizer's state (a read-back on the GPU).
+    fn optimizer_state(&mut self) -> Result<OptimState>;
+    /// Restores the optimizer's state, for resuming.
+    fn set_optimizer_state(&mut self, s: &OptimState) -> Result<()>;
+    /// One training step on X (B, I_0), Y (B, O_L): forward, loss, backward, optimizer update. The batch
+    /// loss (before the update) is added to a running sum as `loss · B`; it is returned if `want_loss`.
+    fn step(&mut self, x: ArrayView2<f32>, y: ArrayView2<f32>, lr: f32, want_loss: bool) -> Result<Option<f32>>;
+    /// The running sum of `loss · B` since the last call, then resets it (one read-back on the GPU).
+    fn take_loss_sum(&mut self) -> Result<f64>;
+    /// One training step that also returns every intermediate tensor of it.
+    fn traced_step(&mut self, x: ArrayView2<f32>, y: ArrayView2<f32>, lr: f32) -> Result<Trace<f32>>;
+    /// The network's output for X (B, I_0) (softmax probabilities for cross-entropy networks).
     fn predict(&mut self, x: ArrayView2<f32>) -> Result<Array2<f32>>;
 }
 
@@ -39,12 +39,26 @@ pub trait Backend {
 pub struct CpuBackend {
     spec: MlpSpec,
     params: Params<f32>,
+    optim: OptimConfig,
+    state: OptimState,
+    loss_sum: f64,
 }
 
 impl CpuBackend {
     pub fn new(spec: MlpSpec, params: Params<f32>) -> Result<Self> {
         params.check(&spec)?;
-        Ok(Self { spec, params })
+        let optim = OptimConfig::sgd();
+        let state = OptimState::new(&optim, spec.param_layout().len);
+        Ok(Self { spec, params, optim, state, loss_sum: 0.0 })
+    }
+
+    fn update(&mut self, grads: &Params<f32>, lr: f32) -> Result<()> {
+        self.state.step += 1;
+        let s = StepScalars::new(&self.optim, lr as f64, self.state.step);
+        let mut flat = self.params.to_flat();
+        optim::update(&self.optim, &mut flat, &grads.to_flat(), &mut self.state.m, &mut self.state.v, s);
+        self.params = Params::from_flat(&self.spec, &flat)?;
+        Ok(())
     }
 }
 
@@ -63,29 +77,54 @@ impl Backend for CpuBackend {
         self.params = p.clone();
         Ok(())
     }
-    fn step(
-        &mut self,
-        x: ArrayView2<f32>,
-        y: ArrayView2<f32>,
-        lr: f32,
-        want_loss: bool,
-    ) -> Result<Option<f32>> {
-        let trace = cpu::sgd_step(&self.spec, &mut self.params, x, y, lr)?;
+    fn set_optimizer(&mut self, cfg: OptimConfig) -> Result<()> {
+        cfg.validate()?;
+        self.optim = cfg;
+        self.state = OptimState::new(&cfg, self.spec.param_layout().len);
+        Ok(())
+    }
+    fn optimizer(&self) -> OptimConfig {
+        self.optim
+    }
+    fn optimizer_state(&mut self) -> Result<OptimState> {
+        Ok(self.state.clone())
+    }
+    fn set_optimizer_state(&mut self, s: &OptimState) -> Result<()> {
+        check_state(&self.optim, self.spec.param_layout().len, s)?;
+        self.state = s.clone();
+        Ok(())
+    }
+    fn step(&mut self, x: ArrayView2<f32>, y: ArrayView2<f32>, lr: f32, want_loss: bool) -> Result<Option<f32>> {
+        let trace = self.traced_step(x, y, lr)?;
         Ok(want_loss.then_some(trace.loss))
     }
-    fn traced_step(
-        &mut self,
-        x: ArrayView2<f32>,
-        y: ArrayView2<f32>,
-        lr: f32,
-    ) -> Result<Trace<f32>> {
-        cpu::sgd_step(&self.spec, &mut self.params, x, y, lr)
+    fn take_loss_sum(&mut self) -> Result<f64> {
+        Ok(std::mem::take(&mut self.loss_sum))
+    }
+    fn traced_step(&mut self, x: ArrayView2<f32>, y: ArrayView2<f32>, lr: f32) -> Result<Trace<f32>> {
+        let trace = cpu::forward_backward(&self.spec, &self.params, x, y)?;
+        self.update(&trace.grads, lr)?;
+        self.loss_sum += trace.loss as f64 * x.nrows() as f64;
+        Ok(trace)
     }
     fn predict(&mut self, x: ArrayView2<f32>) -> Result<Array2<f32>> {
         let (_, mut post) = cpu::forward(&self.spec, &self.params, x)?;
-        post.pop()
-            .ok_or_else(|| crate::error::Error::Model("network has no layers".into()))
+        post.pop().ok_or_else(|| crate::error::Error::Model("network has no layers".into()))
     }
+}
+
+/// Checks that an optimizer state fits `cfg` and `n` parameters.
+pub fn check_state(cfg: &OptimConfig, n: usize, s: &OptimState) -> Result<()> {
+    let k = cfg.state_vectors();
+    let want = |len: usize, used: bool| if used { len == n } else { len == 0 };
+    if !want(s.m.len(), k >= 1) || !want(s.v.len(), k >= 2) {
+        return Err(crate::error::Error::shape(
+            format!("{} optimizer state", cfg.kind.name()),
+            format!("{k} vector(s) of {n}"),
+            format!("m of {}, v of {}", s.m.len(), s.v.len()),
+        ));
+    }
+    Ok(())
 }
 
 /// Where the user asked to run: `auto`, `cpu`, `gpu` (any adapter), or a GPU through one graphics API.
@@ -105,13 +144,11 @@ impl std::str::FromStr for BackendChoice {
             "auto" => Ok(Self::Auto),
             "cpu" => Ok(Self::Cpu),
             "gpu" => Ok(Self::Gpu),
-            other => crate::gpu::context::parse_api(other)
-                .map(Self::Api)
-                .ok_or_else(|| {
-                    crate::error::Error::Invalid(format!(
-                        "unknown backend '{s}' (expected auto, cpu, gpu, vulkan, metal, dx12 or gl)"
-                    ))
-                }),
+            other => crate::gpu::context::parse_api(other).map(Self::Api).ok_or_else(|| {
+                crate::error::Error::Invalid(format!(
+                    "unknown backend '{s}' (expected auto, cpu, gpu, vulkan, metal, dx12 or gl)"
+                ))
+            }),
         }
     }
 }
@@ -121,14 +158,8 @@ impl BackendChoice {
     pub fn adapter_request(self, name: Option<String>) -> Option<crate::gpu::AdapterRequest> {
         match self {
             Self::Cpu => None,
-            Self::Auto | Self::Gpu => Some(crate::gpu::AdapterRequest {
-                backends: None,
-                name,
-            }),
-            Self::Api(b) => Some(crate::gpu::AdapterRequest {
-                backends: Some(b),
-                name,
-            }),
+            Self::Auto | Self::Gpu => Some(crate::gpu::AdapterRequest { backends: None, name }),
+            Self::Api(b) => Some(crate::gpu::AdapterRequest { backends: Some(b), name }),
         }
     }
 }

@@ -12,25 +12,15 @@ use crate::error::{Error, Result};
 use crate::model::{Activation, Loss, MlpSpec, Params};
 
 /// The float types the reference runs in.
-pub trait Real:
-    Float + FromPrimitive + LinalgScalar + ScalarOperand + Debug + Send + Sync + 'static
-{
-}
-impl<T: Float + FromPrimitive + LinalgScalar + ScalarOperand + Debug + Send + Sync + 'static> Real
-    for T
-{
-}
+pub trait Real: Float + FromPrimitive + LinalgScalar + ScalarOperand + Debug + Send + Sync + 'static {}
+impl<T: Float + FromPrimitive + LinalgScalar + ScalarOperand + Debug + Send + Sync + 'static> Real for T {}
 
 fn cast<T: Real>(v: f64) -> T {
     T::from_f64(v).unwrap_or_else(T::nan)
 }
 
 /// `Z = A_prev · W + b`. A_prev (B, I), W (I, O), b (O) → Z (B, O).
-pub fn linear_forward<T: Real>(
-    a_prev: ArrayView2<T>,
-    w: ArrayView2<T>,
-    b: ArrayView1<T>,
-) -> Array2<T> {
+pub fn linear_forward<T: Real>(a_prev: ArrayView2<T>, w: ArrayView2<T>, b: ArrayView1<T>) -> Array2<T> {
     a_prev.dot(&w) + &b
 }
 
@@ -72,30 +62,49 @@ pub fn activation_forward<T: Real>(act: Activation, z: ArrayView2<T>) -> Array2<
 }
 
 /// `δ = dL/dA ⊙ f'(Z)`. dA (B, O), Z (B, O) → δ (B, O).
-pub fn activation_backward<T: Real>(
-    act: Activation,
-    grad: ArrayView2<T>,
-    z: ArrayView2<T>,
-) -> Array2<T> {
-    Zip::from(&grad)
-        .and(&z)
-        .map_collect(|&g, &zv| g * activate_derivative(act, zv))
+pub fn activation_backward<T: Real>(act: Activation, grad: ArrayView2<T>, z: ArrayView2<T>) -> Array2<T> {
+    Zip::from(&grad).and(&z).map_collect(|&g, &zv| g * activate_derivative(act, zv))
 }
 
 /// `mean((A − Y)²)` over all B·O elements.
 pub fn mse_loss<T: Real>(pred: ArrayView2<T>, target: ArrayView2<T>) -> T {
-    let sum = Zip::from(&pred)
-        .and(&target)
-        .fold(T::zero(), |acc, &p, &y| acc + (p - y) * (p - y));
+    let sum = Zip::from(&pred).and(&target).fold(T::zero(), |acc, &p, &y| acc + (p - y) * (p - y));
     sum / cast(pred.len() as f64)
 }
 
 /// `dL/dA = 2 (A − Y) / (B·O)`. A (B, O), Y (B, O) → (B, O).
 pub fn mse_grad<T: Real>(pred: ArrayView2<T>, target: ArrayView2<T>) -> Array2<T> {
     let scale: T = cast(2.0 / pred.len() as f64);
-    Zip::from(&pred)
-        .and(&target)
-        .map_collect(|&p, &y| scale * (p - y))
+    Zip::from(&pred).and(&target).map_collect(|&p, &y| scale * (p - y))
+}
+
+/// `softmax` of each row, computed as `exp(z − max z) / Σ exp(z − max z)`. Z (B, O) → (B, O).
+pub fn softmax_rows<T: Real>(z: ArrayView2<T>) -> Array2<T> {
+    let mut out = z.to_owned();
+    for mut row in out.outer_iter_mut() {
+        let m = row.iter().fold(T::neg_infinity(), |a, &b| a.max(b));
+        row.mapv_inplace(|v| (v - m).exp());
+        let sum = row.sum();
+        row.mapv_inplace(|v| v / sum);
+    }
+    out
+}
+
+/// Softmax cross-entropy from logits: `mean_b Σ_j y_bj (logsumexp(z_b) − z_bj)`. Z (B, O), Y (B, O) → scalar.
+pub fn xent_loss<T: Real>(z: ArrayView2<T>, target: ArrayView2<T>) -> T {
+    let mut total = T::zero();
+    for (zr, yr) in z.outer_iter().zip(target.outer_iter()) {
+        let m = zr.iter().fold(T::neg_infinity(), |a, &b| a.max(b));
+        let lse = m + zr.iter().fold(T::zero(), |a, &v| a + (v - m).exp()).ln();
+        total = total + Zip::from(&zr).and(&yr).fold(T::zero(), |a, &zv, &y| a + y * (lse - zv));
+    }
+    total / cast(z.nrows() as f64)
+}
+
+/// `δ_L = (softmax(Z) − Y) / B`, the fused softmax cross-entropy gradient. A (B, O), Y (B, O) → (B, O).
+pub fn xent_grad<T: Real>(probs: ArrayView2<T>, target: ArrayView2<T>) -> Array2<T> {
+    let scale: T = cast(1.0 / probs.nrows() as f64);
+    Zip::from(&probs).and(&target).map_collect(|&p, &y| scale * (p - y))
 }
 
 /// `dW = Σ_b a_prev_b ⊗ δ_b`, the outer products summed over the batch. A_prev (B, I), δ (B, O) → (I, O).
@@ -150,11 +159,7 @@ pub struct Trace<T> {
 }
 
 /// Checks that a batch `x` (B, I_0) and targets `y` (B, O_L) fit `spec`.
-pub fn check_batch(
-    spec: &MlpSpec,
-    x_shape: (usize, usize),
-    y_shape: Option<(usize, usize)>,
-) -> Result<()> {
+pub fn check_batch(spec: &MlpSpec, x_shape: (usize, usize), y_shape: Option<(usize, usize)>) -> Result<()> {
     if x_shape.0 == 0 {
         return Err(Error::shape("batch", "at least 1 row", "0 rows"));
     }
@@ -185,7 +190,11 @@ pub fn forward<T: Real>(
     for l in 0..spec.layers() {
         let input = if l == 0 { x } else { post[l - 1].view() };
         let z = linear_forward(input, params.weights[l].view(), params.biases[l].view());
-        let a = activation_forward(spec.activations()[l], z.view());
+        let a = if l + 1 == spec.layers() && spec.loss() == Loss::CrossEntropy {
+            softmax_rows(z.view())
+        } else {
+            activation_forward(spec.activations()[l], z.view())
+        };
         pre.push(z);
         post.push(a);
     }
@@ -202,43 +211,36 @@ pub fn forward_backward<T: Real>(
     check_batch(spec, x.dim(), Some(y.dim()))?;
     let (pre, post) = forward(spec, params, x)?;
     let last = spec.layers() - 1;
+    // `grad` is dL/dA_l on the way down; for the fused softmax cross-entropy it is already δ_L.
     let (loss, mut grad) = match spec.loss() {
-        Loss::Mse => (
-            mse_loss(post[last].view(), y),
-            mse_grad(post[last].view(), y),
-        ),
+        Loss::Mse => (mse_loss(post[last].view(), y), mse_grad(post[last].view(), y)),
+        Loss::CrossEntropy => (xent_loss(pre[last].view(), y), xent_grad(post[last].view(), y)),
     };
     let mut grads = Params::zeros(spec);
     let mut delta = vec![Array2::zeros((0, 0)); spec.layers()];
     for l in (0..spec.layers()).rev() {
-        let d = activation_backward(spec.activations()[l], grad.view(), pre[l].view());
+        let d = if l == last && spec.loss() == Loss::CrossEntropy {
+            grad.clone()
+        } else {
+            activation_backward(spec.activations()[l], grad.view(), pre[l].view())
+        };
         let input = if l == 0 { x } else { post[l - 1].view() };
         grads.weights[l] = weight_grad(input, d.view());
         grads.biases[l] = bias_grad(d.view());
         grad = input_grad(d.view(), params.weights[l].view());
         delta[l] = d;
     }
-    Ok(Trace {
-        pre,
-        post,
-        loss,
-        delta,
-        grads,
-        input_grad: Some(grad),
-    })
+    Ok(Trace { pre, post, loss, delta, grads, input_grad: Some(grad) })
 }
 
 /// The loss of `params` on one batch, without gradients.
-pub fn loss<T: Real>(
-    spec: &MlpSpec,
-    params: &Params<T>,
-    x: ArrayView2<T>,
-    y: ArrayView2<T>,
-) -> Result<T> {
+pub fn loss<T: Real>(spec: &MlpSpec, params: &Params<T>, x: ArrayView2<T>, y: ArrayView2<T>) -> Result<T> {
     check_batch(spec, x.dim(), Some(y.dim()))?;
-    let (_, post) = forward(spec, params, x)?;
+    let (pre, post) = forward(spec, params, x)?;
+    let last = spec.layers() - 1;
     Ok(match spec.loss() {
-        Loss::Mse => mse_loss(post[post.len() - 1].view(), y),
+        Loss::Mse => mse_loss(post[last].view(), y),
+        Loss::CrossEntropy => xent_loss(pre[last].view(), y),
     })
 }
 

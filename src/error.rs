@@ -11,20 +11,11 @@ pub enum Error {
 
     /// A tensor handed in does not have the shape the model needs.
     #[error("shape mismatch for {what}: expected {expected}, got {got}")]
-    Shape {
-        what: String,
-        expected: String,
-        got: String,
-    },
+    Shape { what: String, expected: String, got: String },
 
     /// A request is larger than the device allows.
     #[error("{what} needs {requested} but the device limit {limit} is {available}")]
-    DeviceLimit {
-        what: String,
-        limit: &'static str,
-        requested: u64,
-        available: u64,
-    },
+    DeviceLimit { what: String, limit: &'static str, requested: u64, available: u64 },
 
     /// The network description itself is invalid (a width of 0, a missing activation, ...).
     #[error("invalid model: {0}")]
@@ -40,10 +31,7 @@ pub enum Error {
 
     /// A file could not be read or written.
     #[error("{}: {source}", path.display())]
-    Io {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Io { path: PathBuf, source: std::io::Error },
 
     /// A data file was read but its contents are not usable.
     #[error("{}: {msg}", path.display())]
@@ -54,29 +42,15 @@ pub enum Error {
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
-    pub(crate) fn shape(
-        what: impl Into<String>,
-        expected: impl ToString,
-        got: impl ToString,
-    ) -> Self {
-        Error::Shape {
-            what: what.into(),
-            expected: expected.to_string(),
-            got: got.to_string(),
-        }
+    pub fn shape(what: impl Into<String>, expected: impl ToString, got: impl ToString) -> Self {
+        Error::Shape { what: what.into(), expected: expected.to_string(), got: got.to_string() }
     }
 
-    pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        Error::Io {
-            path: path.into(),
-            source,
-        }
+    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Io { path: path.into(), source }
     }
 
-    pub(crate) fn data(path: impl Into<PathBuf>, msg: impl Into<String>) -> Self {
-        Error::Data {
-            path: path.into(),
-            msg: msg.into(),
-        }
+    pub fn data(path: impl Into<PathBuf>, msg: impl Into<String>) -> Self {
+        Error::Data { path: path.into(), msg: msg.into() }
     }
 }

@@ -41,10 +41,16 @@
 //! ```
 
 pub mod backend;
+pub mod checkpoint;
 pub mod cpu;
+pub mod data;
 pub mod error;
+pub mod fsutil;
 pub mod gpu;
 pub mod model;
+pub mod optim;
+pub mod report;
+pub mod train;
 pub mod worked_example;
 
 pub use backend::{Backend, CpuBackend};

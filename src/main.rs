@@ -1,47 +1,196 @@
 //! The `backprop` command line: a thin layer over the library.
 
+mod commands;
+mod progress;
+
+use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
 
 use backprop::backend::BackendChoice;
-use backprop::gpu::{self, GpuContext, GpuMlp};
-use backprop::{Backend, Error, Result, worked_example};
-use clap::{Parser, Subcommand};
-use serde_json::json;
+use backprop::{Error, Result};
+use clap::{Args, Parser, Subcommand};
 
 #[derive(Parser)]
 #[command(
     name = "backprop",
     version,
     about = "Train multilayer perceptrons with explicit backpropagation in WGSL on any GPU, checked against a CPU reference",
-    long_about = None
+    long_about = "Train multilayer perceptrons with explicit backpropagation in hand-written WGSL compute shaders on any GPU \
+wgpu reaches (Vulkan, Metal, DX12, GL), checked against a CPU reference.\n\n\
+With no command, `backprop` trains a classifier on the bundled digits data set (the same as `backprop train`).",
+    args_conflicts_with_subcommands = true
 )]
 struct Cli {
     #[command(subcommand)]
-    command: Command,
+    command: Option<Command>,
+    #[command(flatten)]
+    train: TrainArgs,
 }
 
 /// Where to run, shared by every command that computes.
-#[derive(clap::Args)]
-struct DeviceArgs {
-    /// auto (a GPU if one is found, else the CPU), cpu, gpu (any adapter, software ones included),
-    /// or a GPU through one API: vulkan, metal, dx12, gl. WGPU_BACKEND also limits the APIs.
+#[derive(Args, Clone)]
+pub struct DeviceArgs {
+    /// auto (a hardware GPU if wgpu finds one, else the CPU), cpu, gpu (any adapter, software ones such as
+    /// lavapipe included), or a GPU through one API: vulkan, metal, dx12, gl. WGPU_BACKEND also limits the APIs.
     #[arg(long, default_value = "auto", value_parser = parse_backend)]
-    backend: BackendChoice,
-    /// Use the adapter whose name contains this text (case-insensitive); default: WGPU_ADAPTER_NAME, else
-    /// the best adapter (discrete, integrated, virtual, then CPU). `backprop devices` lists them.
+    pub backend: BackendChoice,
+    /// Use the adapter whose name contains this text (case-insensitive); default: WGPU_ADAPTER_NAME, else the
+    /// best adapter (discrete, integrated, virtual, then CPU). `backprop devices` lists them.
     #[arg(long)]
-    adapter: Option<String>,
+    pub adapter: Option<String>,
 }
 
 fn parse_backend(s: &str) -> std::result::Result<BackendChoice, String> {
     s.parse().map_err(|e: Error| e.to_string())
 }
 
+/// Where the data comes from.
+#[derive(Args, Clone)]
+pub struct DataArgs {
+    /// digits (bundled), xor, spirals, sine, a CSV file (numbers, optional header, the last column an integer
+    /// class label), or an MNIST IDX images file (with --labels).
+    #[arg(long, default_value = "digits", value_name = "SOURCE")]
+    pub data: String,
+    /// MNIST IDX labels file that goes with an IDX images file given as --data.
+    #[arg(long, value_name = "FILE")]
+    pub labels: Option<PathBuf>,
+    /// The last K CSV columns are regression targets (instead of one class-label column).
+    #[arg(long, value_name = "K")]
+    pub targets: Option<usize>,
+}
+
+#[derive(Args, Clone)]
+pub struct TrainArgs {
+    #[command(flatten)]
+    pub data: DataArgs,
+    /// Input normalisation, fitted on the training rows and kept in the checkpoint: none, standard, minmax.
+    #[arg(long, default_value = "standard")]
+    pub normalize: String,
+    /// Fraction of rows held out for testing (seeded split); 0 trains on every row. Default 0.2 (0 for xor).
+    #[arg(long, value_name = "FRACTION")]
+    pub test_split: Option<f64>,
+    /// Seed for the weights, the split and the shuffles.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    #[arg(long, default_value_t = 32)]
+    pub batch_size: usize,
+    /// Keep the rows in file order instead of a seeded shuffle every epoch.
+    #[arg(long)]
+    pub no_shuffle: bool,
+    #[arg(long, default_value_t = 30)]
+    pub epochs: usize,
+    /// Every width, input and output included, e.g. 64,128,10; checked against the data.
+    /// Default: one hidden layer of 64.
+    #[arg(long, value_name = "WIDTHS")]
+    pub layers: Option<String>,
+    /// Activation of the hidden layers: relu, sigmoid, tanh, identity.
+    #[arg(long, default_value = "relu")]
+    pub activation: String,
+    /// Output layer: softmax (with cross-entropy), sigmoid, identity. Default: softmax for classes, identity
+    /// for regression targets.
+    #[arg(long)]
+    pub output: Option<String>,
+    /// mse or cross-entropy (fused with softmax). Default: cross-entropy for classes, mse for targets.
+    #[arg(long)]
+    pub loss: Option<String>,
+    /// Start from the weights in this safetensors file (`layers.{l}.weight` (O, I) and `layers.{l}.bias`, as
+    /// PyTorch saves nn.Linear layers) instead of a seeded Xavier/He initialisation.
+    #[arg(long, value_name = "FILE")]
+    pub init: Option<PathBuf>,
+    /// sgd, momentum or adam (PyTorch's definitions).
+    #[arg(long, default_value = "adam")]
+    pub optimizer: String,
+    /// Learning rate. Default: 0.001 for adam, 0.1 for sgd, 0.01 for momentum.
+    #[arg(long)]
+    pub lr: Option<f64>,
+    #[arg(long, default_value_t = 0.9)]
+    pub momentum: f64,
+    /// L2 weight decay added to the gradient, as PyTorch's weight_decay.
+    #[arg(long, default_value_t = 0.0)]
+    pub weight_decay: f64,
+    #[arg(long, default_value_t = 0.9)]
+    pub beta1: f64,
+    #[arg(long, default_value_t = 0.999)]
+    pub beta2: f64,
+    #[arg(long, default_value_t = 1e-8)]
+    pub eps: f64,
+    /// Learning-rate schedule over epochs: constant, step (×--lr-gamma every --lr-step epochs), cosine (to
+    /// --lr-min).
+    #[arg(long, default_value = "constant")]
+    pub schedule: String,
+    #[arg(long, default_value_t = 10)]
+    pub lr_step: usize,
+    #[arg(long, default_value_t = 0.1)]
+    pub lr_gamma: f64,
+    #[arg(long, default_value_t = 0.0)]
+    pub lr_min: f64,
+    /// Save the model (and optimizer state) as safetensors, after every epoch, atomically.
+    #[arg(long, value_name = "FILE.safetensors")]
+    pub out: Option<PathBuf>,
+    /// Continue training from a checkpoint written by --out, with its optimizer state, up to --epochs.
+    #[arg(long, value_name = "FILE")]
+    pub resume: Option<PathBuf>,
+    /// Write epoch, train loss, test loss, test accuracy, seconds and lr to this CSV file.
+    #[arg(long, value_name = "FILE.csv")]
+    pub metrics: Option<PathBuf>,
+    /// Draw the loss and accuracy curves to this PNG file.
+    #[arg(long, value_name = "FILE.png")]
+    pub plot: Option<PathBuf>,
+    /// Every N steps (default 1), run the same step on the f64 CPU reference from the same parameters and
+    /// print the largest error per tensor; stop if one exceeds --verify-atol + --verify-rtol·|ref|.
+    #[arg(long, value_name = "N", num_args = 0..=1, default_missing_value = "1")]
+    pub verify: Option<usize>,
+    #[arg(long, default_value_t = 1e-4)]
+    pub verify_atol: f64,
+    #[arg(long, default_value_t = 1e-2)]
+    pub verify_rtol: f64,
+    /// Print a JSON summary on stdout at the end (progress still goes to stderr).
+    #[arg(long)]
+    pub json: bool,
+    /// No progress output.
+    #[arg(long, short)]
+    pub quiet: bool,
+    #[command(flatten)]
+    pub device: DeviceArgs,
+}
+
 #[derive(Subcommand)]
 enum Command {
-    /// Run the seed document's 2-2-1 sigmoid network for one SGD step on the CPU (f64) and the GPU (f32),
-    /// and print every quantity beside the value the seed prints.
+    /// Train an MLP (the default when no command is given).
+    Train(Box<TrainArgs>),
+    /// Evaluate a saved model on a data set: loss, accuracy and confusion matrix.
+    Eval {
+        /// A checkpoint written by `train --out`.
+        #[arg(long, value_name = "FILE")]
+        model: PathBuf,
+        #[command(flatten)]
+        data: DataArgs,
+        #[arg(long, default_value_t = 256)]
+        batch_size: usize,
+        /// Print one JSON object instead of text.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        device: DeviceArgs,
+    },
+    /// Write a saved model's predictions for a data set to a CSV file.
+    Predict {
+        #[arg(long, value_name = "FILE")]
+        model: PathBuf,
+        /// As for train; a CSV may hold only the feature columns.
+        #[command(flatten)]
+        data: DataArgs,
+        /// The CSV to write: one row per input, the predicted class and the outputs (or the regression outputs).
+        #[arg(long, value_name = "FILE.csv")]
+        out: PathBuf,
+        #[arg(long, default_value_t = 256)]
+        batch_size: usize,
+        #[command(flatten)]
+        device: DeviceArgs,
+    },
+    /// Run the seed document's 2-2-1 sigmoid network for one SGD step on the CPU (f64) and the GPU (f32), and
+    /// print every quantity beside the value the seed prints. `--backend auto` uses any adapter here,
+    /// software ones included, since the cross-check is the point.
     WorkedExample {
         #[command(flatten)]
         device: DeviceArgs,
@@ -59,139 +208,23 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    match run(cli) {
+    let result: Result<()> = match cli.command {
+        None => commands::train(&cli.train),
+        Some(Command::Train(args)) => commands::train(&args),
+        Some(Command::Eval { model, data, batch_size, json, device }) => {
+            commands::eval(&model, &data, batch_size, json, &device)
+        }
+        Some(Command::Predict { model, data, out, batch_size, device }) => {
+            commands::predict(&model, &data, &out, batch_size, &device)
+        }
+        Some(Command::WorkedExample { device, json }) => commands::worked(&device, json),
+        Some(Command::Devices { json }) => commands::devices(json),
+    };
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e}");
             ExitCode::FAILURE
         }
     }
-}
-
-fn run(cli: Cli) -> Result<()> {
-    match cli.command {
-        Command::WorkedExample { device, json } => worked(device, json),
-        Command::Devices { json } => devices(json),
-    }
-}
-
-/// Opens a GPU for `device`; `Ok(None)` when the CPU was chosen, or when `auto` finds no adapter.
-fn open_gpu(device: &DeviceArgs) -> Result<Option<Arc<GpuContext>>> {
-    let Some(req) = device.backend.adapter_request(device.adapter.clone()) else {
-        return Ok(None);
-    };
-    match GpuContext::new(&req) {
-        Ok(ctx) => Ok(Some(Arc::new(ctx))),
-        Err(e @ Error::NoAdapter { .. })
-            if device.backend == BackendChoice::Auto && device.adapter.is_none() =>
-        {
-            eprintln!("note: {e}; running on the CPU only");
-            Ok(None)
-        }
-        Err(e) => Err(e),
-    }
-}
-
-fn worked(device: DeviceArgs, as_json: bool) -> Result<()> {
-    let ctx = open_gpu(&device)?;
-    let rows = match &ctx {
-        Some(ctx) => {
-            let (spec, params) = worked_example::network()?;
-            let mut gpu = GpuMlp::new(ctx.clone(), spec, &params.to_f32())?;
-            worked_example::run(Some(&mut gpu as &mut dyn Backend))?
-        }
-        None => worked_example::run(None)?,
-    };
-    let adapter = ctx.as_ref().map(|c| c.adapter());
-    if as_json {
-        let out = json!({
-            "adapter": adapter.map(|a| json!({"name": a.name, "backend": a.backend, "device_type": a.device_type})),
-            "quantities": worked_example::rows_json(&rows),
-        });
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&out).map_err(|e| Error::Invalid(e.to_string()))?
-        );
-        return Ok(());
-    }
-    match adapter {
-        Some(a) => println!("GPU: {} ({}, {})", a.name, a.backend, a.device_type),
-        None => println!("GPU: none (CPU reference only)"),
-    }
-    println!(
-        "seed network 2-2-1 sigmoid, x = [{}, {}], y = {}, lr = {}, MSE; one SGD step\n",
-        worked_example::INPUT[0],
-        worked_example::INPUT[1],
-        worked_example::TARGET,
-        worked_example::LEARNING_RATE
-    );
-    println!("{}", worked_example::rows_table(&rows));
-    let printed = rows.iter().filter(|r| r.seed.is_some()).count();
-    let wrong: Vec<&str> = rows
-        .iter()
-        .filter(|r| r.seed_agrees() == Some(false))
-        .map(|r| r.name)
-        .collect();
-    println!(
-        "\nThe seed prints {printed} of these; {} disagree with the exact values within its own rounding: {}.",
-        wrong.len(),
-        wrong.join(", ")
-    );
-    if let Some(max) = rows
-        .iter()
-        .filter_map(|r| r.max_abs_diff())
-        .reduce(f64::max)
-    {
-        println!("Largest |GPU f32 - CPU f64| over all quantities: {max:.2e}");
-    }
-    Ok(())
-}
-
-fn devices(as_json: bool) -> Result<()> {
-    let all = gpu::list_adapters(&gpu::AdapterRequest::default());
-    if as_json {
-        let v: Vec<_> = all.iter().map(|a| a.to_json()).collect();
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&v).map_err(|e| Error::Invalid(e.to_string()))?
-        );
-        return Ok(());
-    }
-    if all.is_empty() {
-        println!("no adapters found: {}", gpu::context::NO_ADAPTER_HINT);
-        return Ok(());
-    }
-    for (i, a) in all.iter().enumerate() {
-        let l = &a.limits;
-        println!("[{i}] {}", a.name);
-        println!(
-            "    backend: {}   type: {}   driver: {} {}",
-            a.backend, a.device_type, a.driver, a.driver_info
-        );
-        println!(
-            "    max_storage_buffer_binding_size:       {} bytes",
-            l.max_storage_buffer_binding_size
-        );
-        println!(
-            "    max_buffer_size:                       {} bytes",
-            l.max_buffer_size
-        );
-        println!(
-            "    max_compute_workgroup_storage_size:    {} bytes",
-            l.max_compute_workgroup_storage_size
-        );
-        println!(
-            "    max_compute_invocations_per_workgroup: {}",
-            l.max_compute_invocations_per_workgroup
-        );
-        println!(
-            "    max_compute_workgroups_per_dimension:  {}",
-            l.max_compute_workgroups_per_dimension
-        );
-        println!(
-            "    timestamp queries:                     {}",
-            if a.timestamp_queries { "yes" } else { "no" }
-        );
-    }
-    Ok(())
 }

@@ -55,14 +55,9 @@ impl fmt::Display for Activation {
 impl FromStr for Activation {
     type Err = Error;
     fn from_str(s: &str) -> Result<Self> {
-        Self::ALL
-            .into_iter()
-            .find(|a| a.name() == s.to_ascii_lowercase())
-            .ok_or_else(|| {
-                Error::Invalid(format!(
-                    "unknown activation '{s}' (expected identity, sigmoid, relu or tanh)"
-                ))
-            })
+        Self::ALL.into_iter().find(|a| a.name() == s.to_ascii_lowercase()).ok_or_else(|| {
+            Error::Invalid(format!("unknown activation '{s}' (expected identity, sigmoid, relu or tanh)"))
+        })
     }
 }
 
@@ -71,12 +66,59 @@ impl FromStr for Activation {
 pub enum Loss {
     /// Mean squared error over all B·O elements (PyTorch `MSELoss`, reduction mean).
     Mse,
+    /// Softmax over each output row fused with cross-entropy, averaged over the batch (PyTorch
+    /// `CrossEntropyLoss` on logits with probability targets). The last layer's activation is the identity
+    /// (it produces logits `Z_L`); the network's output `A_L` is `softmax(Z_L)`.
+    CrossEntropy,
 }
 
 impl Loss {
     pub fn name(self) -> &'static str {
         match self {
             Self::Mse => "mse",
+            Self::CrossEntropy => "cross-entropy",
+        }
+    }
+}
+
+impl FromStr for Loss {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s.to_ascii_lowercase().as_str() {
+            "mse" => Ok(Self::Mse),
+            "cross-entropy" | "cross_entropy" | "crossentropy" | "ce" => Ok(Self::CrossEntropy),
+            _ => Err(Error::Invalid(format!("unknown loss '{s}' (expected mse or cross-entropy)"))),
+        }
+    }
+}
+
+/// What the last layer outputs, as the command line names it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Output {
+    Identity,
+    Sigmoid,
+    /// Softmax over each row; only with the cross-entropy loss, fused with it.
+    Softmax,
+}
+
+impl Output {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Identity => "identity",
+            Self::Sigmoid => "sigmoid",
+            Self::Softmax => "softmax",
+        }
+    }
+}
+
+impl FromStr for Output {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s.to_ascii_lowercase().as_str() {
+            "identity" | "linear" => Ok(Self::Identity),
+            "sigmoid" => Ok(Self::Sigmoid),
+            "softmax" => Ok(Self::Softmax),
+            _ => Err(Error::Invalid(format!("unknown output '{s}' (expected identity, sigmoid or softmax)"))),
         }
     }
 }
@@ -99,9 +141,7 @@ impl MlpSpec {
             )));
         }
         if let Some(pos) = sizes.iter().position(|&s| s == 0) {
-            return Err(Error::Model(format!(
-                "width {pos} is 0; every width must be at least 1"
-            )));
+            return Err(Error::Model(format!("width {pos} is 0; every width must be at least 1")));
         }
         if activations.len() != sizes.len() - 1 {
             return Err(Error::Model(format!(
@@ -111,11 +151,43 @@ impl MlpSpec {
                 activations.len()
             )));
         }
-        Ok(Self {
-            sizes,
-            activations,
-            loss,
-        })
+        if loss == Loss::CrossEntropy && activations[activations.len() - 1] != Activation::Identity {
+            return Err(Error::Model(
+                "the cross-entropy loss applies softmax to the last layer itself; its activation must be identity".into(),
+            ));
+        }
+        Ok(Self { sizes, activations, loss })
+    }
+
+    /// Hidden layers with `hidden`, the last layer as `output`, and `loss`; checks that the pair is valid
+    /// (softmax goes with cross-entropy, and cross-entropy with softmax).
+    pub fn with_output(sizes: Vec<usize>, hidden: Activation, output: Output, loss: Loss) -> Result<Self> {
+        let last = match (output, loss) {
+            (Output::Softmax, Loss::CrossEntropy) => Activation::Identity,
+            (Output::Softmax, Loss::Mse) => {
+                return Err(Error::Model("--output softmax needs --loss cross-entropy (the two are fused)".into()));
+            }
+            (o, Loss::CrossEntropy) => {
+                return Err(Error::Model(format!("--loss cross-entropy needs --output softmax, not {}", o.name())));
+            }
+            (Output::Identity, Loss::Mse) => Activation::Identity,
+            (Output::Sigmoid, Loss::Mse) => Activation::Sigmoid,
+        };
+        let n = sizes.len().saturating_sub(1);
+        let mut acts = vec![hidden; n];
+        if let Some(a) = acts.last_mut() {
+            *a = last;
+        }
+        Self::new(sizes, acts, loss)
+    }
+
+    /// What the last layer outputs.
+    pub fn output(&self) -> Output {
+        match (self.loss, self.activations[self.activations.len() - 1]) {
+            (Loss::CrossEntropy, _) => Output::Softmax,
+            (_, Activation::Sigmoid) => Output::Sigmoid,
+            _ => Output::Identity,
+        }
     }
 
     /// Every layer with the same activation.
@@ -157,24 +229,14 @@ impl MlpSpec {
             let w = offset;
             let b = w + i * o;
             offset = b + o;
-            layers.push(LayerOffsets {
-                w,
-                b,
-                inputs: i,
-                outputs: o,
-            });
+            layers.push(LayerOffsets { w, b, inputs: i, outputs: o });
         }
-        ParamLayout {
-            layers,
-            len: offset,
-        }
+        ParamLayout { layers, len: offset }
     }
 
     /// FLOP of one training step at batch `b`: 6·B·Σ I·O (forward, input and weight gradient products).
     pub fn step_flops(&self, batch: usize) -> f64 {
-        let macs: usize = (0..self.layers())
-            .map(|l| self.sizes[l] * self.sizes[l + 1])
-            .sum();
+        let macs: usize = (0..self.layers()).map(|l| self.sizes[l] * self.sizes[l + 1]).sum();
         6.0 * batch as f64 * macs as f64
     }
 }
@@ -205,12 +267,8 @@ pub struct Params<T> {
 impl<T: Copy + num_traits::Zero> Params<T> {
     /// All zeros, shaped for `spec`.
     pub fn zeros(spec: &MlpSpec) -> Self {
-        let weights = (0..spec.layers())
-            .map(|l| Array2::zeros(spec.layer_shape(l)))
-            .collect();
-        let biases = (0..spec.layers())
-            .map(|l| Array1::zeros(spec.layer_shape(l).1))
-            .collect();
+        let weights = (0..spec.layers()).map(|l| Array2::zeros(spec.layer_shape(l))).collect();
+        let biases = (0..spec.layers()).map(|l| Array1::zeros(spec.layer_shape(l).1)).collect();
         Self { weights, biases }
     }
 
@@ -220,11 +278,7 @@ impl<T: Copy + num_traits::Zero> Params<T> {
             return Err(Error::shape(
                 "parameters",
                 format!("{} layers", spec.layers()),
-                format!(
-                    "{} weights and {} biases",
-                    self.weights.len(),
-                    self.biases.len()
-                ),
+                format!("{} weights and {} biases", self.weights.len(), self.biases.len()),
             ));
         }
         for l in 0..spec.layers() {
@@ -266,14 +320,9 @@ impl<T: Copy + num_traits::Zero> Params<T> {
         let mut p = Self::zeros(spec);
         for (l, off) in layout.layers.iter().enumerate() {
             let w = &flat[off.w..off.b];
-            p.weights[l] =
-                Array2::from_shape_vec((off.inputs, off.outputs), w.to_vec()).map_err(|e| {
-                    Error::shape(
-                        format!("layer {l} weight"),
-                        format!("({}, {})", off.inputs, off.outputs),
-                        e,
-                    )
-                })?;
+            p.weights[l] = Array2::from_shape_vec((off.inputs, off.outputs), w.to_vec()).map_err(|e| {
+                Error::shape(format!("layer {l} weight"), format!("({}, {})", off.inputs, off.outputs), e)
+            })?;
             p.biases[l] = Array1::from_vec(flat[off.b..off.b + off.outputs].to_vec());
         }
         Ok(p)
@@ -294,9 +343,7 @@ impl Params<f32> {
             } as f32;
             // `bound` is finite and positive for widths >= 1, so the range is valid.
             let dist = Uniform::new_inclusive(-bound, bound).expect("finite positive bound");
-            p.weights[l]
-                .iter_mut()
-                .for_each(|w| *w = dist.sample(&mut rng));
+            p.weights[l].iter_mut().for_each(|w| *w = dist.sample(&mut rng));
         }
         p
     }

@@ -67,20 +67,13 @@ impl Tensor {
         match self {
             Tensor::Scalar(v) => f(v),
             Tensor::Vector(v) => row(v),
-            Tensor::Matrix(m) => format!(
-                "[{}]",
-                m.iter().map(|r| row(r)).collect::<Vec<_>>().join(", ")
-            ),
+            Tensor::Matrix(m) => format!("[{}]", m.iter().map(|r| row(r)).collect::<Vec<_>>().join(", ")),
         }
     }
 
     /// Largest elementwise |self − other| (shapes are the same by construction).
     pub fn max_abs_diff(&self, other: &Tensor) -> f64 {
-        self.flat()
-            .iter()
-            .zip(other.flat())
-            .map(|(a, b)| (a - b).abs())
-            .fold(0.0, f64::max)
+        self.flat().iter().zip(other.flat()).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max)
     }
 }
 
@@ -144,11 +137,7 @@ fn scalar<T: Into<f64> + Copy>(a: &Array2<T>) -> Tensor {
 }
 
 fn matrix<T: Into<f64> + Copy>(a: &Array2<T>) -> Tensor {
-    Tensor::Matrix(
-        a.outer_iter()
-            .map(|r| r.iter().map(|&v| v.into()).collect())
-            .collect(),
-    )
+    Tensor::Matrix(a.outer_iter().map(|r| r.iter().map(|&v| v.into()).collect()).collect())
 }
 
 fn column<T: Into<f64> + Copy>(a: &Array2<T>) -> Tensor {
@@ -156,11 +145,7 @@ fn column<T: Into<f64> + Copy>(a: &Array2<T>) -> Tensor {
 }
 
 /// Every quantity of one step, in the seed's shapes, from a trace and the updated parameters.
-pub fn quantities<T: Into<f64> + Copy>(
-    trace: &Trace<T>,
-    updated: &Params<T>,
-    loss: T,
-) -> Vec<(&'static str, Tensor)> {
+pub fn quantities<T: Into<f64> + Copy>(trace: &Trace<T>, updated: &Params<T>, loss: T) -> Vec<(&'static str, Tensor)> {
     let g = &trace.grads;
     let b = |v: &ndarray::Array1<T>| Tensor::Vector(v.iter().map(|&x| x.into()).collect());
     let b_scalar = |v: &ndarray::Array1<T>| Tensor::Scalar(v[0].into());
@@ -264,18 +249,10 @@ pub fn rows_table(rows: &[Row]) -> String {
     for r in rows {
         lines.push(vec![
             r.name.to_string(),
-            r.seed
-                .as_ref()
-                .map(|s| s.value.format(s.decimals as usize))
-                .unwrap_or_else(|| "-".into()),
+            r.seed.as_ref().map(|s| s.value.format(s.decimals as usize)).unwrap_or_else(|| "-".into()),
             r.cpu_f64.format(8),
-            r.gpu_f32
-                .as_ref()
-                .map(|g| g.format(8))
-                .unwrap_or_else(|| "-".into()),
-            r.max_abs_diff()
-                .map(|d| format!("{d:.1e}"))
-                .unwrap_or_else(|| "-".into()),
+            r.gpu_f32.as_ref().map(|g| g.format(8)).unwrap_or_else(|| "-".into()),
+            r.max_abs_diff().map(|d| format!("{d:.1e}")).unwrap_or_else(|| "-".into()),
             match r.seed_agrees() {
                 Some(true) => "yes".into(),
                 Some(false) => "NO".into(),
@@ -283,15 +260,7 @@ pub fn rows_table(rows: &[Row]) -> String {
             },
         ]);
     }
-    let widths: Vec<usize> = (0..6)
-        .map(|c| {
-            lines
-                .iter()
-                .map(|l| l[c].chars().count())
-                .max()
-                .unwrap_or(0)
-        })
-        .collect();
+    let widths: Vec<usize> = (0..6).map(|c| lines.iter().map(|l| l[c].chars().count()).max().unwrap_or(0)).collect();
     lines
         .iter()
         .map(|l| {

@@ -58,9 +58,7 @@ fn worked_example_table_on_the_gpu() {
     }
     let hidden = out.lines().find(|l| l.starts_with("hidden_input")).unwrap();
     assert!(
-        hidden.contains("[0.31, 0.29]")
-            && hidden.contains("0.41000000")
-            && hidden.trim_end().ends_with("NO"),
+        hidden.contains("[0.31, 0.29]") && hidden.contains("0.41000000") && hidden.trim_end().ends_with("NO"),
         "{hidden}"
     );
 }
@@ -69,8 +67,7 @@ fn worked_example_table_on_the_gpu() {
 fn worked_example_json_on_the_gpu() {
     let o = backprop(&["worked-example", "--backend", "gpu", "--json"]);
     assert!(o.status.success(), "{}", stderr(&o));
-    let v: serde_json::Value =
-        serde_json::from_slice(&o.stdout).expect("stdout is one JSON object");
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("stdout is one JSON object");
     let adapter = &v["adapter"];
     for k in ["name", "backend", "device_type"] {
         assert!(adapter[k].is_string(), "adapter.{k} missing: {v}");
@@ -79,35 +76,19 @@ fn worked_example_json_on_the_gpu() {
     let names: Vec<&str> = q.iter().map(|r| r["name"].as_str().unwrap()).collect();
     assert_eq!(names, NAMES);
     for r in q {
-        for k in [
-            "name",
-            "seed",
-            "cpu_f64",
-            "gpu_f32",
-            "max_abs_diff",
-            "seed_agrees",
-        ] {
+        for k in ["name", "seed", "cpu_f64", "gpu_f32", "max_abs_diff", "seed_agrees"] {
             assert!(r.get(k).is_some(), "{k} missing in {r}");
         }
-        let diff = r["max_abs_diff"]
-            .as_f64()
-            .expect("a GPU ran, so every difference is a number");
+        let diff = r["max_abs_diff"].as_f64().expect("a GPU ran, so every difference is a number");
         assert!(diff < 1e-6, "{}: |gpu - cpu| = {diff}", r["name"]);
         assert_eq!(r["seed"].is_null(), r["seed_agrees"].is_null(), "{r}");
     }
     let find = |n: &str| q.iter().find(|r| r["name"] == n).unwrap();
-    assert_eq!(
-        find("hidden_input")["seed"],
-        serde_json::json!([0.31, 0.29])
-    );
+    assert_eq!(find("hidden_input")["seed"], serde_json::json!([0.31, 0.29]));
     assert_eq!(find("hidden_input")["seed_agrees"], false);
     assert!((find("output_input")["cpu_f64"].as_f64().unwrap() - 1.0914213562).abs() < 1e-9);
     assert!(find("grad_w1")["seed"].is_null());
-    assert_eq!(
-        find("grad_w1")["cpu_f64"].as_array().unwrap().len(),
-        2,
-        "grad_w1 is a 2x2 nested array"
-    );
+    assert_eq!(find("grad_w1")["cpu_f64"].as_array().unwrap().len(), 2, "grad_w1 is a 2x2 nested array");
     assert_eq!(find("w2_updated")["gpu_f32"].as_array().unwrap().len(), 2);
 }
 
@@ -152,18 +133,8 @@ fn devices_lists_adapters_with_their_limits() {
                 && a["device_type"].is_string()
                 && a["driver"].is_string()
         );
-        assert!(
-            a["limits"]["max_storage_buffer_binding_size"]
-                .as_u64()
-                .unwrap()
-                > 0
-        );
-        assert!(
-            a["limits"]["max_compute_invocations_per_workgroup"]
-                .as_u64()
-                .unwrap()
-                > 0
-        );
+        assert!(a["limits"]["max_storage_buffer_binding_size"].as_u64().unwrap() > 0);
+        assert!(a["limits"]["max_compute_invocations_per_workgroup"].as_u64().unwrap() > 0);
     }
 }
 
@@ -172,20 +143,13 @@ fn adapter_filters_and_bad_flags_fail_with_one_clear_line() {
     let o = backprop(&["worked-example", "--adapter", "no-such-adapter-xyz"]);
     assert!(!o.status.success());
     let err = stderr(&o);
-    assert!(
-        err.starts_with("error: no GPU adapter found whose name contains 'no-such-adapter-xyz'"),
-        "{err}"
-    );
+    assert!(err.starts_with("error: no GPU adapter found whose name contains 'no-such-adapter-xyz'"), "{err}");
     assert!(err.contains("the adapters found are"), "{err}");
     assert_eq!(err.trim_end().lines().count(), 1, "{err}");
 
     let o = backprop(&["worked-example", "--backend", "quantum"]);
     assert!(!o.status.success());
-    assert!(
-        stderr(&o).contains("unknown backend 'quantum'"),
-        "{}",
-        stderr(&o)
-    );
+    assert!(stderr(&o).contains("unknown backend 'quantum'"), "{}", stderr(&o));
     assert!(!stderr(&o).contains("panicked"));
 }
 
@@ -200,10 +164,7 @@ fn no_adapter_at_all_says_how_to_get_one() {
         .unwrap();
     assert!(!o.status.success());
     let err = stderr(&o);
-    assert!(
-        err.contains("no GPU adapter found") && err.contains("mesa-vulkan-drivers"),
-        "{err}"
-    );
+    assert!(err.contains("no GPU adapter found") && err.contains("mesa-vulkan-drivers"), "{err}");
     assert!(!err.contains("panicked"), "{err}");
 
     // `auto` falls back to the CPU and says so.
@@ -215,9 +176,5 @@ fn no_adapter_at_all_says_how_to_get_one() {
         .output()
         .unwrap();
     assert!(o.status.success(), "{}", stderr(&o));
-    assert!(
-        stderr(&o).contains("running on the CPU only"),
-        "{}",
-        stderr(&o)
-    );
+    assert!(stderr(&o).contains("running on the CPU only"), "{}", stderr(&o));
 }

@@ -7,6 +7,7 @@ use backprop::cpu;
 use backprop::gpu::ops::{self, Epilogue, Strided};
 use backprop::gpu::{GpuContext, buffer};
 use backprop::model::{Activation, Params};
+use backprop::optim::{self, OptimConfig, OptimizerKind, StepScalars};
 use ndarray::{Array1, Array2};
 
 use common::{assert_close, f32_exact, gpu, random, rng, to_f32};
@@ -15,16 +16,8 @@ const ATOL: f64 = 1e-5;
 const RTOL: f64 = 1e-4;
 
 /// (B, I, O) triples: 1, primes, and sizes just off the 16/32/256 tiles.
-const SHAPES: [(usize, usize, usize); 8] = [
-    (1, 1, 1),
-    (1, 7, 3),
-    (3, 1, 5),
-    (5, 13, 1),
-    (7, 33, 31),
-    (17, 29, 65),
-    (33, 65, 17),
-    (67, 31, 97),
-];
+const SHAPES: [(usize, usize, usize); 8] =
+    [(1, 1, 1), (1, 7, 3), (3, 1, 5), (5, 13, 1), (7, 33, 31), (17, 29, 65), (33, 65, 17), (67, 31, 97)];
 
 fn nan_buffer(ctx: &GpuContext, len: usize) -> wgpu::Buffer {
     buffer::storage_init(ctx, "nan-filled", &vec![f32::NAN; len]).unwrap()
@@ -62,11 +55,7 @@ fn matmul_forward_with_bias_and_every_fused_activation() {
                 (b, o, i),
                 Strided::rows(&xb, 0, i),
                 Strided::rows(&pb, w_off, o),
-                Epilogue {
-                    bias: Some((&pb, b_off)),
-                    pre: Some((&pre, 0)),
-                    activation: act,
-                },
+                Epilogue { bias: Some((&pb, b_off)), pre: Some((&pre, 0)), activation: act },
                 (&out, 0),
                 &scratch,
             )
@@ -74,20 +63,8 @@ fn matmul_forward_with_bias_and_every_fused_activation() {
             ops::run(&ctx, &[&d]).unwrap();
             let z = cpu::linear_forward(x.view(), w.view(), bias.view());
             let a = cpu::activation_forward(act, z.view());
-            assert_close(
-                &format!("Z ({b},{i},{o}) {act}"),
-                &read(&ctx, &pre, 0, b * o),
-                &flat(&z),
-                ATOL,
-                RTOL,
-            );
-            assert_close(
-                &format!("A ({b},{i},{o}) {act}"),
-                &read(&ctx, &out, 0, b * o),
-                &flat(&a),
-                ATOL,
-                RTOL,
-            );
+            assert_close(&format!("Z ({b},{i},{o}) {act}"), &read(&ctx, &pre, 0, b * o), &flat(&z), ATOL, RTOL);
+            assert_close(&format!("A ({b},{i},{o}) {act}"), &read(&ctx, &out, 0, b * o), &flat(&a), ATOL, RTOL);
         }
     }
 }
@@ -118,13 +95,7 @@ fn matmul_input_grad_reads_w_transposed() {
         .unwrap();
         ops::run(&ctx, &[&d]).unwrap();
         let want = cpu::input_grad(delta.view(), w.view());
-        assert_close(
-            &format!("dA_prev ({b},{i},{o})"),
-            &read(&ctx, &out, 0, b * i),
-            &flat(&want),
-            ATOL,
-            RTOL,
-        );
+        assert_close(&format!("dA_prev ({b},{i},{o})"), &read(&ctx, &out, 0, b * i), &flat(&want), ATOL, RTOL);
     }
 }
 
@@ -155,18 +126,9 @@ fn matmul_weight_grad_is_the_sum_of_outer_products_and_stays_in_its_slot() {
         ops::run(&ctx, &[&d]).unwrap();
         let want = cpu::weight_grad(a_prev.view(), delta.view());
         let all = read(&ctx, &grads, 0, total);
-        assert_close(
-            &format!("dW ({b},{i},{o})"),
-            &all[off..off + i * o],
-            &flat(&want),
-            ATOL,
-            RTOL,
-        );
+        assert_close(&format!("dW ({b},{i},{o})"), &all[off..off + i * o], &flat(&want), ATOL, RTOL);
         assert!(
-            all[..off]
-                .iter()
-                .chain(&all[off + i * o..])
-                .all(|v| v.is_nan()),
+            all[..off].iter().chain(&all[off + i * o..]).all(|v| v.is_nan()),
             "dW ({b},{i},{o}) wrote outside its slot"
         );
     }
@@ -189,20 +151,8 @@ fn activation_forward_and_backward() {
             ops::run(&ctx, &[&f, &bk]).unwrap();
             let want_f = cpu::activation_forward(act, z.view());
             let want_b = cpu::activation_backward(act, g.view(), z.view());
-            assert_close(
-                &format!("{act} forward n={n}"),
-                &read(&ctx, &fwd_out, 0, n),
-                &flat(&want_f),
-                1e-6,
-                1e-5,
-            );
-            assert_close(
-                &format!("{act} backward n={n}"),
-                &read(&ctx, &bwd_out, 0, n),
-                &flat(&want_b),
-                1e-6,
-                1e-5,
-            );
+            assert_close(&format!("{act} forward n={n}"), &read(&ctx, &fwd_out, 0, n), &flat(&want_f), 1e-6, 1e-5);
+            assert_close(&format!("{act} backward n={n}"), &read(&ctx, &bwd_out, 0, n), &flat(&want_b), 1e-6, 1e-5);
         }
     }
 }
@@ -226,44 +176,22 @@ fn activations_stay_finite_at_extreme_inputs() {
 fn mse_loss_and_gradient() {
     let ctx = gpu();
     let mut r = rng(5);
-    for (b, o) in [
-        (1usize, 1usize),
-        (1, 3),
-        (7, 1),
-        (13, 10),
-        (67, 5),
-        (257, 3),
-    ] {
+    for (b, o) in [(1usize, 1usize), (1, 3), (7, 1), (13, 10), (67, 5), (257, 3)] {
         let pred = f32_exact(&random(&mut r, b, o, 1.0));
         let target = f32_exact(&random(&mut r, b, o, 1.0));
         let pb = buffer::storage_init(&ctx, "pred", &to_f32(&pred)).unwrap();
         let tb = buffer::storage_init(&ctx, "target", &to_f32(&target)).unwrap();
         let grad = nan_buffer(&ctx, b * o);
         let loss = nan_buffer(&ctx, 3);
-        let g = ops::mse_grad(&ctx, b * o, &pb, &tb, &grad).unwrap();
-        let l = ops::mse_loss(&ctx, b * o, &pb, &tb, (&loss, 1)).unwrap();
+        let g = ops::mse_grad(&ctx, (b, o), &pb, &tb, &grad).unwrap();
+        let l = ops::mse_loss(&ctx, (b, o), &pb, &tb, (&loss, 1), 0.0).unwrap();
         ops::run(&ctx, &[&g, &l]).unwrap();
         let want_g = cpu::mse_grad(pred.view(), target.view());
         let want_l = cpu::mse_loss(pred.view(), target.view());
-        assert_close(
-            &format!("dL/dA ({b},{o})"),
-            &read(&ctx, &grad, 0, b * o),
-            &flat(&want_g),
-            1e-7,
-            1e-5,
-        );
+        assert_close(&format!("dL/dA ({b},{o})"), &read(&ctx, &grad, 0, b * o), &flat(&want_g), 1e-7, 1e-5);
         let got_l = read(&ctx, &loss, 0, 3);
-        assert_close(
-            &format!("loss ({b},{o})"),
-            &got_l[1..2],
-            &[want_l],
-            1e-7,
-            1e-5,
-        );
-        assert!(
-            got_l[0].is_nan() && got_l[2].is_nan(),
-            "loss wrote outside its slot"
-        );
+        assert_close(&format!("loss ({b},{o})"), &got_l[1..2], &[want_l], 1e-7, 1e-5);
+        assert!(got_l[0].is_nan() && got_l[2].is_nan(), "loss wrote outside its slot");
     }
 }
 
@@ -280,17 +208,8 @@ fn bias_grad_column_sums() {
         ops::run(&ctx, &[&d]).unwrap();
         let want: Array1<f64> = cpu::bias_grad(delta.view());
         let all = read(&ctx, &out, 0, off + o + 2);
-        assert_close(
-            &format!("db ({b},{o})"),
-            &all[off..off + o],
-            &want.to_vec(),
-            1e-5,
-            1e-5,
-        );
-        assert!(
-            all[..off].iter().chain(&all[off + o..]).all(|v| v.is_nan()),
-            "db wrote outside its slot"
-        );
+        assert_close(&format!("db ({b},{o})"), &all[off..off + o], &want.to_vec(), 1e-5, 1e-5);
+        assert!(all[..off].iter().chain(&all[off + o..]).all(|v| v.is_nan()), "db wrote outside its slot");
     }
 }
 
@@ -298,8 +217,7 @@ fn bias_grad_column_sums() {
 fn sgd_update_over_the_flat_buffer() {
     let ctx = gpu();
     let mut r = rng(7);
-    let spec = backprop::MlpSpec::uniform(vec![13, 7, 1], Activation::Sigmoid, backprop::Loss::Mse)
-        .unwrap();
+    let spec = backprop::MlpSpec::uniform(vec![13, 7, 1], Activation::Sigmoid, backprop::Loss::Mse).unwrap();
     let mut p = Params::<f64>::zeros(&spec);
     let mut g = Params::<f64>::zeros(&spec);
     for l in 0..spec.layers() {
@@ -312,16 +230,90 @@ fn sgd_update_over_the_flat_buffer() {
     let n = spec.param_layout().len;
     let pb = buffer::storage_init(&ctx, "params", &p.to_f32().to_flat()).unwrap();
     let gb = buffer::storage_init(&ctx, "grads", &g.to_f32().to_flat()).unwrap();
-    let d = ops::sgd(&ctx, n, 0.25, &gb, &pb).unwrap();
+    let (m, v) = (nan_buffer(&ctx, 1), nan_buffer(&ctx, 1));
+    let cfg = OptimConfig::sgd();
+    let d = ops::optimizer(&ctx, &cfg, n, StepScalars::new(&cfg, 0.25, 1), &gb, &pb, (&m, &v)).unwrap();
     ops::run(&ctx, &[&d]).unwrap();
     cpu::sgd_update(&mut p, &g, 0.25);
-    assert_close(
-        "sgd params",
-        &read(&ctx, &pb, 0, n),
-        &p.to_flat(),
-        1e-7,
-        1e-6,
-    );
+    assert_close("sgd params", &read(&ctx, &pb, 0, n), &p.to_flat(), 1e-7, 1e-6);
+}
+
+#[test]
+fn every_optimizer_with_weight_decay_over_several_steps() {
+    let ctx = gpu();
+    let mut r = rng(8);
+    let configs = [
+        OptimConfig { kind: OptimizerKind::Sgd, weight_decay: 0.01 },
+        OptimConfig { kind: OptimizerKind::Momentum { momentum: 0.9 }, weight_decay: 0.0 },
+        OptimConfig { kind: OptimizerKind::Momentum { momentum: 0.5 }, weight_decay: 0.1 },
+        OptimConfig { kind: OptimizerKind::Adam { beta1: 0.9, beta2: 0.999, eps: 1e-8 }, weight_decay: 0.0 },
+        OptimConfig { kind: OptimizerKind::Adam { beta1: 0.8, beta2: 0.99, eps: 1e-6 }, weight_decay: 0.05 },
+    ];
+    for n in [1usize, 257, 1031] {
+        for cfg in configs {
+            let mut p: Vec<f64> = to_f32(&random(&mut r, 1, n, 1.0)).iter().map(|&v| v as f64).collect();
+            let p32: Vec<f32> = p.iter().map(|&v| v as f32).collect();
+            let pb = buffer::storage_init(&ctx, "params", &p32).unwrap();
+            let state = |k: usize| if cfg.state_vectors() > k { vec![0.0f32; n] } else { vec![f32::NAN] };
+            let mb = buffer::storage_init(&ctx, "m", &state(0)).unwrap();
+            let vb = buffer::storage_init(&ctx, "v", &state(1)).unwrap();
+            let (mut m, mut v) = (vec![0.0f64; n], vec![0.0f64; n]);
+            for t in 1..=4u64 {
+                let g = f32_exact(&random(&mut r, 1, n, 1.0));
+                let gb = buffer::storage_init(&ctx, "grads", &to_f32(&g)).unwrap();
+                let s = StepScalars::new(&cfg, 0.01, t);
+                let d = ops::optimizer(&ctx, &cfg, n, s, &gb, &pb, (&mb, &vb)).unwrap();
+                ops::run(&ctx, &[&d]).unwrap();
+                optim::update(&cfg, &mut p, g.as_slice().unwrap(), &mut m, &mut v, s);
+            }
+            let name = format!("{} wd={} n={n}", cfg.kind.name(), cfg.weight_decay);
+            assert_close(&format!("{name} params"), &read(&ctx, &pb, 0, n), &p, 1e-6, 1e-5);
+            if cfg.state_vectors() >= 1 {
+                assert_close(&format!("{name} m"), &read(&ctx, &mb, 0, n), &m, 1e-6, 1e-5);
+            }
+            if cfg.state_vectors() >= 2 {
+                assert_close(&format!("{name} v"), &read(&ctx, &vb, 0, n), &v, 1e-7, 1e-5);
+            }
+        }
+    }
+}
+
+#[test]
+fn softmax_and_fused_cross_entropy() {
+    let ctx = gpu();
+    let mut r = rng(9);
+    for (b, o) in [(1usize, 1usize), (1, 10), (7, 3), (13, 10), (67, 5), (300, 2)] {
+        let z = f32_exact(&random(&mut r, b, o, 8.0));
+        // Probability targets: one-hot rows mixed with soft rows.
+        let mut y = random(&mut r, b, o, 1.0).mapv(f64::abs);
+        for (i, mut row) in y.outer_iter_mut().enumerate() {
+            if i % 2 == 0 {
+                row.fill(0.0);
+                row[i % o] = 1.0;
+            } else {
+                let s = row.sum();
+                row.mapv_inplace(|v| v / s);
+            }
+        }
+        let y = f32_exact(&y);
+        let zb = buffer::storage_init(&ctx, "z", &to_f32(&z)).unwrap();
+        let yb = buffer::storage_init(&ctx, "y", &to_f32(&y)).unwrap();
+        let probs = nan_buffer(&ctx, b * o);
+        let delta = nan_buffer(&ctx, b * o);
+        let loss = buffer::storage_init(&ctx, "loss", &[f32::NAN, 1.5]).unwrap();
+        let s = ops::softmax_rows(&ctx, (b, o), &zb, &probs).unwrap();
+        let g = ops::xent_grad(&ctx, (b, o), &probs, &yb, &delta).unwrap();
+        let l = ops::xent_loss(&ctx, (b, o), &zb, &yb, (&loss, 0), 2.0).unwrap();
+        ops::run(&ctx, &[&s, &g, &l]).unwrap();
+        let want_p = cpu::softmax_rows(z.view());
+        let want_d = cpu::xent_grad(want_p.view(), y.view());
+        let want_l = cpu::xent_loss(z.view(), y.view());
+        assert_close(&format!("softmax ({b},{o})"), &read(&ctx, &probs, 0, b * o), &flat(&want_p), 1e-6, 1e-5);
+        assert_close(&format!("xent delta ({b},{o})"), &read(&ctx, &delta, 0, b * o), &flat(&want_d), 1e-7, 1e-5);
+        // out[0] is the loss; out[1] accumulated loss · 2 onto its 1.5.
+        let want = [want_l, 1.5 + 2.0 * want_l];
+        assert_close(&format!("xent loss ({b},{o})"), &read(&ctx, &loss, 0, 2), &want, 1e-6, 1e-5);
+    }
 }
 
 #[test]
@@ -330,19 +322,11 @@ fn a_binding_beyond_the_device_limit_is_a_typed_error() {
     let max = ctx.limits().max_storage_buffer_binding_size as usize;
     let e = buffer::storage(&ctx, "huge", max / 4 + 1).unwrap_err();
     match &e {
-        backprop::Error::DeviceLimit {
-            limit,
-            requested,
-            available,
-            ..
-        } => {
+        backprop::Error::DeviceLimit { limit, requested, available, .. } => {
             assert_eq!(*limit, "max_storage_buffer_binding_size");
             assert!(requested > available);
         }
         other => panic!("expected DeviceLimit, got {other}"),
     }
-    assert!(
-        e.to_string().contains("max_storage_buffer_binding_size"),
-        "{e}"
-    );
+    assert!(e.to_string().contains("max_storage_buffer_binding_size"), "{e}");
 }

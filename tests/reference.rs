@@ -21,19 +21,13 @@ fn reference_matches_the_worked_example_computed_by_hand() {
     let w2 = [0.6, 0.7]; // hidden j -> output
     let b2 = 0.3;
 
-    let h_in = [
-        x1 * w1[0][0] + x2 * w1[1][0] + b1[0],
-        x1 * w1[0][1] + x2 * w1[1][1] + b1[1],
-    ];
+    let h_in = [x1 * w1[0][0] + x2 * w1[1][0] + b1[0], x1 * w1[0][1] + x2 * w1[1][1] + b1[1]];
     let h = [sigmoid(h_in[0]), sigmoid(h_in[1])];
     let o_in = h[0] * w2[0] + h[1] * w2[1] + b2;
     let o = sigmoid(o_in);
     let loss = (y - o) * (y - o);
     let d_o = 2.0 * (o - y) * o * (1.0 - o);
-    let d_h = [
-        d_o * w2[0] * h[0] * (1.0 - h[0]),
-        d_o * w2[1] * h[1] * (1.0 - h[1]),
-    ];
+    let d_h = [d_o * w2[0] * h[0] * (1.0 - h[0]), d_o * w2[1] * h[1] * (1.0 - h[1])];
     let g_w2 = [d_o * h[0], d_o * h[1]];
     let g_w1 = [[d_h[0] * x1, d_h[1] * x1], [d_h[0] * x2, d_h[1] * x2]];
 
@@ -42,10 +36,7 @@ fn reference_matches_the_worked_example_computed_by_hand() {
     let t = cpu::sgd_step(&spec, &mut p, x.view(), yy.view(), lr).unwrap();
 
     let close = |name: &str, got: f64, want: f64| {
-        assert!(
-            (got - want).abs() <= 1e-12,
-            "{name}: reference {got} vs hand {want}"
-        );
+        assert!((got - want).abs() <= 1e-12, "{name}: reference {got} vs hand {want}");
     };
     for j in 0..2 {
         close("hidden_input", t.pre[0][[0, j]], h_in[j]);
@@ -57,11 +48,7 @@ fn reference_matches_the_worked_example_computed_by_hand() {
         close("b1_updated", p.biases[0][j], b1[j] - lr * d_h[j]);
         for i in 0..2 {
             close("grad_w1", t.grads.weights[0][[i, j]], g_w1[i][j]);
-            close(
-                "w1_updated",
-                p.weights[0][[i, j]],
-                w1[i][j] - lr * g_w1[i][j],
-            );
+            close("w1_updated", p.weights[0][[i, j]], w1[i][j] - lr * g_w1[i][j]);
         }
     }
     close("output_input", t.pre[1][[0, 0]], o_in);
@@ -89,25 +76,15 @@ fn seed_agreement_uses_the_seeds_rounding() {
 }
 
 /// The loss as a function of one parameter, evaluated in f64.
-fn loss_at(
-    spec: &MlpSpec,
-    p: &Params<f64>,
-    x: &ndarray::Array2<f64>,
-    y: &ndarray::Array2<f64>,
-) -> f64 {
+fn loss_at(spec: &MlpSpec, p: &Params<f64>, x: &ndarray::Array2<f64>, y: &ndarray::Array2<f64>) -> f64 {
     cpu::loss(spec, p, x.view(), y.view()).unwrap()
 }
 
 #[test]
 fn analytic_gradients_match_central_finite_differences() {
     let mut rng = common::rng(7);
-    let shapes: [(&[usize], usize); 5] = [
-        (&[1, 1], 1),
-        (&[3, 2, 1], 1),
-        (&[4, 5, 3], 2),
-        (&[2, 7, 1, 3], 5),
-        (&[5, 3, 4, 2, 6], 3),
-    ];
+    let shapes: [(&[usize], usize); 5] =
+        [(&[1, 1], 1), (&[3, 2, 1], 1), (&[4, 5, 3], 2), (&[2, 7, 1, 3], 5), (&[5, 3, 4, 2, 6], 3)];
     let mut checked = 0;
     for act in Activation::ALL {
         for (sizes, batch) in shapes {
@@ -137,13 +114,8 @@ fn analytic_gradients_match_central_finite_differences() {
                         plus.weights[l][[r, c]] += h;
                         let mut minus = p.clone();
                         minus.weights[l][[r, c]] -= h;
-                        let num = (loss_at(&spec, &plus, &x, &y) - loss_at(&spec, &minus, &x, &y))
-                            / (2.0 * h);
-                        fd_check(
-                            format!("{sizes:?} dW{l}[{r}][{c}]"),
-                            t.grads.weights[l][[r, c]],
-                            num,
-                        );
+                        let num = (loss_at(&spec, &plus, &x, &y) - loss_at(&spec, &minus, &x, &y)) / (2.0 * h);
+                        fd_check(format!("{sizes:?} dW{l}[{r}][{c}]"), t.grads.weights[l][[r, c]], num);
                         checked += 1;
                     }
                 }
@@ -152,8 +124,7 @@ fn analytic_gradients_match_central_finite_differences() {
                     plus.biases[l][c] += h;
                     let mut minus = p.clone();
                     minus.biases[l][c] -= h;
-                    let num = (loss_at(&spec, &plus, &x, &y) - loss_at(&spec, &minus, &x, &y))
-                        / (2.0 * h);
+                    let num = (loss_at(&spec, &plus, &x, &y) - loss_at(&spec, &minus, &x, &y)) / (2.0 * h);
                     fd_check(format!("{sizes:?} db{l}[{c}]"), t.grads.biases[l][c], num);
                     checked += 1;
                 }
@@ -166,8 +137,7 @@ fn analytic_gradients_match_central_finite_differences() {
                     xp[[r, c]] += h;
                     let mut xm = x.clone();
                     xm[[r, c]] -= h;
-                    let num =
-                        (loss_at(&spec, &p, &xp, &y) - loss_at(&spec, &p, &xm, &y)) / (2.0 * h);
+                    let num = (loss_at(&spec, &p, &xp, &y) - loss_at(&spec, &p, &xm, &y)) / (2.0 * h);
                     fd_check(format!("{sizes:?} dX[{r}][{c}]"), dx[[r, c]], num);
                     checked += 1;
                 }
@@ -185,13 +155,7 @@ fn reference_runs_in_f32_and_f64_alike() {
     let x = array![[0.1f64, -0.2, 0.3], [0.5, 0.25, -1.0]];
     let y = array![[0.0f64, 1.0], [1.0, 0.0]];
     let t64 = cpu::forward_backward(&spec, &p64, x.view(), y.view()).unwrap();
-    let t32 = cpu::forward_backward(
-        &spec,
-        &p32,
-        x.mapv(|v| v as f32).view(),
-        y.mapv(|v| v as f32).view(),
-    )
-    .unwrap();
+    let t32 = cpu::forward_backward(&spec, &p32, x.mapv(|v| v as f32).view(), y.mapv(|v| v as f32).view()).unwrap();
     assert!((t64.loss - t32.loss as f64).abs() < 1e-6);
     for l in 0..2 {
         for (a, b) in t64.grads.weights[l].iter().zip(&t32.grads.weights[l]) {
@@ -215,8 +179,6 @@ fn bad_shapes_are_errors_not_panics() {
     assert!(MlpSpec::uniform(vec![3, 0, 2], Activation::Relu, Loss::Mse).is_err());
     assert!(MlpSpec::uniform(vec![3], Activation::Relu, Loss::Mse).is_err());
     assert!(MlpSpec::new(vec![3, 2], vec![], Loss::Mse).is_err());
-    let wrong = Params::<f64>::zeros(
-        &MlpSpec::uniform(vec![3, 3], Activation::Sigmoid, Loss::Mse).unwrap(),
-    );
+    let wrong = Params::<f64>::zeros(&MlpSpec::uniform(vec![3, 3], Activation::Sigmoid, Loss::Mse).unwrap());
     assert!(cpu::forward(&spec, &wrong, x.view()).is_err());
 }

@@ -14,9 +14,7 @@ pub fn storage(ctx: &GpuContext, label: &str, len: usize) -> Result<wgpu::Buffer
     Ok(ctx.device.create_buffer(&wgpu::BufferDescriptor {
         label: Some(label),
         size: bytes,
-        usage: wgpu::BufferUsages::STORAGE
-            | wgpu::BufferUsages::COPY_SRC
-            | wgpu::BufferUsages::COPY_DST,
+        usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
         mapped_at_creation: false,
     }))
 }
@@ -32,12 +30,11 @@ pub fn storage_init(ctx: &GpuContext, label: &str, data: &[f32]) -> Result<wgpu:
 
 /// A uniform buffer holding one `T` that can be rewritten later.
 pub fn uniform<T: bytemuck::Pod>(ctx: &GpuContext, label: &str, value: &T) -> wgpu::Buffer {
-    ctx.device
-        .create_buffer_init(&wgpu::util::BufferInitDescriptor {
-            label: Some(label),
-            contents: bytemuck::bytes_of(value),
-            usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
-        })
+    ctx.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+        label: Some(label),
+        contents: bytemuck::bytes_of(value),
+        usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+    })
 }
 
 /// A buffer the CPU can map to read results: `len` f32 values.
@@ -62,9 +59,7 @@ pub fn read_staging(ctx: &GpuContext, staging: &wgpu::Buffer, len: usize) -> Res
         .map_err(|_| Error::Gpu("read-back was never answered".into()))?
         .map_err(|e| Error::Gpu(format!("mapping a read-back buffer: {e}")))?;
     let out = {
-        let view = slice
-            .get_mapped_range()
-            .map_err(|e| Error::Gpu(format!("reading a mapped buffer: {e}")))?;
+        let view = slice.get_mapped_range().map_err(|e| Error::Gpu(format!("reading a mapped buffer: {e}")))?;
         bytemuck::cast_slice::<u8, f32>(&view)[..len].to_vec()
     };
     staging.unmap();
@@ -74,21 +69,12 @@ pub fn read_staging(ctx: &GpuContext, staging: &wgpu::Buffer, len: usize) -> Res
 
 /// Reads `len` f32 values starting at element `offset` of a storage buffer (allocates a staging buffer;
 /// for inspection and tests, not for the training loop).
-pub fn read(
-    ctx: &GpuContext,
-    buffer: &wgpu::Buffer,
-    offset: usize,
-    len: usize,
-) -> Result<Vec<f32>> {
+pub fn read(ctx: &GpuContext, buffer: &wgpu::Buffer, offset: usize, len: usize) -> Result<Vec<f32>> {
     if len == 0 {
         return Ok(Vec::new());
     }
     let stage = staging(ctx, "read-back", len);
-    let mut enc = ctx
-        .device
-        .create_command_encoder(&wgpu::CommandEncoderDescriptor {
-            label: Some("read-back"),
-        });
+    let mut enc = ctx.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("read-back") });
     enc.copy_buffer_to_buffer(buffer, offset as u64 * F32, &stage, 0, len as u64 * F32);
     let idx = ctx.queue.submit([enc.finish()]);
     ctx.wait(idx)?;

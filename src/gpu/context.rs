@@ -25,10 +25,7 @@ pub struct AdapterRequest {
 impl AdapterRequest {
     /// The name filter in force: the request's own, else `WGPU_ADAPTER_NAME`.
     fn name_filter(&self) -> Option<String> {
-        self.name
-            .clone()
-            .or_else(|| std::env::var("WGPU_ADAPTER_NAME").ok())
-            .filter(|s| !s.trim().is_empty())
+        self.name.clone().or_else(|| std::env::var("WGPU_ADAPTER_NAME").ok()).filter(|s| !s.trim().is_empty())
     }
 }
 
@@ -157,9 +154,7 @@ pub struct GpuContext {
 
 impl std::fmt::Debug for GpuContext {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("GpuContext")
-            .field("adapter", &self.summary.name)
-            .finish()
+        f.debug_struct("GpuContext").field("adapter", &self.summary.name).finish()
     }
 }
 
@@ -194,10 +189,7 @@ impl GpuContext {
             } else {
                 format!("the adapters found are: {}", names.join(", "))
             };
-            return Err(Error::NoAdapter {
-                filter: filter_text,
-                hint,
-            });
+            return Err(Error::NoAdapter { filter: filter_text, hint });
         };
         Self::from_adapter(adapter)
     }
@@ -211,12 +203,7 @@ impl GpuContext {
             required_limits: limits.clone(),
             ..Default::default()
         }))
-        .map_err(|e| {
-            Error::Gpu(format!(
-                "could not open a device on '{}': {e}",
-                summary.name
-            ))
-        })?;
+        .map_err(|e| Error::Gpu(format!("could not open a device on '{}': {e}", summary.name)))?;
 
         let errors: ErrorLog = Arc::default();
         let log = errors.clone();
@@ -232,15 +219,7 @@ impl GpuContext {
             }
         });
         let pipelines = Pipelines::new(&device);
-        let ctx = Self {
-            device,
-            queue,
-            summary,
-            limits,
-            pipelines,
-            errors,
-            timeout: Duration::from_secs(600),
-        };
+        let ctx = Self { device, queue, summary, limits, pipelines, errors, timeout: Duration::from_secs(600) };
         ctx.check()?;
         Ok(ctx)
     }
@@ -261,10 +240,7 @@ impl GpuContext {
 
     /// Returns the first GPU error reported since the last check, if any.
     pub fn check(&self) -> Result<()> {
-        let mut v = self
-            .errors
-            .lock()
-            .map_err(|_| Error::Gpu("error log poisoned".into()))?;
+        let mut v = self.errors.lock().map_err(|_| Error::Gpu("error log poisoned".into()))?;
         if v.is_empty() {
             Ok(())
         } else {
@@ -277,10 +253,7 @@ impl GpuContext {
     /// Waits for a submission, with a timeout, then reports any GPU error.
     pub fn wait(&self, index: wgpu::SubmissionIndex) -> Result<()> {
         self.device
-            .poll(wgpu::PollType::Wait {
-                submission_index: Some(index),
-                timeout: Some(self.timeout),
-            })
+            .poll(wgpu::PollType::Wait { submission_index: Some(index), timeout: Some(self.timeout) })
             .map_err(|e| Error::Gpu(format!("waiting for the GPU: {e}")))?;
         self.check()
     }
@@ -288,10 +261,7 @@ impl GpuContext {
     /// Waits, with a timeout, for all submitted work and pending mappings.
     pub fn wait_all(&self) -> Result<()> {
         self.device
-            .poll(wgpu::PollType::Wait {
-                submission_index: None,
-                timeout: Some(self.timeout),
-            })
+            .poll(wgpu::PollType::Wait { submission_index: None, timeout: Some(self.timeout) })
             .map_err(|e| Error::Gpu(format!("waiting for the GPU: {e}")))?;
         self.check()
     }

@@ -8,6 +8,7 @@ use crate::gpu::buffer;
 use crate::gpu::context::GpuContext;
 use crate::gpu::shaders::Kernel;
 use crate::model::Activation;
+use crate::optim::{OptimConfig, OptimizerKind, StepScalars};
 
 /// Threads per workgroup of the elementwise kernels (`WG` in `common.wgsl`).
 pub const WG: u32 = 256;
@@ -23,44 +24,26 @@ pub struct Dispatch {
 }
 
 impl Dispatch {
-    fn new<U: Pod>(
-        ctx: &GpuContext,
-        kernel: Kernel,
-        params: &U,
-        buffers: &[&wgpu::Buffer],
-        groups: [u32; 3],
-    ) -> Self {
+    fn new<U: Pod>(ctx: &GpuContext, kernel: Kernel, params: &U, buffers: &[&wgpu::Buffer], groups: [u32; 3]) -> Self {
         let uniform = buffer::uniform(ctx, kernel.entry_point(), params);
-        let mut entries = vec![wgpu::BindGroupEntry {
-            binding: 0,
-            resource: uniform.as_entire_binding(),
-        }];
+        let mut entries = vec![wgpu::BindGroupEntry { binding: 0, resource: uniform.as_entire_binding() }];
         entries.extend(
             buffers
                 .iter()
                 .enumerate()
-                .map(|(i, b)| wgpu::BindGroupEntry {
-                    binding: i as u32 + 1,
-                    resource: b.as_entire_binding(),
-                }),
+                .map(|(i, b)| wgpu::BindGroupEntry { binding: i as u32 + 1, resource: b.as_entire_binding() }),
         );
         let bind_group = ctx.device.create_bind_group(&wgpu::BindGroupDescriptor {
             label: Some(kernel.entry_point()),
             layout: &ctx.pipelines().get(kernel).layout,
             entries: &entries,
         });
-        Self {
-            kernel,
-            bind_group,
-            uniform,
-            groups,
-        }
+        Self { kernel, bind_group, uniform, groups }
     }
 
     /// Rewrites the uniform (for example a new learning rate); takes effect at the next submit.
     pub fn set_params<U: Pod>(&self, ctx: &GpuContext, params: &U) {
-        ctx.queue
-            .write_buffer(&self.uniform, 0, bytemuck::bytes_of(params));
+        ctx.queue.write_buffer(&self.uniform, 0, bytemuck::bytes_of(params));
     }
 
     /// Records the launch into a compute pass.
@@ -81,10 +64,8 @@ pub fn encode_all<'a>(
     encoder: &mut wgpu::CommandEncoder,
     dispatches: impl IntoIterator<Item = &'a Dispatch>,
 ) {
-    let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
-        label: Some("step"),
-        timestamp_writes: None,
-    });
+    let mut pass =
+        encoder.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("step"), timestamp_writes: None });
     for d in dispatches {
         d.encode(ctx, &mut pass);
     }
@@ -92,9 +73,7 @@ pub fn encode_all<'a>(
 
 /// Runs `dispatches` in one submit and waits for them (for tests and one-off work).
 pub fn run(ctx: &GpuContext, dispatches: &[&Dispatch]) -> Result<()> {
-    let mut enc = ctx
-        .device
-        .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("run") });
+    let mut enc = ctx.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("run") });
     encode_all(ctx, &mut enc, dispatches.iter().copied());
     let idx = ctx.queue.submit([enc.finish()]);
     ctx.wait(idx)
@@ -104,11 +83,7 @@ pub fn run(ctx: &GpuContext, dispatches: &[&Dispatch]) -> Result<()> {
 fn elementwise_groups(ctx: &GpuContext, what: &str, n: usize) -> Result<[u32; 3]> {
     let groups = n.div_ceil(WG as usize).max(1);
     let max = ctx.limits().max_compute_workgroups_per_dimension.max(1) as usize;
-    let (x, y) = if groups <= max {
-        (groups, 1)
-    } else {
-        (max, groups.div_ceil(max))
-    };
+    let (x, y) = if groups <= max { (groups, 1) } else { (max, groups.div_ceil(max)) };
     ctx.check_workgroups(what, y.min(u32::MAX as usize) as u32)?;
     Ok([x as u32, y as u32, 1])
 }
@@ -160,21 +135,11 @@ pub struct Strided<'a> {
 impl<'a> Strided<'a> {
     /// A row-major (rows, cols) matrix at `offset`.
     pub fn rows(buffer: &'a wgpu::Buffer, offset: usize, cols: usize) -> Self {
-        Self {
-            buffer,
-            offset,
-            row_stride: cols,
-            col_stride: 1,
-        }
+        Self { buffer, offset, row_stride: cols, col_stride: 1 }
     }
     /// The transpose of a row-major matrix with `cols` columns stored at `offset`.
     pub fn transposed(buffer: &'a wgpu::Buffer, offset: usize, cols: usize) -> Self {
-        Self {
-            buffer,
-            offset,
-            row_stride: 1,
-            col_stride: cols,
-        }
+        Self { buffer, offset, row_stride: 1, col_stride: cols }
     }
 }
 
@@ -190,11 +155,7 @@ pub struct Epilogue<'a> {
 impl Epilogue<'_> {
     /// A plain product.
     pub fn none() -> Self {
-        Self {
-            bias: None,
-            pre: None,
-            activation: Activation::Identity,
-        }
+        Self { bias: None, pre: None, activation: Activation::Identity }
     }
 }
 
@@ -241,13 +202,7 @@ pub fn matmul(
     ctx.check_workgroups("matmul column tiles", u32_of("matmul tiles", gx)?)?;
     ctx.check_workgroups("matmul row tiles", u32_of("matmul tiles", gy)?)?;
     let groups = [gx.max(1) as u32, gy.max(1) as u32, 1];
-    Ok(Dispatch::new(
-        ctx,
-        Kernel::Matmul,
-        &params,
-        &[a.buffer, b.buffer, bias_buf, out.0, pre_buf],
-        groups,
-    ))
+    Ok(Dispatch::new(ctx, Kernel::Matmul, &params, &[a.buffer, b.buffer, bias_buf, out.0, pre_buf], groups))
 }
 
 /// Uniform of the activation kernels (`EltParams` in `activation.wgsl`).
@@ -267,19 +222,9 @@ pub fn activation_forward(
     src: &wgpu::Buffer,
     dst: &wgpu::Buffer,
 ) -> Result<Dispatch> {
-    let p = EltParams {
-        n: u32_of("activation size", n)?,
-        act: act.shader_id(),
-        _pad: [0; 2],
-    };
+    let p = EltParams { n: u32_of("activation size", n)?, act: act.shader_id(), _pad: [0; 2] };
     let g = elementwise_groups(ctx, "activation_forward", n)?;
-    Ok(Dispatch::new(
-        ctx,
-        Kernel::ActivationForward,
-        &p,
-        &[src, src, dst],
-        g,
-    ))
+    Ok(Dispatch::new(ctx, Kernel::ActivationForward, &p, &[src, src, dst], g))
 }
 
 /// `delta = grad ⊙ f'(pre)` over `n` elements.
@@ -291,19 +236,9 @@ pub fn activation_backward(
     pre: &wgpu::Buffer,
     delta: &wgpu::Buffer,
 ) -> Result<Dispatch> {
-    let p = EltParams {
-        n: u32_of("activation size", n)?,
-        act: act.shader_id(),
-        _pad: [0; 2],
-    };
+    let p = EltParams { n: u32_of("activation size", n)?, act: act.shader_id(), _pad: [0; 2] };
     let g = elementwise_groups(ctx, "activation_backward", n)?;
-    Ok(Dispatch::new(
-        ctx,
-        Kernel::ActivationBackward,
-        &p,
-        &[grad, pre, delta],
-        g,
-    ))
+    Ok(Dispatch::new(ctx, Kernel::ActivationBackward, &p, &[grad, pre, delta], g))
 }
 
 /// Uniform of the loss kernels (`LossParams` in `loss.wgsl`).
@@ -311,56 +246,97 @@ pub fn activation_backward(
 #[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
 struct LossParams {
     n: u32,
+    rows: u32,
+    cols: u32,
     out_off: u32,
     scale: f32,
-    _pad: u32,
+    acc_weight: f32,
+    _pad: [u32; 2],
 }
 
-/// `out = 2 (pred − target) / n` over `n` = B·O elements.
-pub fn mse_grad(
+impl LossParams {
+    fn new((rows, cols): (usize, usize), scale: f32, out_off: usize, acc_weight: f32) -> Result<Self> {
+        Ok(Self {
+            n: u32_of("loss size", rows * cols)?,
+            rows: u32_of("loss rows", rows)?,
+            cols: u32_of("loss columns", cols)?,
+            out_off: u32_of("loss offset", out_off)?,
+            scale,
+            acc_weight,
+            _pad: [0; 2],
+        })
+    }
+}
+
+/// `out = scale · (pred − target)` over (rows, cols): the MSE gradient with `scale = 2/(B·O)`, the fused
+/// softmax cross-entropy δ with `scale = 1/B`.
+pub fn loss_grad(
     ctx: &GpuContext,
-    n: usize,
+    shape: (usize, usize),
+    scale: f32,
     pred: &wgpu::Buffer,
     target: &wgpu::Buffer,
     out: &wgpu::Buffer,
 ) -> Result<Dispatch> {
-    let p = LossParams {
-        n: u32_of("loss size", n)?,
-        out_off: 0,
-        scale: 2.0 / n.max(1) as f32,
-        _pad: 0,
-    };
-    let g = elementwise_groups(ctx, "mse_grad", n)?;
-    Ok(Dispatch::new(
-        ctx,
-        Kernel::MseGrad,
-        &p,
-        &[pred, target, out],
-        g,
-    ))
+    let p = LossParams::new(shape, scale, 0, 0.0)?;
+    let g = elementwise_groups(ctx, "loss_grad", shape.0 * shape.1)?;
+    Ok(Dispatch::new(ctx, Kernel::LossGrad, &p, &[pred, target, out], g))
 }
 
-/// `out[out_off] = mean((pred − target)²)` over `n` elements.
+/// The MSE gradient `2 (A − Y) / (B·O)`.
+pub fn mse_grad(
+    ctx: &GpuContext,
+    shape: (usize, usize),
+    pred: &wgpu::Buffer,
+    target: &wgpu::Buffer,
+    out: &wgpu::Buffer,
+) -> Result<Dispatch> {
+    loss_grad(ctx, shape, 2.0 / (shape.0 * shape.1).max(1) as f32, pred, target, out)
+}
+
+/// The fused softmax cross-entropy gradient `(A − Y) / B`, A the softmax output.
+pub fn xent_grad(
+    ctx: &GpuContext,
+    shape: (usize, usize),
+    probs: &wgpu::Buffer,
+    target: &wgpu::Buffer,
+    out: &wgpu::Buffer,
+) -> Result<Dispatch> {
+    loss_grad(ctx, shape, 1.0 / shape.0.max(1) as f32, probs, target, out)
+}
+
+/// `out[out_off] = mean((pred − target)²)` over (rows, cols); with `acc_weight ≠ 0` also
+/// `out[out_off + 1] += loss · acc_weight`.
 pub fn mse_loss(
     ctx: &GpuContext,
-    n: usize,
+    shape: (usize, usize),
     pred: &wgpu::Buffer,
     target: &wgpu::Buffer,
     out: (&wgpu::Buffer, usize),
+    acc_weight: f32,
 ) -> Result<Dispatch> {
-    let p = LossParams {
-        n: u32_of("loss size", n)?,
-        out_off: u32_of("loss offset", out.1)?,
-        scale: 0.0,
-        _pad: 0,
-    };
-    Ok(Dispatch::new(
-        ctx,
-        Kernel::MseLoss,
-        &p,
-        &[pred, target, out.0],
-        [1, 1, 1],
-    ))
+    let p = LossParams::new(shape, 1.0 / (shape.0 * shape.1).max(1) as f32, out.1, acc_weight)?;
+    Ok(Dispatch::new(ctx, Kernel::MseLoss, &p, &[pred, target, out.0], [1, 1, 1]))
+}
+
+/// `out[out_off] = mean_b Σ_j y (logsumexp(z_b) − z_bj)` from logits Z (rows, cols); accumulates like `mse_loss`.
+pub fn xent_loss(
+    ctx: &GpuContext,
+    shape: (usize, usize),
+    logits: &wgpu::Buffer,
+    target: &wgpu::Buffer,
+    out: (&wgpu::Buffer, usize),
+    acc_weight: f32,
+) -> Result<Dispatch> {
+    let p = LossParams::new(shape, 1.0 / shape.0.max(1) as f32, out.1, acc_weight)?;
+    Ok(Dispatch::new(ctx, Kernel::XentLoss, &p, &[logits, target, out.0], [1, 1, 1]))
+}
+
+/// `out = softmax(z)` per row of (rows, cols).
+pub fn softmax_rows(ctx: &GpuContext, shape: (usize, usize), z: &wgpu::Buffer, out: &wgpu::Buffer) -> Result<Dispatch> {
+    let p = LossParams::new(shape, 1.0, 0, 0.0)?;
+    let g = elementwise_groups(ctx, "softmax_rows", shape.0)?;
+    Ok(Dispatch::new(ctx, Kernel::SoftmaxRows, &p, &[z, z, out], g))
 }
 
 /// Uniform of `bias_grad` (`GradParams` in `grad.wgsl`).
@@ -387,43 +363,67 @@ pub fn bias_grad(
         _pad: 0,
     };
     let g = elementwise_groups(ctx, "bias_grad", cols)?;
-    Ok(Dispatch::new(
-        ctx,
-        Kernel::BiasGrad,
-        &p,
-        &[delta, delta, out.0],
-        g,
-    ))
+    Ok(Dispatch::new(ctx, Kernel::BiasGrad, &p, &[delta, delta, out.0], g))
 }
 
 /// Uniform of the optimizers (`OptimParams` in `optim.wgsl`).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
-pub struct SgdParams {
+pub struct OptimParams {
     pub n: u32,
+    pub _pad0: u32,
     pub lr: f32,
-    pub _pad: [u32; 2],
+    pub weight_decay: f32,
+    pub momentum: f32,
+    pub beta1: f32,
+    pub beta2: f32,
+    pub eps: f32,
+    pub bc1: f32,
+    pub bc2_sqrt: f32,
+    pub _pad1: [u32; 2],
 }
 
-/// `params -= lr · grads` over `n` elements.
-pub fn sgd(
+impl OptimParams {
+    /// The uniform for one step of `cfg` over `n` parameters.
+    pub fn new(cfg: &OptimConfig, n: usize, s: StepScalars) -> Result<Self> {
+        let mut p = Self {
+            n: u32_of("parameter count", n)?,
+            lr: s.lr as f32,
+            weight_decay: cfg.weight_decay as f32,
+            bc1: s.bias_correction1 as f32,
+            bc2_sqrt: s.bias_correction2_sqrt as f32,
+            ..Self::default()
+        };
+        match cfg.kind {
+            OptimizerKind::Sgd => {}
+            OptimizerKind::Momentum { momentum } => p.momentum = momentum as f32,
+            OptimizerKind::Adam { beta1, beta2, eps } => {
+                p.beta1 = beta1 as f32;
+                p.beta2 = beta2 as f32;
+                p.eps = eps as f32;
+            }
+        }
+        Ok(p)
+    }
+}
+
+/// One optimizer update over `n` parameters: reads `grads`, updates `params` and the state `m`, `v` in
+/// place (bind any spare buffers where the rule keeps less state; they are not touched).
+pub fn optimizer(
     ctx: &GpuContext,
+    cfg: &OptimConfig,
     n: usize,
-    lr: f32,
+    s: StepScalars,
     grads: &wgpu::Buffer,
     params: &wgpu::Buffer,
+    (m, v): (&wgpu::Buffer, &wgpu::Buffer),
 ) -> Result<Dispatch> {
-    let p = SgdParams {
-        n: u32_of("parameter count", n)?,
-        lr,
-        _pad: [0; 2],
+    let kernel = match cfg.kind {
+        OptimizerKind::Sgd => Kernel::Sgd,
+        OptimizerKind::Momentum { .. } => Kernel::Momentum,
+        OptimizerKind::Adam { .. } => Kernel::Adam,
     };
-    let g = elementwise_groups(ctx, "sgd", n)?;
-    Ok(Dispatch::new(
-        ctx,
-        Kernel::Sgd,
-        &p,
-        &[grads, grads, params],
-        g,
-    ))
+    let p = OptimParams::new(cfg, n, s)?;
+    let g = elementwise_groups(ctx, kernel.entry_point(), n)?;
+    Ok(Dispatch::new(ctx, kernel, &p, &[grads, params, m, v], g))
 }

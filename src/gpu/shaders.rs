@@ -14,13 +14,7 @@ pub enum ShaderFile {
 }
 
 impl ShaderFile {
-    pub const ALL: [ShaderFile; 5] = [
-        Self::Linear,
-        Self::Activation,
-        Self::Loss,
-        Self::Grad,
-        Self::Optim,
-    ];
+    pub const ALL: [ShaderFile; 5] = [Self::Linear, Self::Activation, Self::Loss, Self::Grad, Self::Optim];
 
     /// The file's name under `shaders/`.
     pub fn file_name(self) -> &'static str {
@@ -64,33 +58,43 @@ pub enum Kernel {
     Matmul,
     ActivationForward,
     ActivationBackward,
-    MseGrad,
+    LossGrad,
     MseLoss,
+    XentLoss,
+    SoftmaxRows,
     BiasGrad,
     Sgd,
+    Momentum,
+    Adam,
 }
 
 /// The binding layout of the elementwise kernels: parameters, two inputs, one output.
 const ELEMENTWISE: &[Slot] = &[Slot::Uniform, Slot::Read, Slot::Read, Slot::ReadWrite];
+/// The binding layout of the optimizers: parameters, gradients, then θ, m, v updated in place.
+const OPTIMIZER: &[Slot] = &[Slot::Uniform, Slot::Read, Slot::ReadWrite, Slot::ReadWrite, Slot::ReadWrite];
 
 impl Kernel {
-    pub const ALL: [Kernel; 7] = [
+    pub const ALL: [Kernel; 11] = [
         Self::Matmul,
         Self::ActivationForward,
         Self::ActivationBackward,
-        Self::MseGrad,
+        Self::LossGrad,
         Self::MseLoss,
+        Self::XentLoss,
+        Self::SoftmaxRows,
         Self::BiasGrad,
         Self::Sgd,
+        Self::Momentum,
+        Self::Adam,
     ];
 
     pub fn file(self) -> ShaderFile {
         match self {
             Self::Matmul => ShaderFile::Linear,
             Self::ActivationForward | Self::ActivationBackward => ShaderFile::Activation,
-            Self::MseGrad | Self::MseLoss => ShaderFile::Loss,
+            Self::LossGrad | Self::MseLoss | Self::XentLoss | Self::SoftmaxRows => ShaderFile::Loss,
             Self::BiasGrad => ShaderFile::Grad,
-            Self::Sgd => ShaderFile::Optim,
+            Self::Sgd | Self::Momentum | Self::Adam => ShaderFile::Optim,
         }
     }
 
@@ -99,24 +103,22 @@ impl Kernel {
             Self::Matmul => "matmul",
             Self::ActivationForward => "activation_forward",
             Self::ActivationBackward => "activation_backward",
-            Self::MseGrad => "mse_grad",
+            Self::LossGrad => "loss_grad",
             Self::MseLoss => "mse_loss",
+            Self::XentLoss => "xent_loss",
+            Self::SoftmaxRows => "softmax_rows",
             Self::BiasGrad => "bias_grad",
             Self::Sgd => "sgd",
+            Self::Momentum => "momentum",
+            Self::Adam => "adam",
         }
     }
 
     /// The bindings of group 0, in binding order.
     pub fn slots(self) -> &'static [Slot] {
         match self {
-            Self::Matmul => &[
-                Slot::Uniform,
-                Slot::Read,
-                Slot::Read,
-                Slot::Read,
-                Slot::ReadWrite,
-                Slot::ReadWrite,
-            ],
+            Self::Matmul => &[Slot::Uniform, Slot::Read, Slot::Read, Slot::Read, Slot::ReadWrite, Slot::ReadWrite],
+            Self::Sgd | Self::Momentum | Self::Adam => OPTIMIZER,
             _ => ELEMENTWISE,
         }
     }
@@ -163,9 +165,7 @@ impl Pipelines {
                             ty: match s {
                                 Slot::Uniform => wgpu::BufferBindingType::Uniform,
                                 Slot::Read => wgpu::BufferBindingType::Storage { read_only: true },
-                                Slot::ReadWrite => {
-                                    wgpu::BufferBindingType::Storage { read_only: false }
-                                }
+                                Slot::ReadWrite => wgpu::BufferBindingType::Storage { read_only: false },
                             },
                             has_dynamic_offset: false,
                             min_binding_size: None,

@@ -15,11 +15,12 @@ pub fn gpu() -> Arc<GpuContext> {
     static CTX: OnceLock<Arc<GpuContext>> = OnceLock::new();
     CTX.get_or_init(|| match GpuContext::new(&AdapterRequest::default()) {
         Ok(ctx) => Arc::new(ctx),
-        Err(e) => panic!(
-            "GPU tests need a wgpu adapter and none could be opened: {e}\n\
+        Err(e @ backprop::Error::NoAdapter { .. }) => panic!(
+            "GPU tests need a wgpu adapter and none was found: {e}\n\
              On Debian/Ubuntu run `apt-get install mesa-vulkan-drivers` (lavapipe, a Vulkan driver on the CPU), \
              or run scripts/test, which installs it."
         ),
+        Err(e) => panic!("the GPU adapter could not be set up: {e}"),
     })
     .clone()
 }
@@ -45,13 +46,7 @@ pub fn to_f32(a: &Array2<f64>) -> Vec<f32> {
 
 /// Asserts `|got − want| <= atol + rtol·|want|` everywhere (NaN never passes).
 pub fn assert_close(name: &str, got: &[f32], want: &[f64], atol: f64, rtol: f64) {
-    assert_eq!(
-        got.len(),
-        want.len(),
-        "{name}: length {} vs reference {}",
-        got.len(),
-        want.len()
-    );
+    assert_eq!(got.len(), want.len(), "{name}: length {} vs reference {}", got.len(), want.len());
     let mut first_bad = None;
     let mut worst = (0.0f64, 0usize);
     for (i, (&g, &w)) in got.iter().zip(want).enumerate() {

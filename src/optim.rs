@@ -1,0 +1,235 @@
+//! Optimizers with PyTorch's definitions and defaults, over one flat parameter vector, and learning-rate
+//! schedules. The CPU functions here are the reference for the kernels in `shaders/optim.wgsl`.
+
+use std::str::FromStr;
+
+use crate::cpu::Real;
+use crate::error::{Error, Result};
+
+/// Which update rule.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum OptimizerKind {
+    /// `θ ← θ − lr·g`.
+    Sgd,
+    /// PyTorch `SGD(momentum=μ)` (dampening 0, not Nesterov): `b ← μ·b + g`, `θ ← θ − lr·b`.
+    Momentum { momentum: f64 },
+    /// PyTorch `Adam` (not AMSGrad): bias-corrected first and second moments.
+    Adam { beta1: f64, beta2: f64, eps: f64 },
+}
+
+impl OptimizerKind {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Sgd => "sgd",
+            Self::Momentum { .. } => "momentum",
+            Self::Adam { .. } => "adam",
+        }
+    }
+
+    /// PyTorch's defaults for the named optimizer (momentum 0.9, which PyTorch leaves to the user).
+    pub fn default_for(name: &str) -> Result<Self> {
+        match name.to_ascii_lowercase().as_str() {
+            "sgd" => Ok(Self::Sgd),
+            "momentum" => Ok(Self::Momentum { momentum: 0.9 }),
+            "adam" => Ok(Self::Adam { beta1: 0.9, beta2: 0.999, eps: 1e-8 }),
+            _ => Err(Error::Invalid(format!("unknown optimizer '{name}' (expected sgd, momentum or adam)"))),
+        }
+    }
+}
+
+/// An optimizer: its rule plus the coupled L2 weight decay PyTorch's `weight_decay` adds to the gradient.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct OptimConfig {
+    pub kind: OptimizerKind,
+    pub weight_decay: f64,
+}
+
+impl OptimConfig {
+    pub fn sgd() -> Self {
+        Self { kind: OptimizerKind::Sgd, weight_decay: 0.0 }
+    }
+
+    /// Checks the hyper-parameters are in range.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |m: String| Err(Error::Invalid(m));
+        if !(self.weight_decay >= 0.0 && self.weight_decay.is_finite()) {
+            return bad(format!("--weight-decay must be >= 0, got {}", self.weight_decay));
+        }
+        match self.kind {
+            OptimizerKind::Sgd => Ok(()),
+            OptimizerKind::Momentum { momentum } if !(0.0..1.0).contains(&momentum) => {
+                bad(format!("--momentum must be in [0, 1), got {momentum}"))
+            }
+            OptimizerKind::Adam { beta1, beta2, eps } => {
+                if !(0.0..1.0).contains(&beta1) || !(0.0..1.0).contains(&beta2) {
+                    bad(format!("Adam's betas must be in [0, 1), got {beta1}, {beta2}"))
+                } else if !(eps > 0.0 && eps.is_finite()) {
+                    bad(format!("--eps must be > 0, got {eps}"))
+                } else {
+                    Ok(())
+                }
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// As JSON, for checkpoint metadata.
+    pub fn to_json(&self) -> serde_json::Value {
+        let mut v = serde_json::json!({"name": self.kind.name(), "weight_decay": self.weight_decay});
+        match self.kind {
+            OptimizerKind::Sgd => {}
+            OptimizerKind::Momentum { momentum } => v["momentum"] = momentum.into(),
+            OptimizerKind::Adam { beta1, beta2, eps } => {
+                v["beta1"] = beta1.into();
+                v["beta2"] = beta2.into();
+                v["eps"] = eps.into();
+            }
+        }
+        v
+    }
+
+    pub fn from_json(v: &serde_json::Value) -> Result<Self> {
+        let name = v["name"].as_str().ok_or_else(|| Error::Invalid("optimizer has no name".into()))?;
+        let num = |k: &str| v[k].as_f64().ok_or_else(|| Error::Invalid(format!("optimizer {name} lacks '{k}'")));
+        let kind = match name {
+            "sgd" => OptimizerKind::Sgd,
+            "momentum" => OptimizerKind::Momentum { momentum: num("momentum")? },
+            "adam" => OptimizerKind::Adam { beta1: num("beta1")?, beta2: num("beta2")?, eps: num("eps")? },
+            other => return Err(Error::Invalid(format!("unknown optimizer '{other}'"))),
+        };
+        let cfg = Self { kind, weight_decay: num("weight_decay")? };
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// How many state vectors of the parameters' length the rule keeps (0, 1 or 2).
+    pub fn state_vectors(&self) -> usize {
+        match self.kind {
+            OptimizerKind::Sgd => 0,
+            OptimizerKind::Momentum { .. } => 1,
+            OptimizerKind::Adam { .. } => 2,
+        }
+    }
+}
+
+/// The optimizer's state: momentum buffer or Adam's moments (`m`, `v`), and the number of steps taken.
+#[derive(Clone, Debug, PartialEq)]
+pub struct OptimState {
+    /// Momentum buffer, or Adam's first moment; empty for SGD.
+    pub m: Vec<f32>,
+    /// Adam's second moment; empty otherwise.
+    pub v: Vec<f32>,
+    /// Steps taken so far.
+    pub step: u64,
+}
+
+impl OptimState {
+    /// The state before the first step, for `n` parameters.
+    pub fn new(cfg: &OptimConfig, n: usize) -> Self {
+        let k = cfg.state_vectors();
+        Self {
+            m: if k >= 1 { vec![0.0; n] } else { Vec::new() },
+            v: if k >= 2 { vec![0.0; n] } else { Vec::new() },
+            step: 0,
+        }
+    }
+}
+
+/// The numbers one update needs beyond the state: PyTorch's bias corrections for step `t` (1-based).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct StepScalars {
+    pub lr: f64,
+    /// `1 − β1^t` (1 when not Adam).
+    pub bias_correction1: f64,
+    /// `sqrt(1 − β2^t)` (1 when not Adam).
+    pub bias_correction2_sqrt: f64,
+}
+
+impl StepScalars {
+    pub fn new(cfg: &OptimConfig, lr: f64, t: u64) -> Self {
+        match cfg.kind {
+            OptimizerKind::Adam { beta1, beta2, .. } => {
+                let t = t.min(i32::MAX as u64) as i32;
+                Self { lr, bias_correction1: 1.0 - beta1.powi(t), bias_correction2_sqrt: (1.0 - beta2.powi(t)).sqrt() }
+            }
+            _ => Self { lr, bias_correction1: 1.0, bias_correction2_sqrt: 1.0 },
+        }
+    }
+}
+
+/// One update of `params` (P) from `grads` (P), exactly as PyTorch's single-tensor code writes it.
+/// `m` and `v` are the state vectors the rule keeps (empty slices where it keeps none).
+pub fn update<T: Real>(cfg: &OptimConfig, params: &mut [T], grads: &[T], m: &mut [T], v: &mut [T], s: StepScalars) {
+    let c = |x: f64| T::from_f64(x).unwrap_or_else(T::nan);
+    let (lr, wd) = (c(s.lr), c(cfg.weight_decay));
+    let one = T::one();
+    for i in 0..params.len() {
+        let g = grads[i] + wd * params[i];
+        match cfg.kind {
+            OptimizerKind::Sgd => params[i] = params[i] - lr * g,
+            OptimizerKind::Momentum { momentum } => {
+                m[i] = c(momentum) * m[i] + g;
+                params[i] = params[i] - lr * m[i];
+            }
+            OptimizerKind::Adam { beta1, beta2, eps } => {
+                let (b1, b2) = (c(beta1), c(beta2));
+                m[i] = b1 * m[i] + (one - b1) * g;
+                v[i] = b2 * v[i] + (one - b2) * g * g;
+                let denom = v[i].sqrt() / c(s.bias_correction2_sqrt) + c(eps);
+                params[i] = params[i] - (lr / c(s.bias_correction1)) * m[i] / denom;
+            }
+        }
+    }
+}
+
+/// A learning-rate schedule over epochs, as PyTorch's `StepLR` and `CosineAnnealingLR` define them.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Schedule {
+    Constant,
+    /// `lr · gamma^⌊epoch / step_size⌋`.
+    Step {
+        step_size: usize,
+        gamma: f64,
+    },
+    /// `min_lr + (lr − min_lr)(1 + cos(π·epoch / epochs)) / 2`.
+    Cosine {
+        min_lr: f64,
+    },
+}
+
+impl Schedule {
+    /// The learning rate for `epoch` (0-based) of `epochs`.
+    pub fn lr(&self, base: f64, epoch: usize, epochs: usize) -> f64 {
+        match *self {
+            Self::Constant => base,
+            Self::Step { step_size, gamma } => {
+                base * gamma.powi((epoch / step_size.max(1)).min(i32::MAX as usize) as i32)
+            }
+            Self::Cosine { min_lr } => {
+                let t = epoch as f64 / epochs.max(1) as f64;
+                min_lr + (base - min_lr) * (1.0 + (std::f64::consts::PI * t).cos()) / 2.0
+            }
+        }
+    }
+
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Constant => "constant",
+            Self::Step { .. } => "step",
+            Self::Cosine { .. } => "cosine",
+        }
+    }
+}
+
+impl FromStr for Schedule {
+    type Err = Error;
+    /// `constant`, `step` (every 10 epochs × 0.1), `cosine` (to 0); `--lr-step`, `--lr-gamma` refine them.
+    fn from_str(s: &str) -> Result<Self> {
+        match s.to_ascii_lowercase().as_str() {
+            "constant" => Ok(Self::Constant),
+            "step" => Ok(Self::Step { step_size: 10, gamma: 0.1 }),
+            "cosine" => Ok(Self::Cosine { min_lr: 0.0 }),
+            _ => Err(Error::Invalid(format!("unknown schedule '{s}' (expected constant, step or cosine)"))),
+        }
+    }
+}

@@ -1,0 +1,486 @@
+//! Per-epoch metrics: the CSV log and the loss/accuracy plot.
+//!
+//! Both outputs are written atomically (see [`crate::fsutil`]): a failed write leaves no partial file
+//! and an existing file untouched. The plot uses a font compiled into the binary (DejaVu Sans Mono,
+//! `assets/fonts/`), so it needs no system fonts.
+
+use std::fmt::Write as _;
+use std::ops::Range;
+use std::path::Path;
+use std::sync::OnceLock;
+
+use plotters::coord::Shift;
+use plotters::coord::ranged1d::{AsRangedCoord, ValueFormatter};
+use plotters::prelude::*;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
+
+use crate::error::{Error, Result};
+use crate::fsutil::{write_atomic, write_atomic_with};
+
+/// One epoch of training, as logged.
+#[derive(Clone, Debug, PartialEq)]
+pub struct EpochMetrics {
+    /// 1-based epoch number.
+    pub epoch: usize,
+    /// Mean training loss over the epoch.
+    pub train_loss: f64,
+    /// Loss on the test set after the epoch, when there is one.
+    pub test_loss: Option<f64>,
+    /// Fraction (0..1) of test samples classified correctly; classification only.
+    pub test_accuracy: Option<f64>,
+    /// Wall time in seconds since training started, at the end of this epoch.
+    pub seconds: f64,
+    /// Learning rate used in this epoch.
+    pub lr: f64,
+}
+
+/// The CSV header line (without the newline).
+pub const CSV_HEADER: &str = "epoch,train_loss,test_loss,test_accuracy,seconds,lr";
+
+/// The size in pixels (width, height) that [`plot_png`] draws.
+pub const DEFAULT_PLOT_SIZE: (u32, u32) = (900, 600);
+
+/// The smallest and largest width or height [`plot_png_sized`] accepts.
+pub const PLOT_SIZE_LIMITS: (u32, u32) = (200, 10_000);
+
+/// The metrics as CSV text: [`CSV_HEADER`], then one row per epoch. A missing value is an empty cell.
+///
+/// Floats are written so that they parse back to the same value: in decimal (`0.0123`), or in
+/// exponent form (`1.5e-7`) when very small or very large; non-finite values as `NaN`, `inf`, `-inf`.
+pub fn metrics_csv(rows: &[EpochMetrics]) -> String {
+    let mut out = String::with_capacity(CSV_HEADER.len() + 1 + rows.len() * 64);
+    out.push_str(CSV_HEADER);
+    out.push('\n');
+    for r in rows {
+        // Writing to a String cannot fail.
+        let _ = writeln!(
+            out,
+            "{},{},{},{},{},{}",
+            r.epoch,
+            csv_float(r.train_loss),
+            r.test_loss.map(csv_float).unwrap_or_default(),
+            r.test_accuracy.map(csv_float).unwrap_or_default(),
+            csv_float(r.seconds),
+            csv_float(r.lr),
+        );
+    }
+    out
+}
+
+/// Writes [`metrics_csv`] to `path` atomically.
+pub fn write_metrics_csv(path: &Path, rows: &[EpochMetrics]) -> Result<()> {
+    write_atomic(path, metrics_csv(rows).as_bytes())
+}
+
+/// Draws the loss (and, when logged, test accuracy) per epoch to a PNG of [`DEFAULT_PLOT_SIZE`].
+///
+/// See [`plot_png_sized`].
+pub fn plot_png(path: &Path, rows: &[EpochMetrics], title: &str) -> Result<()> {
+    plot_png_sized(path, rows, title, DEFAULT_PLOT_SIZE)
+}
+
+/// Draws a PNG of `size` (width, height) pixels, written atomically to `path`.
+///
+/// The left (or, in a portrait image, top) panel shows the train and, when logged, test loss per
+/// epoch, on a log-scale axis when the losses are all positive and span more than two decades. The
+/// other panel shows the test accuracy in percent; when no epoch has one, the loss panel takes the
+/// whole image. `title` is drawn above both. Non-finite values are left out (the line breaks there);
+/// a panel with no finite value at all says so instead of drawing a line.
+///
+/// Errors: [`Error::Invalid`] if `rows` is empty or `size` is outside [`PLOT_SIZE_LIMITS`]; an
+/// [`Error::Io`] naming `path` if the file cannot be drawn or written.
+pub fn plot_png_sized(path: &Path, rows: &[EpochMetrics], title: &str, size: (u32, u32)) -> Result<()> {
+    if rows.is_empty() {
+        return Err(Error::Invalid(format!("{}: no epochs to plot", path.display())));
+    }
+    let (lo, hi) = PLOT_SIZE_LIMITS;
+    if !(lo..=hi).contains(&size.0) || !(lo..=hi).contains(&size.1) {
+        return Err(Error::Invalid(format!(
+            "{}: plot size {}x{} is outside {lo}..={hi} pixels per side",
+            path.display(),
+            size.0,
+            size.1
+        )));
+    }
+    let font_err = |msg: &str| Error::io(path, std::io::Error::other(msg.to_string()));
+    ensure_font().map_err(font_err)?;
+
+    write_atomic_with(path, |tmp| {
+        // plotters is not ours: turn any panic inside it into an error rather than a crash.
+        let drawn = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| draw_png(tmp, rows, title, size)));
+        match drawn {
+            Ok(Ok(())) => {}
+            Ok(Err(msg)) => return Err(Error::io(path, std::io::Error::other(format!("cannot draw the plot: {msg}")))),
+            Err(_) => {
+                return Err(Error::io(
+                    path,
+                    std::io::Error::other("cannot draw the plot: the plotting library panicked"),
+                ));
+            }
+        }
+        // The encoder does not flush to disk; do it before the rename makes the file visible.
+        std::fs::File::open(tmp).and_then(|f| f.sync_all()).map_err(|e| Error::io(path, e))
+    })
+}
+
+/// A float for the CSV: shortest round-trip form, in exponent notation outside 1e-5..1e16.
+fn csv_float(v: f64) -> String {
+    let a = v.abs();
+    if a != 0.0 && a.is_finite() && !(1e-5..1e16).contains(&a) { format!("{v:e}") } else { format!("{v}") }
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Plotting
+// ---------------------------------------------------------------------------------------------------
+
+/// The family name the embedded font is registered under with plotters.
+const FONT: &str = "backprop-dejavu-sans-mono";
+static FONT_BYTES: &[u8] = include_bytes!("../assets/fonts/DejaVuSansMono.ttf");
+
+/// Registers the embedded font with plotters, once per process.
+fn ensure_font() -> std::result::Result<(), &'static str> {
+    static REGISTERED: OnceLock<std::result::Result<(), &'static str>> = OnceLock::new();
+    *REGISTERED.get_or_init(|| {
+        plotters::style::register_font(FONT, FontStyle::Normal, FONT_BYTES)
+            .map_err(|_| "the embedded font (DejaVu Sans Mono) could not be loaded")
+    })
+}
+
+const TRAIN_COLOR: RGBColor = RGBColor(31, 119, 180);
+const TEST_COLOR: RGBColor = RGBColor(230, 110, 0);
+const ACCURACY_COLOR: RGBColor = RGBColor(34, 150, 60);
+const GRID_COLOR: RGBColor = RGBColor(225, 225, 225);
+const TEXT_COLOR: RGBColor = RGBColor(40, 40, 40);
+
+/// Finite values beyond this are drawn at this value on a linear axis, so that the axis span stays finite.
+const LINEAR_LIMIT: f64 = 1e300;
+/// Draw a marker on every point when a series has at most this many (otherwise only on isolated points).
+const MARKER_MAX_POINTS: usize = 40;
+
+/// One line: values per epoch, `None` (or non-finite) where there is none.
+struct Series {
+    label: &'static str,
+    color: RGBColor,
+    points: Vec<(i64, Option<f64>)>,
+}
+
+impl Series {
+    fn finite_values(&self) -> impl Iterator<Item = f64> + '_ {
+        self.points.iter().filter_map(|&(_, v)| v.filter(|v| v.is_finite()))
+    }
+
+    /// The runs of consecutive finite points (in row order), each drawn as one unbroken line.
+    fn runs(&self, map: impl Fn(f64) -> f64) -> Vec<Vec<(i64, f64)>> {
+        let mut runs = vec![];
+        let mut run = vec![];
+        for &(x, v) in &self.points {
+            match v.filter(|v| v.is_finite()) {
+                Some(v) => run.push((x, map(v))),
+                None if !run.is_empty() => runs.push(std::mem::take(&mut run)),
+                None => {}
+            }
+        }
+        if !run.is_empty() {
+            runs.push(run);
+        }
+        runs
+    }
+}
+
+struct Panel {
+    caption: &'static str,
+    y_desc: &'static str,
+    series: Vec<Series>,
+    /// Where the legend goes; `None` draws none (a single series named by the caption).
+    legend: Option<SeriesLabelPosition>,
+    /// The values are fractions, shown in percent on an axis kept within 0..100 where the data allows.
+    percent: bool,
+    /// Log scale allowed (positive values spanning more than two decades).
+    allow_log: bool,
+}
+
+/// Font sizes, scaled with the image.
+#[derive(Clone, Copy)]
+struct Sizes {
+    title: f64,
+    caption: f64,
+    desc: f64,
+    label: f64,
+    legend: f64,
+    note: f64,
+    line: u32,
+    marker: i32,
+}
+
+impl Sizes {
+    fn for_image((w, h): (u32, u32)) -> Self {
+        let s = (f64::from(w) / 900.0).min(f64::from(h) / 600.0).clamp(0.4, 6.0);
+        let px = |v: f64| (v * s).max(8.0);
+        Sizes {
+            title: px(24.0),
+            caption: px(18.0),
+            desc: px(15.0),
+            label: px(13.0),
+            legend: px(14.0),
+            note: px(16.0),
+            line: (2.0 * s).round().max(1.0) as u32,
+            marker: (3.0 * s).round().max(2.0) as i32,
+        }
+    }
+}
+
+fn draw_png(tmp: &Path, rows: &[EpochMetrics], title: &str, size: (u32, u32)) -> std::result::Result<(), String> {
+    let sizes = Sizes::for_image(size);
+    let root = BitMapBackend::new(tmp, size).into_drawing_area();
+    root.fill(&WHITE).map_err(|e| e.to_string())?;
+    let body = if title.trim().is_empty() {
+        root.clone()
+    } else {
+        let style = TextStyle::from((FONT, sizes.title).into_font()).color(&TEXT_COLOR);
+        root.titled(title.trim(), style).map_err(|e| e.to_string())?
+    };
+
+    // Epochs on the x axis; clamped so that the axis arithmetic cannot overflow.
+    let xs: Vec<i64> = rows.iter().map(|r| r.epoch.min(1_000_000_000_000) as i64).collect();
+    let x_lo = xs.iter().copied().min().unwrap_or(0);
+    let x_hi = xs.iter().copied().max().unwrap_or(1);
+    let x_range = if x_lo == x_hi { (x_lo - 1)..(x_hi + 1) } else { x_lo..x_hi };
+    let column = |f: &dyn Fn(&EpochMetrics) -> Option<f64>| -> Vec<(i64, Option<f64>)> {
+        xs.iter().zip(rows).map(|(&x, r)| (x, f(r))).collect()
+    };
+
+    let mut loss_series =
+        vec![Series { label: "train loss", color: TRAIN_COLOR, points: column(&|r| Some(r.train_loss)) }];
+    if rows.iter().any(|r| r.test_loss.is_some()) {
+        loss_series.push(Series { label: "test loss", color: TEST_COLOR, points: column(&|r| r.test_loss) });
+    }
+    let loss = Panel {
+        caption: "loss",
+        y_desc: "loss",
+        series: loss_series,
+        legend: Some(SeriesLabelPosition::UpperRight),
+        percent: false,
+        allow_log: true,
+    };
+
+    if rows.iter().any(|r| r.test_accuracy.is_some()) {
+        let accuracy = Panel {
+            caption: "test accuracy",
+            y_desc: "accuracy (%)",
+            series: vec![Series {
+                label: "test accuracy",
+                color: ACCURACY_COLOR,
+                points: column(&|r| r.test_accuracy),
+            }],
+            legend: None,
+            percent: true,
+            allow_log: false,
+        };
+        let (w, h) = body.dim_in_pixel();
+        let (a, b) = if w >= h { body.split_horizontally(w / 2) } else { body.split_vertically(h / 2) };
+        draw_panel(&a, &loss, x_range.clone(), sizes)?;
+        draw_panel(&b, &accuracy, x_range, sizes)?;
+    } else {
+        draw_panel(&body, &loss, x_range, sizes)?;
+    }
+    root.present().map_err(|e| e.to_string())
+}
+
+/// The y axis a panel gets from its finite values.
+enum YAxis {
+    Linear(Range<f64>),
+    Log(Range<f64>),
+}
+
+fn choose_y_axis(values: &[f64], panel: &Panel) -> YAxis {
+    let lo = values.iter().copied().fold(f64::INFINITY, f64::min);
+    let hi = values.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    if values.is_empty() {
+        return YAxis::Linear(if panel.percent { 0.0..100.0 } else { 0.0..1.0 });
+    }
+    if panel.allow_log && lo > 0.0 && hi / lo > 100.0 {
+        let (ln_lo, ln_hi) = (lo.ln(), hi.ln());
+        let pad = 0.05 * (ln_hi - ln_lo);
+        let start = (ln_lo - pad).exp().max(f64::MIN_POSITIVE);
+        let end = (ln_hi + pad).exp().min(f64::MAX);
+        return YAxis::Log(start..end);
+    }
+    let (lo, hi) = (lo.clamp(-LINEAR_LIMIT, LINEAR_LIMIT), hi.clamp(-LINEAR_LIMIT, LINEAR_LIMIT));
+    let pad = if hi > lo {
+        (hi - lo) * 0.06
+    } else if lo != 0.0 {
+        lo.abs() * 0.1
+    } else {
+        1.0
+    };
+    let (mut start, mut end) = (lo - pad, hi + pad);
+    if panel.percent {
+        // Keep a percentage axis within 0..100 when the data is.
+        if lo >= 0.0 {
+            start = start.max(0.0);
+        }
+        if hi <= 100.0 {
+            end = end.min(100.0);
+        }
+    } else if lo >= 0.0 {
+        // A loss is not negative: do not show negative values below it.
+        start = start.max(0.0);
+    }
+    if end <= start {
+        // A constant 0 or 100 percent, clipped to nothing above.
+        (start, end) = (lo - pad, hi + pad);
+    }
+    YAxis::Linear(start..end)
+}
+
+fn draw_panel<DB: DrawingBackend>(
+    area: &DrawingArea<DB, Shift>,
+    panel: &Panel,
+    x_range: Range<i64>,
+    sizes: Sizes,
+) -> std::result::Result<(), String> {
+    let scale = if panel.percent { 100.0 } else { 1.0 };
+    let values: Vec<f64> = panel.series.iter().flat_map(|s| s.finite_values()).map(|v| v * scale).collect();
+    match choose_y_axis(&values, panel) {
+        YAxis::Linear(r) => {
+            let step = (r.end - r.start) / 8.0;
+            let fmt = move |v: &f64| format_linear_tick(*v, step);
+            let clamp = move |v: f64| (v * scale).clamp(-LINEAR_LIMIT, LINEAR_LIMIT);
+            draw_chart(area, panel, x_range, r, &fmt, &clamp, values.is_empty(), sizes)
+        }
+        YAxis::Log(r) => {
+            let decades = (r.end / r.start).log10();
+            let fmt = move |v: &f64| format_log_tick(*v, decades);
+            draw_chart(area, panel, x_range, r.log_scale(), &fmt, &|v| v * scale, false, sizes)
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn draw_chart<DB, Y>(
+    area: &DrawingArea<DB, Shift>,
+    panel: &Panel,
+    x_range: Range<i64>,
+    y_spec: Y,
+    y_fmt: &dyn Fn(&f64) -> String,
+    map: &dyn Fn(f64) -> f64,
+    no_data: bool,
+    sizes: Sizes,
+) -> std::result::Result<(), String>
+where
+    DB: DrawingBackend,
+    Y: AsRangedCoord<Value = f64>,
+    Y::CoordDescType: ValueFormatter<f64>,
+{
+    let e = |e: DrawingAreaErrorKind<DB::ErrorType>| e.to_string();
+    let font = |size: f64| TextStyle::from((FONT, size).into_font()).color(&TEXT_COLOR);
+    let (w, h) = area.dim_in_pixel();
+    let margin = (sizes.label * 0.8) as u32;
+    let mut chart = ChartBuilder::on(area)
+        .caption(panel.caption, font(sizes.caption))
+        .margin(margin)
+        .margin_right(margin * 2)
+        .x_label_area_size((sizes.label * 2.2 + sizes.desc * 1.4) as u32)
+        .y_label_area_size((sizes.label * 4.6 + sizes.desc * 1.4) as u32)
+        .build_cartesian_2d(x_range.clone(), y_spec)
+        .map_err(e)?;
+    let x_span = u64::try_from(x_range.end - x_range.start).unwrap_or(1);
+    chart
+        .configure_mesh()
+        .x_desc("epoch")
+        .y_desc(panel.y_desc)
+        .x_labels(((w / 90) as usize).clamp(2, 12).min(x_span as usize + 1))
+        .y_labels(((h / 50) as usize).clamp(3, 10))
+        .x_label_formatter(&|x| x.to_string())
+        .y_label_formatter(y_fmt)
+        .label_style(font(sizes.label))
+        .axis_desc_style(font(sizes.desc))
+        .bold_line_style(GRID_COLOR)
+        .light_line_style(WHITE)
+        .axis_style(TEXT_COLOR)
+        .draw()
+        .map_err(e)?;
+
+    for series in &panel.series {
+        let style = ShapeStyle::from(&series.color).stroke_width(sizes.line);
+        let runs = series.runs(map);
+        let n_points: usize = runs.iter().map(Vec::len).sum();
+        let mut labelled = false;
+        for run in &runs {
+            let drawn = chart.draw_series(LineSeries::new(run.iter().copied(), style)).map_err(e)?;
+            if !labelled && panel.legend.is_some() {
+                labelled = true;
+                let legend_style = style;
+                let len = (sizes.legend * 1.6) as i32;
+                drawn
+                    .label(series.label)
+                    .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + len, y)], legend_style));
+            }
+            if n_points <= MARKER_MAX_POINTS || run.len() == 1 {
+                let marker = series.color.filled();
+                chart.draw_series(run.iter().map(|&p| Circle::new(p, sizes.marker, marker))).map_err(e)?;
+            }
+        }
+    }
+
+    if let Some(position) = &panel.legend {
+        chart
+            .configure_series_labels()
+            .position(position.clone())
+            .label_font(font(sizes.legend))
+            .background_style(WHITE.mix(0.85))
+            .border_style(RGBColor(160, 160, 160))
+            .margin((sizes.legend * 0.6) as u32)
+            .draw()
+            .map_err(e)?;
+    }
+
+    if no_data {
+        let plot = chart.plotting_area();
+        let (px, py) = plot.dim_in_pixel();
+        let style = font(sizes.note).pos(Pos::new(HPos::Center, VPos::Center));
+        let msg = format!("no finite {} values", panel.y_desc.split(' ').next().unwrap_or("data"));
+        plot.strip_coord_spec().draw(&Text::new(msg, ((px / 2) as i32, (py / 2) as i32), style)).map_err(e)?;
+    }
+    Ok(())
+}
+
+/// A linear-axis tick: as many decimals as the tick spacing `step` needs; exponent form when huge or tiny.
+fn format_linear_tick(v: f64, step: f64) -> String {
+    if v == 0.0 || step.abs() < f64::MIN_POSITIVE {
+        return "0".into();
+    }
+    let a = v.abs();
+    if !(1e-4..1e6).contains(&a) {
+        return trim_exp(format!("{v:.2e}"));
+    }
+    let decimals = (-step.abs().log10().floor()).clamp(0.0, 8.0) as usize;
+    format!("{v:.decimals$}")
+}
+
+/// A log-axis tick at `d × 10^k`: label only the powers of ten (and 2 and 5 when few decades show).
+fn format_log_tick(v: f64, decades: f64) -> String {
+    if !(v > 0.0 && v.is_finite()) {
+        return String::new();
+    }
+    let exp = v.log10().floor();
+    let mantissa = (v / 10f64.powf(exp)).round() as i64;
+    let shown = mantissa == 1 || mantissa == 10 || (decades <= 3.5 && (mantissa == 2 || mantissa == 5));
+    if !shown {
+        return String::new();
+    }
+    let rounded = format!("{v:.0e}");
+    let r: f64 = rounded.parse().unwrap_or(v);
+    if (1e-3..1e4).contains(&r) { format!("{r}") } else { rounded }
+}
+
+/// `1.50e-7` → `1.5e-7`, `2.00e8` → `2e8`.
+fn trim_exp(s: String) -> String {
+    match s.split_once('e') {
+        Some((m, x)) if m.contains('.') => {
+            let m = m.trim_end_matches('0').trim_end_matches('.');
+            format!("{m}e{x}")
+        }
+        _ => s,
+    }
+}
