@@ -85,7 +85,7 @@ fn open_gpu(device: &DeviceArgs, software_ok: bool) -> Result<(Option<Arc<GpuCon
     match GpuContext::new(&req) {
         Ok(ctx) if auto && !software_ok && ctx.adapter().device_type == "cpu" => {
             let why = format!(
-                "no hardware GPU; the only adapter, {}, is a software renderer (--backend gpu uses it)",
+                "no hardware GPU found; {} is a software renderer, which --backend gpu uses anyway",
                 ctx.adapter().name
             );
             Ok((None, why))
@@ -101,7 +101,7 @@ fn open_backend(device: &DeviceArgs, spec: MlpSpec, params: &Params<f32>) -> Res
     Ok(match open_gpu(device, false)? {
         (Some(ctx), _) => {
             let a = ctx.adapter();
-            let line = format!("gpu: {} ({}, {})", a.name, a.backend, a.device_type);
+            let line = format!("gpu, {} ({}, {})", a.name, a.backend, a.device_type);
             (Box::new(GpuMlp::new(ctx, spec, params)?), line)
         }
         (None, why) => (Box::new(CpuBackend::new(spec, params.clone())?), format!("cpu ({why})")),
@@ -131,10 +131,19 @@ fn load_data(args: &DataArgs, classes: Option<usize>, seed: u64) -> Result<Datas
         return Ok(ds);
     }
     if !path.exists() {
-        return Err(Error::io(path, std::io::Error::new(std::io::ErrorKind::NotFound, "no such file (and not one of digits, xor, spirals, sine)")));
+        return Err(Error::io(
+            path,
+            std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                "no such file (and not one of digits, xor, spirals, sine)",
+            ),
+        ));
     }
     if is_idx(path) {
-        return Err(Error::Invalid(format!("{} looks like an IDX images file: give its labels file with --labels", path.display())));
+        return Err(Error::Invalid(format!(
+            "{} looks like an IDX images file: give its labels file with --labels",
+            path.display()
+        )));
     }
     data::load_csv(path, TargetSpec { targets: args.targets, classes })
 }
@@ -151,7 +160,9 @@ fn is_idx(path: &Path) -> bool {
 fn parse_widths(s: &str) -> Result<Vec<usize>> {
     s.split(',')
         .map(|w| {
-            w.trim().parse::<usize>().map_err(|_| Error::Invalid(format!("--layers: '{}' is not a width (expected e.g. 64,128,10)", w.trim())))
+            w.trim().parse::<usize>().map_err(|_| {
+                Error::Invalid(format!("--layers: '{}' is not a width (expected e.g. 64,128,10)", w.trim()))
+            })
         })
         .collect()
 }
@@ -186,8 +197,17 @@ fn check_outputs(args: &TrainArgs) -> Result<()> {
     let outs = [args.out.as_deref(), args.metrics.as_deref(), args.plot.as_deref()];
     for p in outs.iter().flatten() {
         backprop::fsutil::check_output_path(p)?;
-        for input in [args.init.as_deref(), args.resume.as_deref(), Some(Path::new(&args.data.data)), args.data.labels.as_deref()].iter().flatten() {
-            if same_file(p, input) && Some(*input) != args.resume.as_deref().filter(|r| Some(*r) == args.out.as_deref()) {
+        for input in [
+            args.init.as_deref(),
+            args.resume.as_deref(),
+            Some(Path::new(&args.data.data)),
+            args.data.labels.as_deref(),
+        ]
+        .iter()
+        .flatten()
+        {
+            if same_file(p, input) && Some(*input) != args.resume.as_deref().filter(|r| Some(*r) == args.out.as_deref())
+            {
                 return Err(Error::Invalid(format!("{} is both an input and an output", p.display())));
             }
         }
@@ -224,14 +244,23 @@ pub fn train(args: &TrainArgs) -> Result<()> {
     let (spec, params, normalizer, start_epoch, state) = match resumed {
         Some(ck) => {
             let t = ck.training.ok_or_else(|| {
-                Error::Invalid(format!("{} holds no optimizer state to resume from", args.resume.as_deref().unwrap_or(Path::new("")).display()))
+                Error::Invalid(format!(
+                    "{} holds no optimizer state to resume from",
+                    args.resume.as_deref().unwrap_or(Path::new("")).display()
+                ))
             })?;
             if t.optimizer != optim_cfg {
-                eprintln!("note: resuming with the checkpoint's optimizer ({}), not the flags'", t.optimizer.kind.name());
+                eprintln!(
+                    "note: resuming with the checkpoint's optimizer ({}), not the flags'",
+                    t.optimizer.kind.name()
+                );
             }
             if let Some(l) = &args.layers {
                 if parse_widths(l)? != ck.model.spec.sizes() {
-                    return Err(Error::Invalid(format!("--layers {l} does not match the checkpoint's {:?}", ck.model.spec.sizes())));
+                    return Err(Error::Invalid(format!(
+                        "--layers {l} does not match the checkpoint's {:?}",
+                        ck.model.spec.sizes()
+                    )));
                 }
             }
             let norm = match ck.model.normalizer {
@@ -270,7 +299,9 @@ pub fn train(args: &TrainArgs) -> Result<()> {
     // Every data set must fit the network before anything runs.
     train::check_data(&spec, &ds)?;
     if start_epoch >= args.epochs {
-        return Err(Error::Invalid(format!("the checkpoint has already trained {start_epoch} epochs; ask for more with --epochs")));
+        return Err(Error::Invalid(format!(
+            "the checkpoint has already trained {start_epoch} epochs; ask for more with --epochs"
+        )));
     }
 
     let test_fraction = args.test_split.unwrap_or(if args.data.data == "xor" { 0.0 } else { 0.2 });
@@ -295,7 +326,13 @@ pub fn train(args: &TrainArgs) -> Result<()> {
         backend.set_optimizer_state(s)?;
     }
     let sizes: Vec<String> = spec.sizes().iter().map(|s| s.to_string()).collect();
-    let title = format!("{}, {}, {} {}", short_name(&args.data.data), sizes.join("-"), optim_cfg.kind.name(), spec.loss().name());
+    let title = format!(
+        "{}, {}, {} {}",
+        short_name(&args.data.data),
+        sizes.join("-"),
+        optim_cfg.kind.name(),
+        spec.loss().name()
+    );
     if !args.quiet {
         eprintln!(
             "backend: {backend_line}\ndata: {} ({} train rows{}, {} features, {}), network {} {}/{} {}, {} lr {} batch {}",
@@ -328,7 +365,12 @@ pub fn train(args: &TrainArgs) -> Result<()> {
         progress: Progress::new(args.quiet),
         args,
         title,
-        model: Model { spec: spec.clone(), params: params.clone(), normalizer: Some(normalizer.clone()), task: Some(train_set.task) },
+        model: Model {
+            spec: spec.clone(),
+            params: params.clone(),
+            normalizer: Some(normalizer.clone()),
+            task: Some(train_set.task),
+        },
         seed: args.seed,
         start_epoch,
     };
@@ -364,19 +406,25 @@ pub fn train(args: &TrainArgs) -> Result<()> {
 fn model_and_data(model: &Path, args: &DataArgs, predict_only: bool) -> Result<(Model, Dataset)> {
     let ck = checkpoint::load(model)?;
     let m = ck.model;
-    let mut ds = if predict_only && args.labels.is_none() && Path::new(&args.data).is_file() && !is_idx(Path::new(&args.data)) {
-        data::load_csv_features(Path::new(&args.data), m.spec.input_width())?
-    } else {
-        let classes = match m.task {
-            Some(Task::Classification { classes }) => Some(classes),
-            _ => None,
+    let mut ds =
+        if predict_only && args.labels.is_none() && Path::new(&args.data).is_file() && !is_idx(Path::new(&args.data)) {
+            data::load_csv_features(Path::new(&args.data), m.spec.input_width())?
+        } else {
+            let classes = match m.task {
+                Some(Task::Classification { classes }) => Some(classes),
+                _ => None,
+            };
+            let ds = load_data(args, classes, 42)?;
+            train::check_data(&m.spec, &ds)?;
+            ds
         };
-        let ds = load_data(args, classes, 42)?;
-        train::check_data(&m.spec, &ds)?;
-        ds
-    };
     if ds.features() != m.spec.input_width() {
-        return Err(Error::Invalid(format!("{} has {} feature columns; the model takes {}", ds.name, ds.features(), m.spec.input_width())));
+        return Err(Error::Invalid(format!(
+            "{} has {} feature columns; the model takes {}",
+            ds.name,
+            ds.features(),
+            m.spec.input_width()
+        )));
     }
     if let Some(n) = &m.normalizer {
         n.apply(&mut ds.x)?;
@@ -408,7 +456,15 @@ pub fn eval(model: &Path, args: &DataArgs, batch: usize, as_json: bool, device: 
         println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
         return Ok(());
     }
-    println!("{} on {} ({} rows, {}): {} loss {:.6}", model.display(), ds.name, ds.len(), backend.name(), m.spec.loss().name(), e.loss);
+    println!(
+        "{} on {} ({} rows, {}): {} loss {:.6}",
+        model.display(),
+        ds.name,
+        ds.len(),
+        backend.name(),
+        m.spec.loss().name(),
+        e.loss
+    );
     if let Some(a) = e.accuracy {
         println!("accuracy {:.2}%", 100.0 * a);
     }

@@ -169,10 +169,9 @@ pub fn load_csv_features(path: &Path, width: usize) -> Result<Dataset> {
             let rows = d.len();
             Ok(Dataset::regression(&d.name, d.x, Array2::zeros((rows, 0))))
         }
-        Ok(ds) => Err(Error::data(
-            path,
-            format!("has {} columns but the network's input width is {width}", ds.features()),
-        )),
+        Ok(ds) => {
+            Err(Error::data(path, format!("has {} columns but the network's input width is {width}", ds.features())))
+        }
         Err(e) => Err(e),
     }
 }

@@ -23,8 +23,39 @@
 //! # Ok::<(), backprop::Error>(())
 //! ```
 //!
-//! On a GPU, the same step runs through [`GpuMlp`], which implements the same [`Backend`] trait as
-//! [`CpuBackend`]:
+//! Training a classifier from Rust: a model builder ([`MlpSpec`], [`Params::init`]), a backend (the same
+//! [`Backend`] trait on the CPU and the GPU), and the trainer ([`train::train`]):
+//!
+//! ```
+//! use backprop::data::{self, Normalization, Normalizer};
+//! use backprop::model::{Activation, Loss, MlpSpec, Output, Params};
+//! use backprop::optim::{OptimConfig, OptimizerKind, Schedule};
+//! use backprop::train::{self, TrainConfig};
+//! use backprop::{Backend, CpuBackend};
+//!
+//! let digits = data::digits()?; // bundled: 1,797 8x8 images, 10 classes
+//! let (mut train_set, test_set) = data::split(&digits, 0.2, 42)?;
+//! let mut test_set = test_set.expect("20% held out");
+//! let norm = Normalizer::fit(Normalization::Standard, &train_set.x);
+//! norm.apply(&mut train_set.x)?;
+//! norm.apply(&mut test_set.x)?;
+//!
+//! let spec = MlpSpec::with_output(vec![64, 64, 10], Activation::Relu, Output::Softmax, Loss::CrossEntropy)?;
+//! let mut backend = CpuBackend::new(spec.clone(), Params::init(&spec, 42))?;
+//! let adam = OptimConfig { kind: OptimizerKind::default_for("adam")?, weight_decay: 0.0 };
+//! backend.set_optimizer(adam)?;
+//! let cfg = TrainConfig {
+//!     epochs: 10, batch_size: 32, lr: 1e-3, schedule: Schedule::Constant, optimizer: adam,
+//!     shuffle: true, seed: 42, verify: None,
+//! };
+//! let history = train::train(&mut backend, &train_set, Some(&test_set), &cfg, 0, &mut train::Silent)?;
+//! let eval = train::evaluate(&mut backend, &test_set, 256)?;
+//! assert_eq!(history.len(), 10);
+//! assert!(eval.accuracy.unwrap() > 0.9);
+//! # Ok::<(), backprop::Error>(())
+//! ```
+//!
+//! On a GPU the same code runs with [`GpuMlp`] in place of [`CpuBackend`]:
 //!
 //! ```no_run
 //! use std::sync::Arc;
@@ -39,6 +70,8 @@
 //! let loss = gpu.step(x.view(), y.view(), 0.1, true)?;
 //! # Ok::<(), backprop::Error>(())
 //! ```
+//!
+//! Checkpoints ([`checkpoint`]) are safetensors files in PyTorch's `nn.Linear` layout.
 
 pub mod backend;
 pub mod checkpoint;

@@ -153,7 +153,8 @@ impl MlpSpec {
         }
         if loss == Loss::CrossEntropy && activations[activations.len() - 1] != Activation::Identity {
             return Err(Error::Model(
-                "the cross-entropy loss applies softmax to the last layer itself; its activation must be identity".into(),
+                "the cross-entropy loss applies softmax to the last layer itself; its activation must be identity"
+                    .into(),
             ));
         }
         Ok(Self { sizes, activations, loss })

@@ -96,7 +96,12 @@ impl Observer for Progress {
             return;
         }
         let worst = r.tensors.iter().fold(0.0f64, |a, t| a.max(t.worst_ratio));
-        let mut s = format!("verify step {}: {} (worst error / tolerance {:.3})", r.step, if r.passed() { "ok" } else { "FAILED" }, worst);
+        let mut s = format!(
+            "verify step {}: {} (worst error / tolerance {:.3})",
+            r.step,
+            if r.passed() { "ok" } else { "FAILED" },
+            worst
+        );
         for t in &r.tensors {
             s += &format!("\n    {:<20} max abs {:.3e}  max rel {:.3e}", t.name, t.max_abs, t.max_rel);
         }

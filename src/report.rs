@@ -11,6 +11,7 @@ use std::sync::OnceLock;
 
 use plotters::coord::Shift;
 use plotters::coord::ranged1d::{AsRangedCoord, ValueFormatter};
+use plotters::coord::types::RangedCoordf64;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
@@ -191,8 +192,9 @@ struct Panel {
     caption: &'static str,
     y_desc: &'static str,
     series: Vec<Series>,
-    /// Where the legend goes; `None` draws none (a single series named by the caption).
-    legend: Option<SeriesLabelPosition>,
+    /// Whether to draw a legend (not for a single series named by the caption). It goes in the
+    /// corner with the fewest points.
+    legend: bool,
     /// The values are fractions, shown in percent on an axis kept within 0..100 where the data allows.
     percent: bool,
     /// Log scale allowed (positive values spanning more than two decades).
@@ -254,14 +256,8 @@ fn draw_png(tmp: &Path, rows: &[EpochMetrics], title: &str, size: (u32, u32)) ->
     if rows.iter().any(|r| r.test_loss.is_some()) {
         loss_series.push(Series { label: "test loss", color: TEST_COLOR, points: column(&|r| r.test_loss) });
     }
-    let loss = Panel {
-        caption: "loss",
-        y_desc: "loss",
-        series: loss_series,
-        legend: Some(SeriesLabelPosition::UpperRight),
-        percent: false,
-        allow_log: true,
-    };
+    let loss =
+        Panel { caption: "loss", y_desc: "loss", series: loss_series, legend: true, percent: false, allow_log: true };
 
     if rows.iter().any(|r| r.test_accuracy.is_some()) {
         let accuracy = Panel {
@@ -272,7 +268,7 @@ fn draw_png(tmp: &Path, rows: &[EpochMetrics], title: &str, size: (u32, u32)) ->
                 color: ACCURACY_COLOR,
                 points: column(&|r| r.test_accuracy),
             }],
-            legend: None,
+            legend: false,
             percent: true,
             allow_log: false,
         };
@@ -301,8 +297,9 @@ fn choose_y_axis(values: &[f64], panel: &Panel) -> YAxis {
     if panel.allow_log && lo > 0.0 && hi / lo > 100.0 {
         let (ln_lo, ln_hi) = (lo.ln(), hi.ln());
         let pad = 0.05 * (ln_hi - ln_lo);
-        let start = (ln_lo - pad).exp().max(f64::MIN_POSITIVE);
         let end = (ln_hi + pad).exp().min(f64::MAX);
+        // plotters' log axis loops (practically) forever when end / start overflows: keep 300 decades.
+        let start = (ln_lo - pad).exp().max(f64::MIN_POSITIVE).max(end * 1e-300);
         return YAxis::Log(start..end);
     }
     let (lo, hi) = (lo.clamp(-LINEAR_LIMIT, LINEAR_LIMIT), hi.clamp(-LINEAR_LIMIT, LINEAR_LIMIT));
@@ -341,17 +338,26 @@ fn draw_panel<DB: DrawingBackend>(
 ) -> std::result::Result<(), String> {
     let scale = if panel.percent { 100.0 } else { 1.0 };
     let values: Vec<f64> = panel.series.iter().flat_map(|s| s.finite_values()).map(|v| v * scale).collect();
+    let (_, h) = area.dim_in_pixel();
+    let y_labels = ((h / 50) as usize).clamp(3, 10);
     match choose_y_axis(&values, panel) {
         YAxis::Linear(r) => {
-            let step = (r.end - r.start) / 8.0;
-            let fmt = move |v: &f64| format_linear_tick(*v, step);
+            // The ticks plotters will draw, to give every label the same, sufficient, number of decimals.
+            let ticks = RangedCoordf64::from(r.clone()).key_points(y_labels);
+            let decimals = tick_decimals(&ticks, r.end - r.start);
+            let fmt = move |v: &f64| format_linear_tick(*v, decimals);
             let clamp = move |v: f64| (v * scale).clamp(-LINEAR_LIMIT, LINEAR_LIMIT);
-            draw_chart(area, panel, x_range, r, &fmt, &clamp, values.is_empty(), sizes)
+            let (lo, span) = (r.start, r.end - r.start);
+            let fraction = move |v: f64| (v - lo) / span;
+            draw_chart(area, panel, x_range, r, y_labels, &fmt, &clamp, &fraction, values.is_empty(), sizes)
         }
         YAxis::Log(r) => {
             let decades = (r.end / r.start).log10();
             let fmt = move |v: &f64| format_log_tick(*v, decades);
-            draw_chart(area, panel, x_range, r.log_scale(), &fmt, &|v| v * scale, false, sizes)
+            let (lo, hi) = (r.start, r.end);
+            let clamp = move |v: f64| (v * scale).clamp(lo, hi);
+            let fraction = move |v: f64| (v / lo).ln() / (hi / lo).ln();
+            draw_chart(area, panel, x_range, r.log_scale(), y_labels, &fmt, &clamp, &fraction, false, sizes)
         }
     }
 }
@@ -362,26 +368,32 @@ fn draw_chart<DB, Y>(
     panel: &Panel,
     x_range: Range<i64>,
     y_spec: Y,
+    y_labels: usize,
     y_fmt: &dyn Fn(&f64) -> String,
     map: &dyn Fn(f64) -> f64,
+    axis_fraction: &dyn Fn(f64) -> f64,
     no_data: bool,
     sizes: Sizes,
 ) -> std::result::Result<(), String>
 where
     DB: DrawingBackend,
-    Y: AsRangedCoord<Value = f64>,
+    Y: AsRangedCoord<Value = f64> + Clone,
     Y::CoordDescType: ValueFormatter<f64>,
 {
     let e = |e: DrawingAreaErrorKind<DB::ErrorType>| e.to_string();
     let font = |size: f64| TextStyle::from((FONT, size).into_font()).color(&TEXT_COLOR);
-    let (w, h) = area.dim_in_pixel();
+    let (w, _) = area.dim_in_pixel();
     let margin = (sizes.label * 0.8) as u32;
+    // Room for the widest tick label (the font is monospaced: about 0.6 em a character) and the axis name.
+    let y_coord: Y::CoordDescType = y_spec.clone().into();
+    let widest = y_coord.key_points(y_labels).iter().map(|v| y_fmt(v).chars().count()).max().unwrap_or(1);
+    let y_area = sizes.label * (0.62 * widest as f64 + 0.8) + sizes.desc * 1.4;
     let mut chart = ChartBuilder::on(area)
         .caption(panel.caption, font(sizes.caption))
         .margin(margin)
         .margin_right(margin * 2)
-        .x_label_area_size((sizes.label * 2.2 + sizes.desc * 1.4) as u32)
-        .y_label_area_size((sizes.label * 4.6 + sizes.desc * 1.4) as u32)
+        .x_label_area_size((sizes.label * 2.2 + sizes.desc * 1.6) as u32)
+        .y_label_area_size(y_area as u32)
         .build_cartesian_2d(x_range.clone(), y_spec)
         .map_err(e)?;
     let x_span = u64::try_from(x_range.end - x_range.start).unwrap_or(1);
@@ -389,8 +401,8 @@ where
         .configure_mesh()
         .x_desc("epoch")
         .y_desc(panel.y_desc)
-        .x_labels(((w / 90) as usize).clamp(2, 12).min(x_span as usize + 1))
-        .y_labels(((h / 50) as usize).clamp(3, 10))
+        .x_labels(((w / 90) as usize).clamp(3, 12).min(x_span as usize + 1))
+        .y_labels(y_labels)
         .x_label_formatter(&|x| x.to_string())
         .y_label_formatter(y_fmt)
         .label_style(font(sizes.label))
@@ -401,6 +413,7 @@ where
         .draw()
         .map_err(e)?;
 
+    let mut labelled_any = false;
     for series in &panel.series {
         let style = ShapeStyle::from(&series.color).stroke_width(sizes.line);
         let runs = series.runs(map);
@@ -408,25 +421,23 @@ where
         let mut labelled = false;
         for run in &runs {
             let drawn = chart.draw_series(LineSeries::new(run.iter().copied(), style)).map_err(e)?;
-            if !labelled && panel.legend.is_some() {
+            if !labelled && panel.legend {
                 labelled = true;
-                let legend_style = style;
                 let len = (sizes.legend * 1.6) as i32;
-                drawn
-                    .label(series.label)
-                    .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + len, y)], legend_style));
+                drawn.label(series.label).legend(move |(x, y)| PathElement::new(vec![(x, y), (x + len, y)], style));
             }
             if n_points <= MARKER_MAX_POINTS || run.len() == 1 {
                 let marker = series.color.filled();
                 chart.draw_series(run.iter().map(|&p| Circle::new(p, sizes.marker, marker))).map_err(e)?;
             }
         }
+        labelled_any |= labelled;
     }
 
-    if let Some(position) = &panel.legend {
+    if panel.legend && labelled_any {
         chart
             .configure_series_labels()
-            .position(position.clone())
+            .position(legend_position(panel, &x_range, &axis_fraction, map))
             .label_font(font(sizes.legend))
             .background_style(WHITE.mix(0.85))
             .border_style(RGBColor(160, 160, 160))
@@ -445,16 +456,52 @@ where
     Ok(())
 }
 
-/// A linear-axis tick: as many decimals as the tick spacing `step` needs; exponent form when huge or tiny.
-fn format_linear_tick(v: f64, step: f64) -> String {
-    if v == 0.0 || step.abs() < f64::MIN_POSITIVE {
+/// The corner of the plot that the fewest points fall in (the right ones first).
+fn legend_position(
+    panel: &Panel,
+    x_range: &Range<i64>,
+    axis_fraction: &dyn Fn(f64) -> f64,
+    map: &dyn Fn(f64) -> f64,
+) -> SeriesLabelPosition {
+    let x_span = (x_range.end as f64 - x_range.start as f64).max(1.0);
+    let points: Vec<(f64, f64)> = panel
+        .series
+        .iter()
+        .flat_map(|s| s.runs(map).into_iter().flatten())
+        .map(|(x, y)| ((x as f64 - x_range.start as f64) / x_span, axis_fraction(y)))
+        .collect();
+    // (position, x fraction test, y fraction test): a legend covers about 40% of the width, 25% of the height.
+    type Corner = (SeriesLabelPosition, fn(f64) -> bool, fn(f64) -> bool);
+    let corners: [Corner; 4] = [
+        (SeriesLabelPosition::UpperRight, |x| x >= 0.55, |y| y >= 0.7),
+        (SeriesLabelPosition::LowerRight, |x| x >= 0.55, |y| y <= 0.3),
+        (SeriesLabelPosition::UpperLeft, |x| x <= 0.45, |y| y >= 0.7),
+        (SeriesLabelPosition::LowerLeft, |x| x <= 0.45, |y| y <= 0.3),
+    ];
+    let covered = |(_, in_x, in_y): &Corner| points.iter().filter(|&&(x, y)| in_x(x) && in_y(y)).count();
+    // min_by_key keeps the first of equal counts.
+    corners.iter().min_by_key(|c| covered(c)).map_or(SeriesLabelPosition::UpperRight, |c| c.0.clone())
+}
+
+/// The fewest decimals (up to 8) that write every tick exactly, to a millionth of the axis `span`.
+fn tick_decimals(ticks: &[f64], span: f64) -> usize {
+    let tolerance = (span.abs() * 1e-6).max(f64::MIN_POSITIVE);
+    (0..=8)
+        .find(|&d| {
+            ticks.iter().all(|t| format!("{t:.d$}").parse::<f64>().is_ok_and(|back| (back - t).abs() <= tolerance))
+        })
+        .unwrap_or(8)
+}
+
+/// A linear-axis tick with `decimals` decimals; in exponent form when huge or tiny.
+fn format_linear_tick(v: f64, decimals: usize) -> String {
+    if v == 0.0 {
         return "0".into();
     }
     let a = v.abs();
     if !(1e-4..1e6).contains(&a) {
         return trim_exp(format!("{v:.2e}"));
     }
-    let decimals = (-step.abs().log10().floor()).clamp(0.0, 8.0) as usize;
     format!("{v:.decimals$}")
 }
 

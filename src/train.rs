@@ -147,8 +147,7 @@ pub fn output_loss(spec: &MlpSpec, outputs: &Array2<f32>, targets: &Array2<f32>)
     match spec.loss() {
         Loss::Mse => outputs.iter().zip(targets).map(|(&p, &y)| (p as f64 - y as f64).powi(2)).sum::<f64>() / n,
         Loss::CrossEntropy => {
-            let total: f64 =
-                outputs.iter().zip(targets).map(|(&p, &y)| -(y as f64) * (p as f64).max(1e-38).ln()).sum();
+            let total: f64 = outputs.iter().zip(targets).map(|(&p, &y)| -(y as f64) * (p as f64).max(1e-38).ln()).sum();
             total / outputs.nrows().max(1) as f64
         }
     }

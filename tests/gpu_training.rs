@@ -3,6 +3,8 @@
 mod common;
 
 use backprop::cpu;
+use backprop::model::Output;
+use backprop::optim::{self, OptimConfig, OptimizerKind, StepScalars};
 use backprop::{Activation, Backend, CpuBackend, GpuMlp, Loss, MlpSpec, Params};
 use ndarray::Array2;
 
@@ -15,27 +17,74 @@ fn flat_f64(p: &Params<f32>) -> Vec<f64> {
 /// `steps` SGD steps on GPU and on the f64 reference from the same start; losses and parameters agree.
 fn train_and_compare(sizes: &[usize], acts: &[Activation], batch: usize, steps: usize, lr: f64, seed: u64) {
     let spec = MlpSpec::new(sizes.to_vec(), acts.to_vec(), Loss::Mse).unwrap();
-    let init = Params::init(&spec, seed);
+    compare_runs(&spec, OptimConfig::sgd(), batch, steps, lr, seed);
+}
+
+/// Targets for `spec`: one-hot rows for cross-entropy, values in (0, 1) for MSE.
+fn targets(spec: &MlpSpec, r: &mut rand_chacha::ChaCha8Rng, batch: usize) -> Array2<f64> {
+    let o = spec.output_width();
+    match spec.loss() {
+        Loss::Mse => random(r, batch, o, 1.0).mapv(|v| (v as f32 * 0.5 + 0.5) as f64),
+        Loss::CrossEntropy => Array2::from_shape_fn((batch, o), |(b, j)| if (b * 7 + 3) % o == j { 1.0 } else { 0.0 }),
+    }
+}
+
+/// `steps` optimizer steps on the GPU and on the f64 reference (`cpu::forward_backward` + `optim::update`)
+/// from the same start, on the same batch: every loss and the final parameters and state agree.
+fn compare_runs(spec: &MlpSpec, cfg: OptimConfig, batch: usize, steps: usize, lr: f64, seed: u64) {
+    let sizes = spec.sizes().to_vec();
+    let init = Params::init(spec, seed);
     let mut r = rng(seed);
     let x = f32_exact(&random(&mut r, batch, sizes[0], 1.0));
-    let y = random(&mut r, batch, *sizes.last().unwrap(), 1.0).mapv(|v| (v as f32 * 0.5 + 0.5) as f64);
+    let y = targets(spec, &mut r, batch);
     let (x32, y32) = (x.mapv(|v| v as f32), y.mapv(|v| v as f32));
 
-    let mut reference = init.to_f64();
+    let mut flat = init.to_f64().to_flat();
+    let n = flat.len();
+    let (mut m, mut v) = (vec![0.0; n], vec![0.0; n]);
     let mut model = GpuMlp::new(gpu(), spec.clone(), &init).unwrap();
+    model.set_optimizer(cfg).unwrap();
+    let mut loss_sum = 0.0;
     for step in 0..steps {
-        let want = cpu::sgd_step(&spec, &mut reference, x.view(), y.view(), lr).unwrap().loss;
+        let p = Params::from_flat(spec, &flat).unwrap();
+        let t = cpu::forward_backward(spec, &p, x.view(), y.view()).unwrap();
+        loss_sum += t.loss * batch as f64;
+        optim::update(&cfg, &mut flat, &t.grads.to_flat(), &mut m, &mut v, StepScalars::new(&cfg, lr, step as u64 + 1));
         let got = model.step(x32.view(), y32.view(), lr as f32, true).unwrap().expect("asked for the loss");
-        assert_close(&format!("{sizes:?} loss at step {step}"), &[got], &[want], 1e-6, 1e-4);
+        assert_close(&format!("{sizes:?} {} loss at step {step}", cfg.kind.name()), &[got], &[t.loss], 1e-6, 1e-4);
     }
+    let name = format!("{sizes:?} {} {}", spec.loss().name(), cfg.kind.name());
     let params = model.params().unwrap();
-    assert_close(
-        &format!("{sizes:?} parameters after {steps} steps"),
-        &params.to_flat(),
-        &reference.to_flat(),
-        1e-5,
-        1e-3,
-    );
+    assert_close(&format!("{name}: parameters after {steps} steps"), &params.to_flat(), &flat, 1e-5, 1e-3);
+    let state = model.optimizer_state().unwrap();
+    assert_eq!(state.step, steps as u64);
+    if cfg.state_vectors() >= 1 {
+        assert_close(&format!("{name}: first state vector"), &state.m, &m, 1e-6, 1e-3);
+    }
+    // The loss summed on the GPU over the run is the sum of the per-step losses times the batch.
+    let got_sum = model.take_loss_sum().unwrap();
+    assert_close(&format!("{name}: loss summed on the GPU"), &[got_sum as f32], &[loss_sum], 1e-5, 1e-4);
+    assert_eq!(model.take_loss_sum().unwrap(), 0.0, "take_loss_sum resets the sum");
+}
+
+#[test]
+fn cross_entropy_with_adam_momentum_and_weight_decay() {
+    let adam = OptimConfig { kind: OptimizerKind::Adam { beta1: 0.9, beta2: 0.999, eps: 1e-8 }, weight_decay: 0.01 };
+    let momentum = OptimConfig { kind: OptimizerKind::Momentum { momentum: 0.9 }, weight_decay: 0.0 };
+    let spec = MlpSpec::with_output(vec![9, 17, 5, 10], Activation::Relu, Output::Softmax, Loss::CrossEntropy).unwrap();
+    compare_runs(&spec, adam, 13, 20, 0.01, 11);
+    compare_runs(&spec, momentum, 33, 20, 0.05, 12);
+    let spec = MlpSpec::with_output(vec![3, 5, 1], Activation::Tanh, Output::Softmax, Loss::CrossEntropy).unwrap();
+    compare_runs(&spec, OptimConfig::sgd(), 1, 20, 0.1, 13);
+}
+
+#[test]
+fn mse_with_every_optimizer_and_a_sigmoid_output() {
+    let spec = MlpSpec::with_output(vec![6, 31, 7, 2], Activation::Sigmoid, Output::Sigmoid, Loss::Mse).unwrap();
+    for kind in ["sgd", "momentum", "adam"] {
+        let cfg = OptimConfig { kind: OptimizerKind::default_for(kind).unwrap(), weight_decay: 0.001 };
+        compare_runs(&spec, cfg, 37, 20, 0.02, 14);
+    }
 }
 
 #[test]

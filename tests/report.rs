@@ -11,7 +11,14 @@ use backprop::report::{
 const PNG_SIGNATURE: [u8; 8] = [0x89, b'P', b'N', b'G', b'\r', b'\n', 0x1a, b'\n'];
 
 fn row(epoch: usize, train: f64, test: Option<f64>, acc: Option<f64>) -> EpochMetrics {
-    EpochMetrics { epoch, train_loss: train, test_loss: test, test_accuracy: acc, seconds: epoch as f64 * 0.5, lr: 0.01 }
+    EpochMetrics {
+        epoch,
+        train_loss: train,
+        test_loss: test,
+        test_accuracy: acc,
+        seconds: epoch as f64 * 0.5,
+        lr: 0.01,
+    }
 }
 
 /// 20 epochs of a run that goes well: losses fall, accuracy rises and levels off.
@@ -36,10 +43,8 @@ fn realistic(epochs: usize) -> Vec<EpochMetrics> {
 
 /// The names of the entries in `dir`, sorted.
 fn list_dir(dir: &Path) -> Vec<String> {
-    let mut names: Vec<String> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
+    let mut names: Vec<String> =
+        std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
     names.sort();
     names
 }
@@ -92,18 +97,8 @@ fn csv_text_is_exact_with_empty_cells() {
 
 #[test]
 fn csv_floats_round_trip() {
-    let values = [
-        0.1 + 0.2,
-        1.0 / 3.0,
-        1.5e-7,
-        1e-5,
-        123_456_789.123,
-        1e300,
-        f64::MIN_POSITIVE,
-        f64::MAX,
-        -2.5e-9,
-        0.0,
-    ];
+    let values =
+        [0.1 + 0.2, 1.0 / 3.0, 1.5e-7, 1e-5, 123_456_789.123, 1e300, f64::MIN_POSITIVE, f64::MAX, -2.5e-9, 0.0];
     let rows: Vec<EpochMetrics> = values
         .iter()
         .enumerate()
@@ -297,7 +292,10 @@ fn plot_skips_non_finite_values() {
 fn plot_survives_extreme_values() {
     let cases: Vec<(&str, Vec<EpochMetrics>)> = vec![
         // Many decades: a log-scale loss axis.
-        ("log scale", (1..=30).map(|e| row(e, 10f64.powi(-(e as i32) / 3), Some(10f64.powi(1 - (e as i32) / 4)), None)).collect()),
+        (
+            "log scale",
+            (1..=30).map(|e| row(e, 10f64.powi(-(e as i32) / 3), Some(10f64.powi(1 - (e as i32) / 4)), None)).collect(),
+        ),
         ("huge", vec![row(1, f64::MAX, Some(1e300), Some(2.0)), row(2, -f64::MAX, Some(-1e300), Some(-1.0))]),
         ("tiny", vec![row(1, f64::MIN_POSITIVE, Some(5e-324), Some(0.0)), row(2, 1e300, Some(f64::MAX), Some(1.0))]),
         ("constant", (1..=4).map(|e| row(e, 0.25, Some(0.25), Some(0.5))).collect()),
@@ -305,7 +303,10 @@ fn plot_survives_extreme_values() {
         ("negative", (1..=4).map(|e| row(e, -(e as f64), Some(-3.0), Some(1.0))).collect()),
         ("unordered epochs", vec![row(5, 0.1, None, Some(0.9)), row(2, 0.4, None, Some(0.5)), row(2, 0.3, None, None)]),
         ("epoch 0 and huge epochs", vec![row(0, 1.0, None, None), row(usize::MAX, 0.5, None, None)]),
-        ("many epochs", (1..=5000).map(|e| row(e, 1.0 / e as f64, Some(1.1 / e as f64), Some(1.0 - 1.0 / e as f64))).collect()),
+        (
+            "many epochs",
+            (1..=5000).map(|e| row(e, 1.0 / e as f64, Some(1.1 / e as f64), Some(1.0 - 1.0 / e as f64))).collect(),
+        ),
     ];
     for (title, rows) in cases {
         plot_ok(&rows, title, DEFAULT_PLOT_SIZE);
