@@ -2,10 +2,10 @@
 
 use ndarray::{Array2, ArrayView2};
 
-use crate::cpu::{self, Trace};
+use crate::cpu::Trace;
 use crate::error::Result;
 use crate::model::{MlpSpec, Params};
-use crate::optim::{self, OptimConfig, OptimState, StepScalars};
+use crate::optim::{OptimConfig, OptimState};
 
 /// A place where an MLP trains: the same calls on the CPU and on the GPU.
 pub trait Backend {
@@ -34,84 +34,7 @@ pub trait Backend {
     fn predict(&mut self, x: ArrayView2<f32>) -> Result<Array2<f32>>;
 }
 
-/// The CPU backend: the f32 reference.
-#[derive(Clone, Debug)]
-pub struct CpuBackend {
-    spec: MlpSpec,
-    params: Params<f32>,
-    optim: OptimConfig,
-    state: OptimState,
-    loss_sum: f64,
-}
-
-impl CpuBackend {
-    pub fn new(spec: MlpSpec, params: Params<f32>) -> Result<Self> {
-        params.check(&spec)?;
-        let optim = OptimConfig::sgd();
-        let state = OptimState::new(&optim, spec.param_layout().len);
-        Ok(Self { spec, params, optim, state, loss_sum: 0.0 })
-    }
-
-    fn update(&mut self, grads: &Params<f32>, lr: f32) -> Result<()> {
-        self.state.step += 1;
-        let s = StepScalars::new(&self.optim, lr as f64, self.state.step);
-        let mut flat = self.params.to_flat();
-        optim::update(&self.optim, &mut flat, &grads.to_flat(), &mut self.state.m, &mut self.state.v, s);
-        self.params = Params::from_flat(&self.spec, &flat)?;
-        Ok(())
-    }
-}
-
-impl Backend for CpuBackend {
-    fn name(&self) -> String {
-        "cpu".to_string()
-    }
-    fn spec(&self) -> &MlpSpec {
-        &self.spec
-    }
-    fn params(&mut self) -> Result<Params<f32>> {
-        Ok(self.params.clone())
-    }
-    fn set_params(&mut self, p: &Params<f32>) -> Result<()> {
-        p.check(&self.spec)?;
-        self.params = p.clone();
-        Ok(())
-    }
-    fn set_optimizer(&mut self, cfg: OptimConfig) -> Result<()> {
-        cfg.validate()?;
-        self.optim = cfg;
-        self.state = OptimState::new(&cfg, self.spec.param_layout().len);
-        Ok(())
-    }
-    fn optimizer(&self) -> OptimConfig {
-        self.optim
-    }
-    fn optimizer_state(&mut self) -> Result<OptimState> {
-        Ok(self.state.clone())
-    }
-    fn set_optimizer_state(&mut self, s: &OptimState) -> Result<()> {
-        check_state(&self.optim, self.spec.param_layout().len, s)?;
-        self.state = s.clone();
-        Ok(())
-    }
-    fn step(&mut self, x: ArrayView2<f32>, y: ArrayView2<f32>, lr: f32, want_loss: bool) -> Result<Option<f32>> {
-        let trace = self.traced_step(x, y, lr)?;
-        Ok(want_loss.then_some(trace.loss))
-    }
-    fn take_loss_sum(&mut self) -> Result<f64> {
-        Ok(std::mem::take(&mut self.loss_sum))
-    }
-    fn traced_step(&mut self, x: ArrayView2<f32>, y: ArrayView2<f32>, lr: f32) -> Result<Trace<f32>> {
-        let trace = cpu::forward_backward(&self.spec, &self.params, x, y)?;
-        self.update(&trace.grads, lr)?;
-        self.loss_sum += trace.loss as f64 * x.nrows() as f64;
-        Ok(trace)
-    }
-    fn predict(&mut self, x: ArrayView2<f32>) -> Result<Array2<f32>> {
-        let (_, mut post) = cpu::forward(&self.spec, &self.params, x)?;
-        post.pop().ok_or_else(|| crate::error::Error::Model("network has no layers".into()))
-    }
-}
+pub use crate::cpu_fast::CpuBackend;
 
 /// Checks that an optimizer state fits `cfg` and `n` parameters.
 pub fn check_state(cfg: &OptimConfig, n: usize, s: &OptimState) -> Result<()> {

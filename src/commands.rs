@@ -228,8 +228,29 @@ fn same_file(a: &Path, b: &Path) -> bool {
 }
 
 pub fn train(args: &TrainArgs) -> Result<()> {
+    // Every flag is checked before any file is read or any device is opened.
     check_outputs(args)?;
     let (optim_cfg, lr) = optimizer(args)?;
+    let test_fraction = args.test_split.unwrap_or(if args.data.data == "xor" { 0.0 } else { 0.2 });
+    if !(0.0..1.0).contains(&test_fraction) {
+        return Err(Error::Invalid(format!("--test-split must be in [0, 1), got {test_fraction}")));
+    }
+    let mut cfg = TrainConfig {
+        epochs: args.epochs,
+        batch_size: args.batch_size,
+        lr,
+        schedule: schedule(args)?,
+        optimizer: optim_cfg,
+        shuffle: !args.no_shuffle,
+        seed: args.seed,
+        verify: args.verify.map(|every| Verify { every, atol: args.verify_atol, rtol: args.verify_rtol }),
+    };
+    cfg.validate()?;
+    if let Some(l) = &args.layers {
+        parse_widths(l)?;
+    }
+    let _: Activation = args.activation.parse()?;
+    let _: Normalization = args.normalize.parse()?;
     let resumed = match &args.resume {
         Some(p) => Some(checkpoint::load(p)?),
         None => None,
@@ -304,7 +325,6 @@ pub fn train(args: &TrainArgs) -> Result<()> {
         )));
     }
 
-    let test_fraction = args.test_split.unwrap_or(if args.data.data == "xor" { 0.0 } else { 0.2 });
     let (mut train_set, mut test_set) = data::split(&ds, test_fraction, args.seed)?;
     let normalizer = match normalizer {
         NormChoice::Fitted(n) => n,
@@ -351,16 +371,7 @@ pub fn train(args: &TrainArgs) -> Result<()> {
         );
     }
 
-    let cfg = TrainConfig {
-        epochs: args.epochs,
-        batch_size: args.batch_size,
-        lr,
-        schedule: schedule(args)?,
-        optimizer: optim_cfg,
-        shuffle: !args.no_shuffle,
-        seed: args.seed,
-        verify: args.verify.map(|every| Verify { every, atol: args.verify_atol, rtol: args.verify_rtol }),
-    };
+    cfg.optimizer = optim_cfg;
     let mut observer = Saver {
         progress: Progress::new(args.quiet),
         args,

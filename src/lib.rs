@@ -76,6 +76,7 @@
 pub mod backend;
 pub mod checkpoint;
 pub mod cpu;
+pub mod cpu_fast;
 pub mod data;
 pub mod error;
 pub mod fsutil;

@@ -18,7 +18,8 @@ use clap::{Args, Parser, Subcommand};
     long_about = "Train multilayer perceptrons with explicit backpropagation in hand-written WGSL compute shaders on any GPU \
 wgpu reaches (Vulkan, Metal, DX12, GL), checked against a CPU reference.\n\n\
 With no command, `backprop` trains a classifier on the bundled digits data set (the same as `backprop train`).",
-    args_conflicts_with_subcommands = true
+    args_conflicts_with_subcommands = true,
+    allow_negative_numbers = true
 )]
 struct Cli {
     #[command(subcommand)]
@@ -157,6 +158,7 @@ pub struct TrainArgs {
 #[derive(Subcommand)]
 enum Command {
     /// Train an MLP (the default when no command is given).
+    #[command(allow_negative_numbers = true)]
     Train(Box<TrainArgs>),
     /// Evaluate a saved model on a data set: loss, accuracy and confusion matrix.
     Eval {
