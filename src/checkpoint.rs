@@ -13,7 +13,7 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use ndarray::{Array1, Array2};
-use safetensors::{Dtype, SafeTensors, tensor::TensorView};
+use safetensors::{Dtype, SafeTensors};
 use serde_json::{Value, json};
 
 use crate::data::{Normalizer, Task};
@@ -79,6 +79,8 @@ fn task_from_json(v: &Value) -> Option<Task> {
 
 /// The bytes of a checkpoint file.
 pub fn to_bytes(ck: &Checkpoint) -> Result<Vec<u8>> {
+    // Non-finite values (a diverged run) are refused, so a good checkpoint on disk is never replaced by one
+    // that `load` would reject.
     let m = &ck.model;
     m.params.check(&m.spec)?;
     let mut buffers: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::new();
@@ -114,15 +116,45 @@ pub fn to_bytes(ck: &Checkpoint) -> Result<Vec<u8>> {
             buffers.push(("optimizer.v".into(), vec![n], le_bytes(&t.state.v)));
         }
     }
-    let views = buffers
-        .iter()
-        .map(|(name, shape, bytes)| {
-            TensorView::new(Dtype::F32, shape.clone(), bytes)
-                .map(|v| (name.clone(), v))
-                .map_err(|e| Error::Invalid(format!("tensor {name}: {e}")))
-        })
-        .collect::<Result<Vec<_>>>()?;
-    safetensors::serialize(views, Some(meta)).map_err(|e| Error::Invalid(format!("serialising a checkpoint: {e}")))
+    for (name, _, bytes) in &buffers {
+        let bad = bytes.chunks_exact(4).position(|c| !f32::from_le_bytes([c[0], c[1], c[2], c[3]]).is_finite());
+        if let Some(i) = bad {
+            return Err(Error::Invalid(format!(
+                "training diverged: {name}[{i}] is not finite; the checkpoint is not written (an earlier one is kept)"
+            )));
+        }
+    }
+    Ok(serialize(&buffers, &meta))
+}
+
+/// The safetensors encoding: an 8-byte little-endian header length, the JSON header (metadata with sorted keys,
+/// then the tensors in order, padded with spaces to a multiple of 8), then the data. Written here rather than
+/// with `safetensors::serialize` so the same checkpoint always gives the same bytes.
+fn serialize(buffers: &[(String, Vec<usize>, Vec<u8>)], meta: &HashMap<String, String>) -> Vec<u8> {
+    let mut sorted: Vec<(&String, &String)> = meta.iter().collect();
+    sorted.sort();
+    let mut header = serde_json::Map::new();
+    let meta_obj: serde_json::Map<String, Value> = sorted.into_iter().map(|(k, v)| (k.clone(), json!(v))).collect();
+    header.insert("__metadata__".into(), Value::Object(meta_obj));
+    let mut offset = 0usize;
+    for (name, shape, bytes) in buffers {
+        header.insert(
+            name.clone(),
+            json!({"dtype": "F32", "shape": shape, "data_offsets": [offset, offset + bytes.len()]}),
+        );
+        offset += bytes.len();
+    }
+    let mut head = Value::Object(header).to_string().into_bytes();
+    while head.len() % 8 != 0 {
+        head.push(b' ');
+    }
+    let mut out = Vec::with_capacity(8 + head.len() + offset);
+    out.extend_from_slice(&(head.len() as u64).to_le_bytes());
+    out.extend_from_slice(&head);
+    for (_, _, bytes) in buffers {
+        out.extend_from_slice(bytes);
+    }
+    out
 }
 
 /// Writes a checkpoint atomically: an existing file at `path` is replaced only once the new one is complete.
@@ -166,34 +198,40 @@ fn tensor(path: &Path, st: &SafeTensors<'_>, name: &str) -> Result<(Vec<usize>, 
     Ok((t.shape().to_vec(), values))
 }
 
-/// Reads the `layers.{l}.*` tensors for `spec`, checking every shape.
+/// Reads the `layers.{l}.*` tensors for `spec`, checking every shape before building anything.
 fn layers(path: &Path, st: &SafeTensors<'_>, spec: &MlpSpec) -> Result<Params<f32>> {
-    let mut p = Params::zeros(spec);
-    for l in 0..spec.layers() {
-        let (i, o) = spec.layer_shape(l);
-        let (shape, w) = tensor(path, st, &format!("layers.{l}.weight"))?;
-        if shape != [o, i] {
+    for name in st.names() {
+        let layer =
+            name.strip_prefix("layers.").and_then(|r| r.split('.').next()).and_then(|l| l.parse::<usize>().ok());
+        if let Some(l) = layer.filter(|&l| l >= spec.layers()) {
             return Err(Error::data(
                 path,
-                format!("layers.{l}.weight has shape {shape:?}; the network needs [{o}, {i}]"),
+                format!("has extra tensor '{name}' (layer {l}); the network has {} layers", spec.layers()),
             ));
         }
-        let wt = Array2::from_shape_vec((o, i), w).map_err(|e| Error::data(path, e.to_string()))?;
-        p.weights[l] = wt.t().to_owned();
-        let (shape, b) = tensor(path, st, &format!("layers.{l}.bias"))?;
-        if shape != [o] {
-            return Err(Error::data(path, format!("layers.{l}.bias has shape {shape:?}; the network needs [{o}]")));
+    }
+    let (mut weights, mut biases) = (Vec::new(), Vec::new());
+    for l in 0..spec.layers() {
+        let (i, o) = spec.layer_shape(l);
+        let name = format!("layers.{l}.weight");
+        let shape = st
+            .tensor(&name)
+            .map(|t| t.shape().to_vec())
+            .map_err(|_| Error::data(path, format!("has no tensor '{name}'")))?;
+        if shape != [o, i] {
+            return Err(Error::data(path, format!("{name} has shape {shape:?}; the network needs [{o}, {i}]")));
         }
-        p.biases[l] = Array1::from_vec(b);
+        let (_, w) = tensor(path, st, &name)?;
+        let wt = Array2::from_shape_vec((o, i), w).map_err(|e| Error::data(path, e.to_string()))?;
+        weights.push(wt.t().to_owned());
+        let name = format!("layers.{l}.bias");
+        let (shape, b) = tensor(path, st, &name)?;
+        if shape != [o] {
+            return Err(Error::data(path, format!("{name} has shape {shape:?}; the network needs [{o}]")));
+        }
+        biases.push(Array1::from_vec(b));
     }
-    let extra = (spec.layers()..).take_while(|l| st.tensor(&format!("layers.{l}.weight")).is_ok()).count();
-    if extra > 0 {
-        return Err(Error::data(
-            path,
-            format!("has {} layers; the network has {}", spec.layers() + extra, spec.layers()),
-        ));
-    }
-    Ok(p)
+    Ok(Params { weights, biases })
 }
 
 /// Initial weights for `spec` from a file holding `layers.{l}.weight` (O, I) and `layers.{l}.bias` (O), as
@@ -216,7 +254,9 @@ pub fn load(path: &Path) -> Result<Checkpoint> {
     let bad = |m: String| Error::data(path, m);
     match meta.get("format").map(String::as_str) {
         Some(FORMAT) => {}
-        Some(other) => return Err(bad(format!("format is '{other}', not '{FORMAT}'"))),
+        Some(other) => {
+            return Err(bad(format!("format is '{other}', not '{FORMAT}' (use --init to start from bare weights)")));
+        }
         None => return Err(bad(format!("has no '{FORMAT}' metadata (use --init to start from bare weights)"))),
     }
     if meta.get("format_version").map(String::as_str) != Some(FORMAT_VERSION) {
@@ -253,6 +293,19 @@ pub fn load(path: &Path) -> Result<Checkpoint> {
         Some(n)
     };
     let task = task_from_json(&meta_json(path, &meta, "task")?);
+    let width = match task {
+        Some(Task::Classification { classes }) => Some(classes),
+        Some(Task::Regression { targets }) => Some(targets),
+        None => None,
+    };
+    if let Some(w) = width.filter(|&w| w != spec.output_width()) {
+        return Err(bad(format!("task has {w} outputs; the network has {}", spec.output_width())));
+    }
+    if let Some(out) = meta.get("output") {
+        if out != spec.output().name() {
+            return Err(bad(format!("metadata 'output' is '{out}' but the layers say '{}'", spec.output().name())));
+        }
+    }
     let training = match meta.get("training") {
         None => None,
         Some(_) => {

@@ -123,6 +123,10 @@ impl FromStr for Output {
     }
 }
 
+/// The most parameters a network may have (about 2^36 f32 values on 64-bit, 256 GiB), far past any device; it keeps every
+/// size computation below from overflowing.
+pub const MAX_PARAMS: usize = usize::MAX >> 28;
+
 /// The shape of a multilayer perceptron: widths (input first, output last), one activation per layer, a loss.
 #[derive(Clone, Debug, PartialEq)]
 pub struct MlpSpec {
@@ -150,6 +154,16 @@ impl MlpSpec {
                 sizes.len() - 1,
                 activations.len()
             )));
+        }
+        let mut total: usize = 0;
+        for w in sizes.windows(2) {
+            let layer = w[0].checked_mul(w[1]).and_then(|p| p.checked_add(w[1]));
+            total = match layer.and_then(|p| total.checked_add(p)) {
+                Some(t) if t <= MAX_PARAMS => t,
+                _ => {
+                    return Err(Error::Model(format!("widths {sizes:?} need more than {MAX_PARAMS} parameters")));
+                }
+            };
         }
         if loss == Loss::CrossEntropy && activations[activations.len() - 1] != Activation::Identity {
             return Err(Error::Model(

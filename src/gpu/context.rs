@@ -197,9 +197,11 @@ impl GpuContext {
     fn from_adapter(adapter: wgpu::Adapter) -> Result<Self> {
         let summary = AdapterSummary::of(&adapter);
         let limits = adapter.limits();
+        // Timestamp queries time the kernels in `backprop bench`; used only where the adapter has them.
+        let features = adapter.features() & wgpu::Features::TIMESTAMP_QUERY;
         let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
             label: Some("backprop"),
-            required_features: wgpu::Features::empty(),
+            required_features: features,
             required_limits: limits.clone(),
             ..Default::default()
         }))
@@ -227,6 +229,11 @@ impl GpuContext {
     /// The adapter this context runs on.
     pub fn adapter(&self) -> &AdapterSummary {
         &self.summary
+    }
+
+    /// Whether kernels can be timed with timestamp queries.
+    pub fn has_timestamps(&self) -> bool {
+        self.device.features().contains(wgpu::Features::TIMESTAMP_QUERY)
     }
 
     /// The limits the device was opened with (the adapter's own).

@@ -7,4 +7,4 @@ pub mod ops;
 pub mod shaders;
 
 pub use context::{AdapterRequest, AdapterSummary, GpuContext, list_adapters};
-pub use mlp::GpuMlp;
+pub use mlp::{GpuMlp, StepTiming};

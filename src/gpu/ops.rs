@@ -64,8 +64,18 @@ pub fn encode_all<'a>(
     encoder: &mut wgpu::CommandEncoder,
     dispatches: impl IntoIterator<Item = &'a Dispatch>,
 ) {
+    encode_timed(ctx, encoder, dispatches, None)
+}
+
+/// As `encode_all`, writing timestamps at the start and end of the pass when `timestamps` is given.
+pub fn encode_timed<'a>(
+    ctx: &GpuContext,
+    encoder: &mut wgpu::CommandEncoder,
+    dispatches: impl IntoIterator<Item = &'a Dispatch>,
+    timestamps: Option<wgpu::ComputePassTimestampWrites<'_>>,
+) {
     let mut pass =
-        encoder.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("step"), timestamp_writes: None });
+        encoder.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("step"), timestamp_writes: timestamps });
     for d in dispatches {
         d.encode(ctx, &mut pass);
     }
