@@ -598,3 +598,105 @@ pub fn devices(as_json: bool) -> Result<()> {
     }
     Ok(())
 }
+
+pub fn bench(args: &crate::BenchArgs) -> Result<()> {
+    use backprop::bench::{self, Budget};
+    let named = args.configs.is_some();
+    let configs = bench::configs(args.configs.as_deref().unwrap_or("seed,small,mnist,wide"))?;
+    let (run_cpu, run_gpu) = match args.backend.as_str() {
+        "cpu" => (true, false),
+        "gpu" => (false, true),
+        "both" => (true, true),
+        other => return Err(Error::Invalid(format!("--backend for bench is cpu, gpu or both, not '{other}'"))),
+    };
+    if args.steps == 0 {
+        return Err(Error::Invalid("--steps must be at least 1".into()));
+    }
+    for p in [args.peak_gflops, args.cpu_peak_gflops].into_iter().flatten() {
+        if !(p > 0.0 && p.is_finite()) {
+            return Err(Error::Invalid(format!("a peak of {p} GFLOP/s is not a positive number")));
+        }
+    }
+    let ctx = if run_gpu {
+        let req = gpu::AdapterRequest { backends: None, name: args.adapter.clone() };
+        Some(Arc::new(GpuContext::new(&req)?))
+    } else {
+        None
+    };
+    let software = ctx.as_ref().is_some_and(|c| c.adapter().device_type == "cpu");
+    let budget = Budget { warmup: args.warmup, steps: args.steps, max_time: std::time::Duration::from_secs(3) };
+    let mut results = Vec::new();
+    let mut notes = Vec::new();
+    for c in &configs {
+        if run_cpu {
+            results.push(bench::cpu(c, c.batch, &budget, args.cpu_peak_gflops)?);
+        }
+        if let Some(ctx) = &ctx {
+            let spec = MlpSpec::uniform(c.sizes.to_vec(), Activation::Sigmoid, Loss::Mse)?;
+            if software && !named && spec.step_flops(c.batch) > 5e9 {
+                notes.push(format!(
+                    "gpu skipped {}: {} is a software renderer ({:.0} GFLOP per step); name it in --configs to run it",
+                    c.name,
+                    ctx.adapter().name,
+                    spec.step_flops(c.batch) / 1e9
+                ));
+                continue;
+            }
+            results.push(bench::gpu(ctx, c, c.batch, &budget, args.peak_gflops)?);
+        }
+    }
+    let crossover = match (&ctx, run_cpu && !args.no_crossover) {
+        (Some(ctx), true) => {
+            let mnist = bench::STANDARD[2];
+            let batches: Vec<usize> =
+                (0..).map(|k| 1usize << k).take_while(|&b| b <= args.crossover_max.max(1)).collect();
+            let quick = Budget { warmup: 2, steps: 10, max_time: std::time::Duration::from_secs(1) };
+            Some(bench::crossover(ctx, &mnist, &batches, &quick)?)
+        }
+        _ => None,
+    };
+
+    if args.json {
+        let out = json!({
+            "results": results.iter().map(|r| r.to_json()).collect::<Vec<_>>(),
+            "crossover": crossover.as_ref().map(|c| json!({
+                "config": c.config,
+                "first_gpu_win": c.first_gpu_win,
+                "points": c.points.iter().map(|(b, cpu, gpu)| json!({"batch": b, "cpu_ms": cpu, "gpu_ms": gpu})).collect::<Vec<_>>(),
+            })),
+            "notes": notes,
+        });
+        println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
+        return Ok(());
+    }
+    println!(
+        "{:<6} {:<4} {:>5} {:>6} {:>11} {:>9} {:>6}  {:<28} device",
+        "config", "back", "batch", "steps", "ms/step", "GFLOP/s", "%peak", "upload / kernels / readback ms"
+    );
+    for r in &results {
+        let peak = r.peak_fraction.map(|p| format!("{:.1}", 100.0 * p)).unwrap_or_else(|| "-".into());
+        let split = r
+            .split
+            .map(|s| format!("{:.3} / {:.3} ({}) / {:.3}", s.upload_ms, s.kernel_ms, s.kernel_timer, s.readback_ms))
+            .unwrap_or_else(|| "-".into());
+        println!(
+            "{:<6} {:<4} {:>5} {:>6} {:>11.4} {:>9.2} {:>6}  {:<28} {}",
+            r.config, r.backend, r.batch, r.steps, r.ms_per_step, r.gflops, peak, split, r.adapter
+        );
+    }
+    for n in &notes {
+        println!("note: {n}");
+    }
+    if let Some(c) = crossover {
+        let pts: Vec<String> = c.points.iter().map(|(b, cpu, gpu)| format!("{b}: {cpu:.3}/{gpu:.3}")).collect();
+        println!("crossover ({} network, batch: cpu/gpu ms): {}", c.config, pts.join(", "));
+        match c.first_gpu_win {
+            Some(b) => println!("the GPU step beats the CPU step from batch {b}"),
+            None => println!(
+                "the GPU step did not beat the CPU step at any batch up to {}",
+                c.points.last().map(|p| p.0).unwrap_or(0)
+            ),
+        }
+    }
+    Ok(())
+}

@@ -1,12 +1,12 @@
-//! The CPU backend: the same step as the reference, in f32, through a multi-threaded GEMM
-//! (matrixmultiply, through ndarray's `general_mat_mul`) into buffers allocated once per batch size.
+//! The CPU backend: the same step as the reference, in f32, through a multi-threaded GEMM (the `gemm`
+//! crate) into buffers allocated once per batch size.
 //! Parameters, gradients and optimizer state are flat vectors in the layout of `MlpSpec::param_layout`,
 //! as on the GPU; the optimizer is one pass over them.
 
 use std::collections::HashMap;
 
-use ndarray::linalg::general_mat_mul;
 use ndarray::{Array2, ArrayView2, ArrayViewMut2, Zip};
+use rayon::prelude::*;
 
 use crate::backend::{Backend, check_state};
 use crate::cpu::{self, Trace, check_batch};
@@ -40,6 +40,93 @@ struct WorkspaceBox(Box<Workspace>);
 impl std::fmt::Debug for WorkspaceBox {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("Workspace")
+    }
+}
+
+/// `c = a · b` through the `gemm` crate (AVX-512/AVX2/NEON kernels chosen at run time), on every core
+/// when the product is large enough to pay for the threads. a (M, K), b (K, N), c (M, N), any strides.
+fn matmul(a: ArrayView2<f32>, b: ArrayView2<f32>, c: &mut ArrayViewMut2<f32>) {
+    let (m, k) = a.dim();
+    let n = b.ncols();
+    assert!(b.nrows() == k && c.dim() == (m, n), "matmul shapes: ({m}, {k}) · {:?} -> {:?}", b.dim(), c.dim());
+    let par = if m * n * k >= 1 << 23 { gemm::Parallelism::Rayon(0) } else { gemm::Parallelism::None };
+    let (sa, sb) = (a.strides(), b.strides());
+    let sc = [c.strides()[0], c.strides()[1]];
+    // SAFETY: the three views are valid for their shapes and strides (checked above), and c does not
+    // alias a or b (it is a distinct mutable borrow).
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            c.as_mut_ptr(),
+            sc[1],
+            sc[0],
+            false,
+            a.as_ptr(),
+            sa[1],
+            sa[0],
+            b.as_ptr(),
+            sb[1],
+            sb[0],
+            0.0,
+            1.0,
+            false,
+            false,
+            false,
+            par,
+        );
+    }
+}
+
+/// Elementwise work smaller than this many values stays on one thread.
+const PAR_CHUNK: usize = 1 << 15;
+
+fn slice(a: &Array2<f32>) -> &[f32] {
+    a.as_slice().expect("workspace arrays are contiguous")
+}
+
+fn slice_mut(a: &mut Array2<f32>) -> &mut [f32] {
+    a.as_slice_mut().expect("workspace arrays are contiguous")
+}
+
+/// `f` over matching rows of `z` and `a` (both (B, O), contiguous), in parallel for large arrays.
+fn rows_par(z: &mut Array2<f32>, a: &mut Array2<f32>, f: impl Fn(&mut [f32], &mut [f32]) + Sync) {
+    let o = z.ncols().max(1);
+    let big = z.len() >= PAR_CHUNK;
+    let (z, a) = (slice_mut(z), slice_mut(a));
+    if big {
+        z.par_chunks_mut(o).zip(a.par_chunks_mut(o)).for_each(|(zr, ar)| f(zr, ar));
+    } else {
+        z.chunks_mut(o).zip(a.chunks_mut(o)).for_each(|(zr, ar)| f(zr, ar));
+    }
+}
+
+/// `f` over matching chunks of four equal-length slices, in parallel for large ones.
+fn par_zip4(d: &mut [f32], g: &[f32], a: &[f32], z: &[f32], f: impl Fn(&mut [f32], &[f32], &[f32], &[f32]) + Sync) {
+    if d.len() < PAR_CHUNK {
+        return f(d, g, a, z);
+    }
+    d.par_chunks_mut(PAR_CHUNK)
+        .zip(g.par_chunks(PAR_CHUNK))
+        .zip(a.par_chunks(PAR_CHUNK))
+        .zip(z.par_chunks(PAR_CHUNK))
+        .for_each(|(((d, g), a), z)| f(d, g, a, z));
+}
+
+/// `f'(z)` given `a = f(z)`: the same value as `cpu::activate_derivative`, without recomputing an exp.
+fn derivative_from_output(act: Activation, a: f32, z: f32) -> f32 {
+    match act {
+        Activation::Sigmoid => a * (1.0 - a),
+        Activation::Tanh => 1.0 - a * a,
+        Activation::Relu => {
+            if z > 0.0 {
+                1.0
+            } else {
+                0.0
+            }
+        }
+        Activation::Identity => 1.0,
     }
 }
 
@@ -92,11 +179,16 @@ impl CpuBackend {
             let (done, rest) = w.post.split_at_mut(l);
             let input = if l == 0 { x } else { done[l - 1].view() };
             let z = &mut w.pre[l];
-            general_mat_mul(1.0, &input, &wl, 0.0, z);
-            for mut row in z.rows_mut() {
-                row.iter_mut().zip(bias).for_each(|(v, &b)| *v += b);
-            }
+            matmul(input, wl, &mut z.view_mut());
             let a = &mut rest[0];
+            let act = self.spec.activations()[l];
+            // Z += b; A = f(Z), row by row, on every core for large layers.
+            rows_par(z, a, |zr, ar| {
+                for ((z, a), &b) in zr.iter_mut().zip(ar.iter_mut()).zip(bias) {
+                    *z += b;
+                    *a = cpu::activate(act, *z);
+                }
+            });
             if l == last && self.spec.loss() == Loss::CrossEntropy {
                 // softmax of each row, as cpu::softmax_rows, without allocating
                 for (mut ar, zr) in a.rows_mut().into_iter().zip(z.rows()) {
@@ -108,9 +200,6 @@ impl CpuBackend {
                     });
                     ar.iter_mut().for_each(|a| *a /= sum);
                 }
-            } else {
-                let act = self.spec.activations()[l];
-                Zip::from(&mut *a).and(&*z).for_each(|a, &z| *a = cpu::activate(act, z));
             }
         }
     }
@@ -136,17 +225,22 @@ impl CpuBackend {
         for l in (0..n_layers).rev() {
             let off = self.layout.layers[l];
             if !(l == last && self.spec.loss() == Loss::CrossEntropy) {
+                // δ = dA ⊙ f'(Z), with f' taken from A = f(Z) where that saves an exp.
                 let act: Activation = self.spec.activations()[l];
-                Zip::from(&mut w.delta[l])
-                    .and(&w.grad[l])
-                    .and(&w.pre[l])
-                    .for_each(|d, &g, &z| *d = g * cpu::activate_derivative(act, z));
+                let (d, g, a, z) = (&mut w.delta[l], &w.grad[l], &w.post[l], &w.pre[l]);
+                let (d, g, a, z) = (slice_mut(d), slice(g), slice(a), slice(z));
+                let f = move |d: &mut [f32], g: &[f32], a: &[f32], z: &[f32]| {
+                    for i in 0..d.len() {
+                        d[i] = g[i] * derivative_from_output(act, a[i], z[i]);
+                    }
+                };
+                par_zip4(d, g, a, z, f);
             }
             let input = if l == 0 { x } else { w.post[l - 1].view() };
             let delta = w.delta[l].view();
             // dW = A_prevᵀ · δ
             let mut dw = view_mut(&mut self.grads, off.w, (off.inputs, off.outputs));
-            general_mat_mul(1.0, &input.t(), &delta, 0.0, &mut dw);
+            matmul(input.t(), delta, &mut dw);
             // db = Σ_b δ_b
             let db = &mut self.grads[off.b..off.b + off.outputs];
             db.iter_mut().for_each(|v| *v = 0.0);
@@ -156,16 +250,34 @@ impl CpuBackend {
             // dA_prev = δ · Wᵀ
             if l > 0 {
                 let wl = view(&self.params, off.w, (off.inputs, off.outputs));
-                general_mat_mul(1.0, &delta, &wl.t(), 0.0, &mut w.grad[l - 1]);
+                matmul(delta, wl.t(), &mut w.grad[l - 1].view_mut());
             }
         }
         loss
     }
 
+    /// The optimizer over the flat buffers, split across cores for large models (elementwise, so the result
+    /// does not depend on the split).
     fn update(&mut self, lr: f32) {
         self.state.step += 1;
         let s = StepScalars::new(&self.optim, lr as f64, self.state.step);
-        optim::update(&self.optim, &mut self.params, &self.grads, &mut self.state.m, &mut self.state.v, s);
+        let cfg = self.optim;
+        let n = self.params.len();
+        let chunk = PAR_CHUNK.max(n.div_ceil(rayon::current_num_threads().max(1)));
+        let mut m: Vec<&mut [f32]> = self.state.m.chunks_mut(chunk).collect();
+        let mut v: Vec<&mut [f32]> = self.state.v.chunks_mut(chunk).collect();
+        let parts: Vec<_> = self
+            .params
+            .chunks_mut(chunk)
+            .zip(self.grads.chunks(chunk))
+            .enumerate()
+            .map(|(i, (p, g))| {
+                let mi = if m.is_empty() { &mut [][..] } else { std::mem::take(&mut m[i]) };
+                let vi = if v.is_empty() { &mut [][..] } else { std::mem::take(&mut v[i]) };
+                (p, g, mi, vi)
+            })
+            .collect();
+        parts.into_par_iter().for_each(|(p, g, m, v)| optim::update(&cfg, p, g, m, v, s));
     }
 
     fn run_step(&mut self, x: ArrayView2<f32>, y: ArrayView2<f32>, lr: f32) -> Result<(f32, Box<Workspace>)> {

@@ -74,6 +74,7 @@
 //! Checkpoints ([`checkpoint`]) are safetensors files in PyTorch's `nn.Linear` layout.
 
 pub mod backend;
+pub mod bench;
 pub mod checkpoint;
 pub mod cpu;
 pub mod cpu_fast;

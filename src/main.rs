@@ -155,6 +155,39 @@ pub struct TrainArgs {
     pub device: DeviceArgs,
 }
 
+#[derive(Args, Clone)]
+pub struct BenchArgs {
+    /// Comma-separated configurations (default all four; on a software adapter the GPU skips wide unless named).
+    #[arg(long)]
+    pub configs: Option<String>,
+    /// Timed steps per configuration and backend (fewer when a step is slow: at most ~3 s each, at least 3).
+    #[arg(long, default_value_t = 20)]
+    pub steps: usize,
+    /// Untimed steps first.
+    #[arg(long, default_value_t = 3)]
+    pub warmup: usize,
+    /// cpu, gpu or both.
+    #[arg(long, default_value = "both")]
+    pub backend: String,
+    /// The GPU adapter, as for train.
+    #[arg(long)]
+    pub adapter: Option<String>,
+    /// The device's fp32 peak in GFLOP/s, to print the fraction reached (GPU; for the CPU use --cpu-peak-gflops).
+    #[arg(long)]
+    pub peak_gflops: Option<f64>,
+    #[arg(long)]
+    pub cpu_peak_gflops: Option<f64>,
+    /// Largest batch tried in the crossover search on the mnist network (powers of two from 1).
+    #[arg(long, default_value_t = 1024)]
+    pub crossover_max: usize,
+    /// Skip the crossover search.
+    #[arg(long)]
+    pub no_crossover: bool,
+    /// Print one JSON object instead of the table.
+    #[arg(long)]
+    pub json: bool,
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Train an MLP (the default when no command is given).
@@ -200,6 +233,9 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Time training steps of the standard configurations (seed, small, mnist, wide: sigmoid, MSE, SGD) on
+    /// the CPU and GPU backends, and find the batch size at which the GPU beats the CPU.
+    Bench(BenchArgs),
     /// List every adapter wgpu finds, with the limits that matter for training.
     Devices {
         /// Print a JSON array instead of text.
@@ -220,6 +256,7 @@ fn main() -> ExitCode {
             commands::predict(&model, &data, &out, batch_size, &device)
         }
         Some(Command::WorkedExample { device, json }) => commands::worked(&device, json),
+        Some(Command::Bench(args)) => commands::bench(&args),
         Some(Command::Devices { json }) => commands::devices(json),
     };
     match result {

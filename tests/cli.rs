@@ -178,3 +178,40 @@ fn no_adapter_at_all_says_how_to_get_one() {
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(stderr(&o).contains("running on the CPU only"), "{}", stderr(&o));
 }
+
+#[test]
+fn bench_prints_every_configuration_and_backend_as_json() {
+    let o = backprop(&[
+        "bench",
+        "--configs",
+        "seed,small",
+        "--steps",
+        "3",
+        "--warmup",
+        "1",
+        "--crossover-max",
+        "2",
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("one JSON object");
+    let results = v["results"].as_array().unwrap();
+    assert_eq!(results.len(), 4, "seed and small on cpu and gpu: {v}");
+    for r in results {
+        for k in ["config", "backend", "adapter", "batch", "ms_per_step", "gflops"] {
+            assert!(!r[k].is_null(), "{k} missing in {r}");
+        }
+        assert!(r["ms_per_step"].as_f64().unwrap() > 0.0);
+        if r["backend"] == "gpu" {
+            assert!(r["kernel_ms"].as_f64().unwrap() > 0.0 && r["kernel_timer"].is_string(), "{r}");
+        }
+    }
+    let batches: Vec<u64> = results.iter().map(|r| r["batch"].as_u64().unwrap()).collect();
+    assert_eq!(batches, [1, 1, 64, 64]);
+    let points = v["crossover"]["points"].as_array().unwrap();
+    assert_eq!(points.len(), 2, "batches 1 and 2");
+    let text = backprop(&["bench", "--configs", "seed", "--steps", "3", "--backend", "cpu"]);
+    assert!(stdout(&text).contains("ms/step") && stdout(&text).contains("seed"), "{}", stdout(&text));
+    let bad = backprop(&["bench", "--configs", "huge"]);
+    assert!(!bad.status.success() && stderr(&bad).contains("unknown configuration 'huge'"));
+}

@@ -1,0 +1,105 @@
+#!/usr/bin/env python3
+"""PyTorch baseline for `backprop bench`: the same four standard configurations (DESIGN.md), the same step.
+
+Each step: forward through sigmoid Linear layers, MSE loss (mean over all B*O outputs), backward, SGD with
+lr 0.1, in fp32 with TF32 off. ms per step is the median of timed steps after warm-up; on CUDA the timed
+region ends with torch.cuda.synchronize(), as `backprop bench` waits for the GPU. GFLOP/s counts
+6 * B * sum(I * O) per step, as `backprop bench` does.
+
+    python3 benches/pytorch_baseline.py                 # CPU, all configurations
+    python3 benches/pytorch_baseline.py --device cuda   # the same on the GPU
+    python3 benches/pytorch_baseline.py --json          # one JSON object, like `backprop bench --json`
+
+Never needed by the tests or by CI.
+"""
+import argparse
+import json
+import statistics
+import sys
+import time
+
+CONFIGS = {
+    "seed": ([2, 2, 1], 1),
+    "small": ([64, 64, 64, 1], 64),
+    "mnist": ([784, 256, 256, 10], 256),
+    "wide": ([1024, 4096, 4096, 1024], 1024),
+}
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
+    p.add_argument("--configs", default="seed,small,mnist,wide")
+    p.add_argument("--steps", type=int, default=20, help="timed steps (fewer when a step is slow; at least 3)")
+    p.add_argument("--warmup", type=int, default=3)
+    p.add_argument("--max-seconds", type=float, default=3.0, help="time budget per configuration")
+    p.add_argument("--json", action="store_true")
+    args = p.parse_args()
+
+    import torch
+
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
+    torch.set_float32_matmul_precision("highest")
+    dev = torch.device(args.device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        sys.exit("error: --device cuda but torch.cuda.is_available() is False")
+    sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
+    adapter = torch.cuda.get_device_name(dev) if dev.type == "cuda" else f"{torch.get_num_threads()} threads"
+
+    results = []
+    for name in args.configs.split(","):
+        name = name.strip()
+        if name not in CONFIGS:
+            sys.exit(f"error: unknown configuration '{name}' (expected seed, small, mnist, wide)")
+        sizes, batch = CONFIGS[name]
+        torch.manual_seed(1)
+        layers = []
+        for i, o in zip(sizes, sizes[1:]):
+            layers += [torch.nn.Linear(i, o), torch.nn.Sigmoid()]
+        model = torch.nn.Sequential(*layers).to(dev, torch.float32)
+        opt = torch.optim.SGD(model.parameters(), lr=0.1)
+        loss_fn = torch.nn.MSELoss()
+        x = torch.rand(batch, sizes[0], device=dev)
+        y = torch.rand(batch, sizes[-1], device=dev)
+
+        def step():
+            opt.zero_grad(set_to_none=True)
+            loss = loss_fn(model(x), y)
+            loss.backward()
+            opt.step()
+
+        for _ in range(args.warmup):
+            step()
+        sync()
+        samples = []
+        start = time.perf_counter()
+        while len(samples) < max(args.steps, 1) and (len(samples) < 3 or time.perf_counter() - start < args.max_seconds):
+            t = time.perf_counter()
+            step()
+            sync()
+            samples.append((time.perf_counter() - t) * 1e3)
+        ms = statistics.median(samples)
+        flops = 6 * batch * sum(i * o for i, o in zip(sizes, sizes[1:]))
+        results.append({
+            "config": name,
+            "backend": f"pytorch-{dev.type}",
+            "adapter": adapter,
+            "batch": batch,
+            "steps": len(samples),
+            "ms_per_step": ms,
+            "gflops": flops / (ms * 1e6),
+        })
+
+    if args.json:
+        print(json.dumps({"torch": torch.__version__, "results": results}, indent=2))
+        return
+    print(f"torch {torch.__version__}")
+    print(f"{'config':<6} {'back':<13} {'batch':>5} {'steps':>6} {'ms/step':>11} {'GFLOP/s':>9}  device")
+    for r in results:
+        print(f"{r['config']:<6} {r['backend']:<13} {r['batch']:>5} {r['steps']:>6} {r['ms_per_step']:>11.4f} "
+              f"{r['gflops']:>9.2f}  {r['adapter']}")
+
+
+if __name__ == "__main__":
+    main()

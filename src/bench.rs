@@ -1,0 +1,220 @@
+//! `backprop bench`: training-step time of the standard configurations of DESIGN.md on the CPU and GPU
+//! backends, measured the same way for both (median of timed steps after warm-up), plus the batch size at
+//! which the GPU starts to beat the CPU.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ndarray::Array2;
+use rand::SeedableRng;
+use rand::distr::{Distribution, Uniform};
+use rand_chacha::ChaCha8Rng;
+
+use crate::backend::{Backend, CpuBackend};
+use crate::error::{Error, Result};
+use crate::gpu::{GpuContext, GpuMlp};
+use crate::model::{Activation, Loss, MlpSpec, Params};
+
+/// One standard configuration: all sigmoid, MSE, SGD with lr 0.1.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Config {
+    pub name: &'static str,
+    pub sizes: &'static [usize],
+    pub batch: usize,
+}
+
+/// The standard configurations of DESIGN.md.
+pub const STANDARD: [Config; 4] = [
+    Config { name: "seed", sizes: &[2, 2, 1], batch: 1 },
+    Config { name: "small", sizes: &[64, 64, 64, 1], batch: 64 },
+    Config { name: "mnist", sizes: &[784, 256, 256, 10], batch: 256 },
+    Config { name: "wide", sizes: &[1024, 4096, 4096, 1024], batch: 1024 },
+];
+
+/// Looks up configurations by name (comma-separated).
+pub fn configs(names: &str) -> Result<Vec<Config>> {
+    names
+        .split(',')
+        .map(|n| {
+            STANDARD.iter().copied().find(|c| c.name == n.trim()).ok_or_else(|| {
+                Error::Invalid(format!(
+                    "--configs: unknown configuration '{}' (expected seed, small, mnist, wide)",
+                    n.trim()
+                ))
+            })
+        })
+        .collect()
+}
+
+/// How long to measure.
+#[derive(Clone, Copy, Debug)]
+pub struct Budget {
+    /// Untimed steps first.
+    pub warmup: usize,
+    /// Timed steps (at most; fewer when a step is slow).
+    pub steps: usize,
+    /// Stop adding timed steps past this much time (at least 3 are taken).
+    pub max_time: Duration,
+}
+
+/// The GPU step split into its parts (medians, ms).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Split {
+    pub upload_ms: f64,
+    pub kernel_ms: f64,
+    pub readback_ms: f64,
+    /// "timestamp" when kernel time comes from timestamp queries, "wall" otherwise.
+    pub kernel_timer: &'static str,
+}
+
+/// One configuration on one backend.
+#[derive(Clone, Debug, PartialEq)]
+pub struct BenchResult {
+    pub config: String,
+    pub backend: String,
+    pub adapter: String,
+    pub batch: usize,
+    pub steps: usize,
+    pub ms_per_step: f64,
+    pub gflops: f64,
+    pub peak_fraction: Option<f64>,
+    pub split: Option<Split>,
+}
+
+impl BenchResult {
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "config": self.config,
+            "backend": self.backend,
+            "adapter": self.adapter,
+            "batch": self.batch,
+            "steps": self.steps,
+            "ms_per_step": self.ms_per_step,
+            "gflops": self.gflops,
+            "peak_fraction": self.peak_fraction,
+            "upload_ms": self.split.map(|s| s.upload_ms),
+            "kernel_ms": self.split.map(|s| s.kernel_ms),
+            "readback_ms": self.split.map(|s| s.readback_ms),
+            "kernel_timer": self.split.map(|s| s.kernel_timer),
+        })
+    }
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    match v.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => v[n / 2],
+        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+    }
+}
+
+fn batch_data(spec: &MlpSpec, batch: usize) -> (Array2<f32>, Array2<f32>) {
+    let mut rng = ChaCha8Rng::seed_from_u64(7);
+    let d = Uniform::new(0.0f32, 1.0).expect("valid range");
+    let x = Array2::from_shape_fn((batch, spec.input_width()), |_| d.sample(&mut rng));
+    let y = Array2::from_shape_fn((batch, spec.output_width()), |_| d.sample(&mut rng));
+    (x, y)
+}
+
+/// Times `step` per the budget and returns (median ms, every sample).
+fn time_steps(budget: &Budget, mut step: impl FnMut() -> Result<f64>) -> Result<Vec<f64>> {
+    for _ in 0..budget.warmup {
+        step()?;
+    }
+    let start = Instant::now();
+    let mut samples = Vec::new();
+    while samples.len() < budget.steps.max(1) && (samples.len() < 3 || start.elapsed() < budget.max_time) {
+        samples.push(step()?);
+    }
+    Ok(samples)
+}
+
+fn spec_of(c: &Config, batch: usize) -> Result<(MlpSpec, Params<f32>, Array2<f32>, Array2<f32>)> {
+    let spec = MlpSpec::uniform(c.sizes.to_vec(), Activation::Sigmoid, Loss::Mse)?;
+    let params = Params::init(&spec, 1);
+    let (x, y) = batch_data(&spec, batch);
+    Ok((spec, params, x, y))
+}
+
+/// One configuration on the CPU backend, at `batch` rows.
+pub fn cpu(c: &Config, batch: usize, budget: &Budget, peak: Option<f64>) -> Result<BenchResult> {
+    let (spec, params, x, y) = spec_of(c, batch)?;
+    let mut backend = CpuBackend::new(spec.clone(), params)?;
+    let mut samples = time_steps(budget, || {
+        let t = Instant::now();
+        backend.step(x.view(), y.view(), 0.1, false)?;
+        Ok(t.elapsed().as_secs_f64() * 1e3)
+    })?;
+    let steps = samples.len();
+    let ms = median(&mut samples);
+    let gflops = spec.step_flops(batch) / (ms * 1e6);
+    let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    Ok(BenchResult {
+        config: c.name.into(),
+        backend: "cpu".into(),
+        adapter: format!("{threads} threads"),
+        batch,
+        steps,
+        ms_per_step: ms,
+        gflops,
+        peak_fraction: peak.map(|p| gflops / p),
+        split: None,
+    })
+}
+
+/// One configuration on the GPU backend, at `batch` rows; every step is timed part by part.
+pub fn gpu(ctx: &Arc<GpuContext>, c: &Config, batch: usize, budget: &Budget, peak: Option<f64>) -> Result<BenchResult> {
+    let (spec, params, x, y) = spec_of(c, batch)?;
+    let mut model = GpuMlp::new(ctx.clone(), spec.clone(), &params)?;
+    let mut parts = Vec::new();
+    let mut samples = time_steps(budget, || {
+        let t = model.timed_step(x.view(), y.view(), 0.1)?;
+        parts.push(t);
+        Ok(t.total_ms)
+    })?;
+    let timed = &parts[parts.len() - samples.len()..];
+    let pick = |f: &dyn Fn(&crate::gpu::StepTiming) -> f64| median(&mut timed.iter().map(f).collect::<Vec<_>>());
+    let split = Split {
+        upload_ms: pick(&|t| t.upload_ms),
+        kernel_ms: pick(&|t| t.kernel_ms),
+        readback_ms: pick(&|t| t.readback_ms),
+        kernel_timer: if timed.iter().all(|t| t.kernel_timestamps) { "timestamp" } else { "wall" },
+    };
+    let steps = samples.len();
+    let ms = median(&mut samples);
+    let gflops = spec.step_flops(batch) / (ms * 1e6);
+    let a = ctx.adapter();
+    Ok(BenchResult {
+        config: c.name.into(),
+        backend: "gpu".into(),
+        adapter: format!("{} ({}, {})", a.name, a.backend, a.device_type),
+        batch,
+        steps,
+        ms_per_step: ms,
+        gflops,
+        peak_fraction: peak.map(|p| gflops / p),
+        split: Some(split),
+    })
+}
+
+/// The crossover search: ms per step of both backends for each batch size, and the first batch at which
+/// the GPU is faster.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Crossover {
+    pub config: String,
+    /// (batch, cpu ms, gpu ms)
+    pub points: Vec<(usize, f64, f64)>,
+    pub first_gpu_win: Option<usize>,
+}
+
+pub fn crossover(ctx: &Arc<GpuContext>, c: &Config, batches: &[usize], budget: &Budget) -> Result<Crossover> {
+    let mut points = Vec::new();
+    for &b in batches {
+        let cpu = cpu(c, b, budget, None)?.ms_per_step;
+        let gpu = gpu(ctx, c, b, budget, None)?.ms_per_step;
+        points.push((b, cpu, gpu));
+    }
+    let first_gpu_win = points.iter().find(|(_, c, g)| g < c).map(|p| p.0);
+    Ok(Crossover { config: c.name.into(), points, first_gpu_win })
+}

@@ -1,0 +1,106 @@
+//! The fast CPU backend (GEMM, threads, derivative from the output) against the f64 reference, at sizes
+//! that take both its single-threaded and its multi-threaded paths.
+
+mod common;
+
+use backprop::cpu;
+use backprop::model::Output;
+use backprop::optim::{self, OptimConfig, OptimizerKind, StepScalars};
+use backprop::{Activation, Backend, CpuBackend, Loss, MlpSpec, Params};
+
+use common::{assert_close, f32_exact, random, rng};
+
+fn compare(spec: &MlpSpec, cfg: OptimConfig, batch: usize, steps: usize, lr: f64) {
+    let init = Params::init(spec, 5);
+    let mut r = rng(5);
+    let x = f32_exact(&random(&mut r, batch, spec.input_width(), 1.0));
+    let o = spec.output_width();
+    let y = match spec.loss() {
+        Loss::Mse => f32_exact(&random(&mut r, batch, o, 1.0)),
+        Loss::CrossEntropy => ndarray::Array2::from_shape_fn((batch, o), |(b, j)| if b % o == j { 1.0 } else { 0.0 }),
+    };
+    let (x32, y32) = (x.mapv(|v| v as f32), y.mapv(|v| v as f32));
+    let mut backend = CpuBackend::new(spec.clone(), init.clone()).unwrap();
+    backend.set_optimizer(cfg).unwrap();
+    let mut flat = init.to_f64().to_flat();
+    let (mut m, mut v) = (vec![0.0; flat.len()], vec![0.0; flat.len()]);
+    let name = format!("{:?} {:?} {} batch {batch}", spec.sizes(), spec.activations()[0], cfg.kind.name());
+    for step in 0..steps {
+        let p = Params::from_flat(spec, &flat).unwrap();
+        let want = cpu::forward_backward(spec, &p, x.view(), y.view()).unwrap();
+        optim::update(
+            &cfg,
+            &mut flat,
+            &want.grads.to_flat(),
+            &mut m,
+            &mut v,
+            StepScalars::new(&cfg, lr, step as u64 + 1),
+        );
+        let got = backend.traced_step(x32.view(), y32.view(), lr as f32).unwrap();
+        assert_close(&format!("{name}: loss at step {step}"), &[got.loss], &[want.loss], 1e-6, 1e-4);
+        if step == 0 {
+            for l in 0..spec.layers() {
+                let v64 = |a: &ndarray::Array2<f64>| a.iter().copied().collect::<Vec<_>>();
+                assert_close(
+                    &format!("{name}: A{l}"),
+                    got.post[l].as_slice().unwrap(),
+                    &v64(&want.post[l]),
+                    1e-5,
+                    1e-4,
+                );
+                assert_close(
+                    &format!("{name}: delta{l}"),
+                    got.delta[l].as_slice().unwrap(),
+                    &v64(&want.delta[l]),
+                    1e-6,
+                    1e-3,
+                );
+            }
+            assert_close(&format!("{name}: gradients"), &got.grads.to_flat(), &want.grads.to_flat(), 1e-5, 1e-3);
+        }
+    }
+    assert_close(&format!("{name}: parameters"), &backend.params().unwrap().to_flat(), &flat, 1e-5, 1e-3);
+    let pred = backend.predict(x32.view()).unwrap();
+    let (_, post) = cpu::forward(spec, &Params::from_flat(spec, &flat).unwrap(), x.view()).unwrap();
+    let want: Vec<f64> = post[spec.layers() - 1].iter().copied().collect();
+    assert_close(&format!("{name}: predictions"), pred.as_slice().unwrap(), &want, 1e-5, 1e-3);
+}
+
+#[test]
+fn small_shapes_on_one_thread_every_activation() {
+    for act in Activation::ALL {
+        let spec = MlpSpec::with_output(vec![7, 13, 5, 3], act, Output::Sigmoid, Loss::Mse).unwrap();
+        compare(&spec, OptimConfig::sgd(), 11, 5, 0.1);
+    }
+    let spec = MlpSpec::with_output(vec![1, 1, 1], Activation::Tanh, Output::Identity, Loss::Mse).unwrap();
+    compare(&spec, OptimConfig::sgd(), 1, 5, 0.1);
+}
+
+#[test]
+fn large_shapes_take_the_threaded_paths() {
+    // 300·257 activations pass the elementwise threshold; 300·257·129 passes the GEMM one.
+    let adam = OptimConfig { kind: OptimizerKind::Adam { beta1: 0.9, beta2: 0.999, eps: 1e-8 }, weight_decay: 0.01 };
+    let spec =
+        MlpSpec::with_output(vec![129, 257, 131, 10], Activation::Relu, Output::Softmax, Loss::CrossEntropy).unwrap();
+    compare(&spec, adam, 300, 3, 0.001);
+    let momentum = OptimConfig { kind: OptimizerKind::Momentum { momentum: 0.9 }, weight_decay: 0.0 };
+    let spec = MlpSpec::with_output(vec![129, 257, 7], Activation::Sigmoid, Output::Identity, Loss::Mse).unwrap();
+    compare(&spec, momentum, 300, 3, 0.01);
+}
+
+#[test]
+fn the_cpu_backend_is_deterministic() {
+    let spec = MlpSpec::with_output(vec![129, 257, 10], Activation::Tanh, Output::Softmax, Loss::CrossEntropy).unwrap();
+    let run = || {
+        let mut b = CpuBackend::new(spec.clone(), Params::init(&spec, 3)).unwrap();
+        let mut r = rng(3);
+        let x = random(&mut r, 300, 129, 1.0).mapv(|v| v as f32);
+        let y = ndarray::Array2::from_shape_fn((300, 10), |(i, j)| if i % 10 == j { 1.0f32 } else { 0.0 });
+        for _ in 0..3 {
+            b.step(x.view(), y.view(), 0.05, false).unwrap();
+        }
+        b.params().unwrap().to_flat()
+    };
+    let (a, b) = (run(), run());
+    assert!(a.iter().zip(&b).all(|(p, q)| p.to_bits() == q.to_bits()), "two identical runs differ");
+}
