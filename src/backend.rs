@@ -26,6 +26,11 @@ pub trait Backend {
     /// One training step on X (B, I_0), Y (B, O_L): forward, loss, backward, optimizer update. The batch
     /// loss (before the update) is added to a running sum as `loss · B`; it is returned if `want_loss`.
     fn step(&mut self, x: ArrayView2<f32>, y: ArrayView2<f32>, lr: f32, want_loss: bool) -> Result<Option<f32>>;
+    /// Makes X (N, I_0), Y (N, O_L) the training set that `run_steps` names rows of (uploaded once on the GPU).
+    fn set_data(&mut self, x: ArrayView2<f32>, y: ArrayView2<f32>) -> Result<()>;
+    /// Training steps on the rows `rows` of the training set, `batch` at a time (the last batch may be
+    /// smaller), with no read-back; losses go to the running sum. On the GPU: one submit.
+    fn run_steps(&mut self, rows: &[usize], batch: usize, lr: f32) -> Result<()>;
     /// The running sum of `loss · B` since the last call, then resets it (one read-back on the GPU).
     fn take_loss_sum(&mut self) -> Result<f64>;
     /// One training step that also returns every intermediate tensor of it.

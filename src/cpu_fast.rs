@@ -33,6 +33,8 @@ pub struct CpuBackend {
     state: OptimState,
     loss_sum: f64,
     work: HashMap<usize, WorkspaceBox>,
+    /// The training set of `set_data`: X (N, I_0), Y (N, O_L).
+    data: Option<(Array2<f32>, Array2<f32>)>,
 }
 
 /// `Workspace` behind a box so the map stays small; `Debug` prints only the batch size.
@@ -154,6 +156,7 @@ impl CpuBackend {
             state,
             loss_sum: 0.0,
             work: HashMap::new(),
+            data: None,
         })
     }
 
@@ -327,6 +330,27 @@ impl Backend for CpuBackend {
         let (loss, w) = self.run_step(x, y, lr)?;
         self.work.insert(x.nrows(), WorkspaceBox(w));
         Ok(want_loss.then_some(loss))
+    }
+    fn set_data(&mut self, x: ArrayView2<f32>, y: ArrayView2<f32>) -> Result<()> {
+        check_batch(&self.spec, x.dim(), Some(y.dim()))?;
+        self.data = Some((x.to_owned(), y.to_owned()));
+        Ok(())
+    }
+    fn run_steps(&mut self, rows: &[usize], batch: usize, lr: f32) -> Result<()> {
+        let (x, y) =
+            self.data.take().ok_or_else(|| crate::error::Error::Invalid("run_steps needs set_data first".into()))?;
+        let result = (|| {
+            if let Some(&bad) = rows.iter().find(|&&r| r >= x.nrows()) {
+                return Err(crate::error::Error::shape("row index", format!("< {}", x.nrows()), bad));
+            }
+            for chunk in rows.chunks(batch.max(1)) {
+                let (xb, yb) = (x.select(ndarray::Axis(0), chunk), y.select(ndarray::Axis(0), chunk));
+                self.step(xb.view(), yb.view(), lr, false)?;
+            }
+            Ok(())
+        })();
+        self.data = Some((x, y));
+        result
     }
     fn take_loss_sum(&mut self) -> Result<f64> {
         Ok(std::mem::take(&mut self.loss_sum))

@@ -148,7 +148,7 @@ pub struct StepScalars {
 impl StepScalars {
     pub fn new(cfg: &OptimConfig, lr: f64, t: u64) -> Self {
         match cfg.kind {
-            OptimizerKind::Adam { beta1, beta2, .. } => {
+            OptimizerKind::Adam { beta1, beta2, .. } if t > 0 => {
                 let t = t.min(i32::MAX as u64) as i32;
                 Self { lr, bias_correction1: 1.0 - beta1.powi(t), bias_correction2_sqrt: (1.0 - beta2.powi(t)).sqrt() }
             }

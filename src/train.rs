@@ -230,39 +230,36 @@ pub fn train(
     let n = train.len();
     let mut metrics = Vec::new();
     backend.take_loss_sum()?;
+    backend.set_data(train.x.view(), train.y.view())?;
     let mut step: u64 = 0;
     for epoch in start_epoch..cfg.epochs {
         let lr = cfg.schedule.lr(cfg.lr, epoch, cfg.epochs);
         let order = epoch_order(n, cfg.shuffle, cfg.seed, epoch);
-        for (b, chunk) in order.chunks(cfg.batch_size).enumerate() {
-            let (x, y) = (rows(&train.x, chunk), rows(&train.y, chunk));
-            step += 1;
-            match &cfg.verify {
-                Some(v) if step % v.every as u64 == 0 || step == 1 => {
-                    let report = verify_step(backend, x.view(), y.view(), lr as f32, v)?;
-                    observer.verified(&report);
-                    if !report.passed() {
-                        let worst = report
-                            .tensors
-                            .iter()
-                            .filter(|t| t.worst_ratio > 1.0)
-                            .map(|t| format!("{} (max abs {:.2e}, max rel {:.2e})", t.name, t.max_abs, t.max_rel))
-                            .collect::<Vec<_>>()
-                            .join(", ");
-                        return Err(Error::Invalid(format!(
-                            "--verify: step {} of {} differs from the CPU reference beyond atol {:e} + rtol {:e}: {worst}",
-                            report.step,
-                            backend.name(),
-                            v.atol,
-                            v.rtol
-                        )));
-                    }
-                }
-                _ => {
-                    backend.step(x.view(), y.view(), lr as f32, false)?;
+        match &cfg.verify {
+            None => {
+                // Groups of batches, each one call (one submit on the GPU); progress between groups.
+                let group = cfg.batch_size * STEPS_PER_CALL;
+                for (g, rows) in order.chunks(group).enumerate() {
+                    backend.run_steps(rows, cfg.batch_size, lr as f32)?;
+                    observer.batch(epoch, (g * group + rows.len()).min(n), n);
                 }
             }
-            observer.batch(epoch, (b * cfg.batch_size + chunk.len()).min(n), n);
+            Some(v) => {
+                for (b, chunk) in order.chunks(cfg.batch_size).enumerate() {
+                    let (x, y) = (rows(&train.x, chunk), rows(&train.y, chunk));
+                    step += 1;
+                    if step % v.every as u64 == 0 || step == 1 {
+                        let report = verify_step(backend, x.view(), y.view(), lr as f32, v)?;
+                        observer.verified(&report);
+                        if !report.passed() {
+                            return Err(verify_error(&report, backend.name(), v));
+                        }
+                    } else {
+                        backend.step(x.view(), y.view(), lr as f32, false)?;
+                    }
+                    observer.batch(epoch, (b * cfg.batch_size + chunk.len()).min(n), n);
+                }
+            }
         }
         let train_loss = backend.take_loss_sum()? / n as f64;
         let eval = match test {
@@ -282,6 +279,23 @@ pub fn train(
         observer.epoch_end(backend, &metrics)?;
     }
     Ok(metrics)
+}
+
+/// Batches per `run_steps` call: one GPU submit each, and a progress update between them.
+pub const STEPS_PER_CALL: usize = 32;
+
+fn verify_error(report: &VerifyReport, backend: String, v: &Verify) -> Error {
+    let worst = report
+        .tensors
+        .iter()
+        .filter(|t| t.worst_ratio > 1.0)
+        .map(|t| format!("{} (max abs {:.2e}, max rel {:.2e})", t.name, t.max_abs, t.max_rel))
+        .collect::<Vec<_>>()
+        .join(", ");
+    Error::Invalid(format!(
+        "--verify: step {} of {backend} differs from the CPU reference beyond atol {:e} + rtol {:e}: {worst}",
+        report.step, v.atol, v.rtol
+    ))
 }
 
 fn compare(name: String, got: &[f32], want: &[f64], v: &Verify) -> TensorError {

@@ -158,3 +158,31 @@ fn wrong_shapes_are_errors_on_the_gpu_too() {
     let other = MlpSpec::uniform(vec![3, 4], Activation::Sigmoid, Loss::Mse).unwrap();
     assert!(GpuMlp::new(gpu(), spec, &Params::init(&other, 1)).is_err());
 }
+
+#[test]
+fn resident_data_and_many_steps_per_submit_match_the_cpu_backend() {
+    // 53 rows in batches of 8: six full batches and a partial one per call, rows in a shuffled order.
+    let spec = MlpSpec::with_output(vec![6, 19, 4], Activation::Tanh, Output::Softmax, Loss::CrossEntropy).unwrap();
+    let init = Params::init(&spec, 21);
+    let mut r = rng(21);
+    let x = random(&mut r, 53, 6, 1.0).mapv(|v| v as f32);
+    let y = Array2::from_shape_fn((53, 4), |(i, j)| if (i * 5) % 4 == j { 1.0f32 } else { 0.0 });
+    let adam = OptimConfig { kind: OptimizerKind::Adam { beta1: 0.9, beta2: 0.999, eps: 1e-8 }, weight_decay: 0.0 };
+    let mut g = GpuMlp::new(gpu(), spec.clone(), &init).unwrap();
+    let mut c = CpuBackend::new(spec, init).unwrap();
+    let order: Vec<usize> = (0..53).map(|i| (i * 17) % 53).collect();
+    for b in [&mut g as &mut dyn Backend, &mut c] {
+        b.set_optimizer(adam).unwrap();
+        b.set_data(x.view(), y.view()).unwrap();
+        for lr in [0.01, 0.005] {
+            b.run_steps(&order, 8, lr).unwrap();
+        }
+    }
+    let (gp, cp) = (g.params().unwrap(), c.params().unwrap());
+    assert_close("params after 14 resident steps", &gp.to_flat(), &flat_f64(&cp), 1e-5, 1e-4);
+    assert_eq!(g.optimizer_state().unwrap().step, 14);
+    let (gl, cl) = (g.take_loss_sum().unwrap(), c.take_loss_sum().unwrap());
+    assert_close("loss summed over the steps", &[gl as f32], &[cl], 1e-5, 1e-4);
+    // A row index past the data is an error, not a GPU fault.
+    assert!(g.run_steps(&[53], 8, 0.01).is_err());
+}

@@ -48,11 +48,27 @@ pub struct GpuMlp {
     loss: wgpu::Buffer,
     loss_staging: wgpu::Buffer,
     scratch: wgpu::Buffer,
+    /// [t (u32 bits), 1 − β1^t, sqrt(1 − β2^t)], advanced on the GPU by `optim_prepare`.
+    scalars: wgpu::Buffer,
     optim: OptimConfig,
+    /// Steps taken (the host's copy of t).
     step: u64,
-    update: Dispatch,
+    lr: Option<f32>,
+    /// `optim_prepare` and the update.
+    update: [Dispatch; 2],
     plans: HashMap<usize, BatchPlan>,
     timer: Option<Timer>,
+    data: Option<ResidentData>,
+}
+
+/// A training set uploaded once: X (N, I), Y (N, O), and the row order of the current group of steps.
+struct ResidentData {
+    x: wgpu::Buffer,
+    y: wgpu::Buffer,
+    rows: usize,
+    order: wgpu::Buffer,
+    /// Gathers keyed by (batch rows, offset into `order`): [X rows, Y rows] into that batch's plan.
+    gathers: HashMap<(usize, usize), [Dispatch; 2]>,
 }
 
 impl GpuMlp {
@@ -67,16 +83,10 @@ impl GpuMlp {
         let scratch = buffer::storage(&ctx, "scratch", 1)?;
         let state_m = buffer::storage(&ctx, "optimizer m", 1)?;
         let state_v = buffer::storage(&ctx, "optimizer v", 1)?;
+        let scalars = buffer::storage_init(&ctx, "optimizer scalars", &[0.0; 4])?;
         let optim = OptimConfig::sgd();
-        let update = ops::optimizer(
-            &ctx,
-            &optim,
-            layout.len,
-            StepScalars::new(&optim, 0.0, 1),
-            &grads,
-            &params_buf,
-            (&state_m, &state_v),
-        )?;
+        let state = ops::OptimBuffers { m: &state_m, v: &state_v, scalars: &scalars };
+        let update = ops::optimizer(&ctx, &optim, layout.len, 0.0, &grads, &params_buf, state)?;
         Ok(Self {
             ctx,
             spec,
@@ -88,11 +98,14 @@ impl GpuMlp {
             loss,
             loss_staging,
             scratch,
+            scalars,
             optim,
             step: 0,
+            lr: None,
             update,
             plans: HashMap::new(),
             timer: None,
+            data: None,
         })
     }
 
@@ -218,14 +231,12 @@ impl GpuMlp {
 
     /// One training step in one submit: forward, loss, backward, optimizer update.
     fn encode_step(&mut self, batch: usize, lr: f32, want_loss: bool) -> Result<Option<f32>> {
+        self.set_lr(lr)?;
         self.step += 1;
-        let s = StepScalars::new(&self.optim, lr as f64, self.step);
-        self.update.set_params(&self.ctx, &OptimParams::new(&self.optim, self.layout.len, s)?);
         let ctx = &*self.ctx;
         let plan = self.plan(batch)?;
         let mut enc = ctx.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("train step") });
-        let steps = plan.forward.iter().chain([&plan.loss]).chain(plan.backward.iter()).chain([&self.update]);
-        ops::encode_all(ctx, &mut enc, steps);
+        ops::encode_all(ctx, &mut enc, self.step_dispatches(plan));
         if want_loss {
             enc.copy_buffer_to_buffer(&self.loss, 0, &self.loss_staging, 0, 4);
         }
@@ -256,17 +267,96 @@ impl GpuMlp {
     }
 
     fn rebuild_update(&mut self) -> Result<()> {
-        let s = StepScalars::new(&self.optim, 0.0, self.step.max(1));
-        self.update = ops::optimizer(
-            &self.ctx,
-            &self.optim,
-            self.layout.len,
-            s,
-            &self.grads,
-            &self.params,
-            (&self.state_m, &self.state_v),
-        )?;
+        let state = ops::OptimBuffers { m: &self.state_m, v: &self.state_v, scalars: &self.scalars };
+        self.update = ops::optimizer(&self.ctx, &self.optim, self.layout.len, 0.0, &self.grads, &self.params, state)?;
+        self.lr = None;
         Ok(())
+    }
+
+    /// Rewrites the optimizer's uniform when the learning rate changes (once per epoch at most).
+    fn set_lr(&mut self, lr: f32) -> Result<()> {
+        if self.lr != Some(lr) {
+            let p = OptimParams::new(&self.optim, self.layout.len, lr)?;
+            for d in &self.update {
+                d.set_params(&self.ctx, &p);
+            }
+            self.lr = Some(lr);
+        }
+        Ok(())
+    }
+
+    /// Every dispatch of one training step on a plan's batch: forward, loss, backward, optimizer.
+    fn step_dispatches<'a>(&'a self, plan: &'a BatchPlan) -> impl Iterator<Item = &'a Dispatch> {
+        plan.forward.iter().chain([&plan.loss]).chain(plan.backward.iter()).chain(self.update.iter())
+    }
+
+    /// Uploads a training set once; `run_steps` then trains on rows of it with no per-step upload.
+    pub fn set_data(&mut self, x: ArrayView2<f32>, y: ArrayView2<f32>) -> Result<()> {
+        check_batch(&self.spec, x.dim(), Some(y.dim()))?;
+        let ctx = &*self.ctx;
+        self.data = Some(ResidentData {
+            x: buffer::storage_init(ctx, "training inputs", &contiguous(x))?,
+            y: buffer::storage_init(ctx, "training targets", &contiguous(y))?,
+            rows: x.nrows(),
+            order: buffer::storage(ctx, "row order", x.nrows())?,
+            gathers: HashMap::new(),
+        });
+        Ok(())
+    }
+
+    /// Trains on the resident data: `rows` in batches of `batch` (the last may be smaller), all in one submit
+    /// with no read-back. The losses accumulate on the GPU (`take_loss_sum`).
+    pub fn run_steps(&mut self, rows: &[usize], batch: usize, lr: f32) -> Result<()> {
+        let n = self
+            .data
+            .as_ref()
+            .map(|d| d.rows)
+            .ok_or_else(|| Error::Invalid("run_steps needs set_data first".into()))?;
+        if batch == 0 || rows.is_empty() {
+            return Ok(());
+        }
+        if let Some(&bad) = rows.iter().find(|&&r| r >= n) {
+            return Err(Error::shape("row index", format!("< {n}"), bad));
+        }
+        if rows.len() > n {
+            return Err(Error::shape("rows in one call", format!("at most {n}"), rows.len()));
+        }
+        self.set_lr(lr)?;
+        let chunks: Vec<(usize, usize)> =
+            (0..rows.len()).step_by(batch).map(|o| (o, batch.min(rows.len() - o))).collect();
+        for &(off, b) in &chunks {
+            self.ensure_plan(b)?;
+            let missing = self.data.as_ref().is_some_and(|d| !d.gathers.contains_key(&(b, off)));
+            if missing {
+                let (plan, data) =
+                    (self.plan(b)?, self.data.as_ref().ok_or_else(|| Error::Gpu("data missing".into()))?);
+                let (i, o) = (self.spec.input_width(), self.spec.output_width());
+                let gx = ops::gather_rows(&self.ctx, (b, i), &data.x, (&data.order, off), &plan.x)?;
+                let gy = ops::gather_rows(&self.ctx, (b, o), &data.y, (&data.order, off), &plan.y)?;
+                if let Some(d) = self.data.as_mut() {
+                    d.gathers.insert((b, off), [gx, gy]);
+                }
+            }
+        }
+        let data = self.data.as_ref().ok_or_else(|| Error::Gpu("data missing".into()))?;
+        let order: Vec<u32> = rows.iter().map(|&r| r as u32).collect();
+        self.ctx.queue.write_buffer(&data.order, 0, bytemuck::cast_slice(&order));
+        let ctx = &*self.ctx;
+        let mut enc = ctx.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("train steps") });
+        {
+            let mut pass =
+                enc.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("steps"), timestamp_writes: None });
+            for &(off, b) in &chunks {
+                let plan = self.plan(b)?;
+                let gathers = data.gathers.get(&(b, off)).ok_or_else(|| Error::Gpu("gather missing".into()))?;
+                for d in gathers.iter().chain(self.step_dispatches(plan)) {
+                    d.encode(ctx, &mut pass);
+                }
+            }
+        }
+        ctx.queue.submit([enc.finish()]);
+        self.step += chunks.len() as u64;
+        ctx.check()
     }
 }
 
@@ -305,9 +395,8 @@ impl GpuMlp {
         let upload_ms = ms(start);
 
         let t1 = Instant::now();
+        self.set_lr(lr)?;
         self.step += 1;
-        let s = StepScalars::new(&self.optim, lr as f64, self.step);
-        self.update.set_params(&self.ctx, &OptimParams::new(&self.optim, self.layout.len, s)?);
         if self.timer.is_none() && self.ctx.has_timestamps() {
             let ctx = &self.ctx;
             self.timer = Some(Timer {
@@ -338,8 +427,7 @@ impl GpuMlp {
             beginning_of_pass_write_index: Some(0),
             end_of_pass_write_index: Some(1),
         });
-        let steps = plan.forward.iter().chain([&plan.loss]).chain(plan.backward.iter()).chain([&self.update]);
-        ops::encode_timed(ctx, &mut enc, steps, writes);
+        ops::encode_timed(ctx, &mut enc, self.step_dispatches(plan), writes);
         if let Some(t) = &self.timer {
             enc.resolve_query_set(&t.queries, 0..2, &t.resolve, 0);
             enc.copy_buffer_to_buffer(&t.resolve, 0, &t.staging, 0, 16);
@@ -413,6 +501,7 @@ impl Backend for GpuMlp {
         self.state_v = buffer::storage_init(&self.ctx, "optimizer v", if k >= 2 { &zeros } else { &[0.0] })?;
         self.optim = cfg;
         self.step = 0;
+        self.ctx.queue.write_buffer(&self.scalars, 0, bytemuck::cast_slice(&[0.0f32; 4]));
         self.rebuild_update()
     }
 
@@ -437,12 +526,25 @@ impl Backend for GpuMlp {
             self.ctx.queue.write_buffer(&self.state_v, 0, bytemuck::cast_slice(&s.v));
         }
         self.step = s.step;
+        let t = u32::try_from(s.step).map_err(|_| Error::Invalid(format!("step count {} is too large", s.step)))?;
+        let sc = StepScalars::new(&self.optim, 0.0, s.step);
+        let bc2 = sc.bias_correction2_sqrt * sc.bias_correction2_sqrt;
+        let scalars = [f32::from_bits(t), sc.bias_correction1 as f32, sc.bias_correction2_sqrt as f32, bc2 as f32];
+        self.ctx.queue.write_buffer(&self.scalars, 0, bytemuck::cast_slice(&scalars));
         Ok(())
     }
 
     fn step(&mut self, x: ArrayView2<f32>, y: ArrayView2<f32>, lr: f32, want_loss: bool) -> Result<Option<f32>> {
         self.upload(x, Some(y))?;
         self.encode_step(x.nrows(), lr, want_loss)
+    }
+
+    fn set_data(&mut self, x: ArrayView2<f32>, y: ArrayView2<f32>) -> Result<()> {
+        GpuMlp::set_data(self, x, y)
+    }
+
+    fn run_steps(&mut self, rows: &[usize], batch: usize, lr: f32) -> Result<()> {
+        GpuMlp::run_steps(self, rows, batch, lr)
     }
 
     fn take_loss_sum(&mut self) -> Result<f64> {

@@ -8,7 +8,7 @@ use crate::gpu::buffer;
 use crate::gpu::context::GpuContext;
 use crate::gpu::shaders::Kernel;
 use crate::model::Activation;
-use crate::optim::{OptimConfig, OptimizerKind, StepScalars};
+use crate::optim::{OptimConfig, OptimizerKind};
 
 /// Threads per workgroup of the elementwise kernels (`WG` in `common.wgsl`).
 pub const WG: u32 = 256;
@@ -388,22 +388,16 @@ pub struct OptimParams {
     pub beta1: f32,
     pub beta2: f32,
     pub eps: f32,
-    pub bc1: f32,
-    pub bc2_sqrt: f32,
+    pub one_minus_beta1: f32,
+    pub one_minus_beta2: f32,
     pub _pad1: [u32; 2],
 }
 
 impl OptimParams {
-    /// The uniform for one step of `cfg` over `n` parameters.
-    pub fn new(cfg: &OptimConfig, n: usize, s: StepScalars) -> Result<Self> {
-        let mut p = Self {
-            n: u32_of("parameter count", n)?,
-            lr: s.lr as f32,
-            weight_decay: cfg.weight_decay as f32,
-            bc1: s.bias_correction1 as f32,
-            bc2_sqrt: s.bias_correction2_sqrt as f32,
-            ..Self::default()
-        };
+    /// The uniform of `cfg` over `n` parameters at learning rate `lr`.
+    pub fn new(cfg: &OptimConfig, n: usize, lr: f32) -> Result<Self> {
+        let mut p =
+            Self { n: u32_of("parameter count", n)?, lr, weight_decay: cfg.weight_decay as f32, ..Self::default() };
         match cfg.kind {
             OptimizerKind::Sgd => {}
             OptimizerKind::Momentum { momentum } => p.momentum = momentum as f32,
@@ -411,29 +405,69 @@ impl OptimParams {
                 p.beta1 = beta1 as f32;
                 p.beta2 = beta2 as f32;
                 p.eps = eps as f32;
+                p.one_minus_beta1 = (1.0 - beta1) as f32;
+                p.one_minus_beta2 = (1.0 - beta2) as f32;
             }
         }
         Ok(p)
     }
 }
 
-/// One optimizer update over `n` parameters: reads `grads`, updates `params` and the state `m`, `v` in
-/// place (bind any spare buffers where the rule keeps less state; they are not touched).
+/// The state an optimizer update binds: momentum / first moment `m`, second moment `v` (P each, or spare
+/// buffers where the rule keeps less), and `scalars` = [t, bc1, bc2_sqrt, bc2] (4 values, see `optim.wgsl`).
+pub struct OptimBuffers<'a> {
+    pub m: &'a wgpu::Buffer,
+    pub v: &'a wgpu::Buffer,
+    pub scalars: &'a wgpu::Buffer,
+}
+
+/// The two dispatches of one optimizer step over `n` parameters: `optim_prepare` (advances t and the bias
+/// corrections on the GPU) and the update itself, which reads `grads` and updates `params`, `m`, `v`.
 pub fn optimizer(
     ctx: &GpuContext,
     cfg: &OptimConfig,
     n: usize,
-    s: StepScalars,
+    lr: f32,
     grads: &wgpu::Buffer,
     params: &wgpu::Buffer,
-    (m, v): (&wgpu::Buffer, &wgpu::Buffer),
-) -> Result<Dispatch> {
+    state: OptimBuffers<'_>,
+) -> Result<[Dispatch; 2]> {
     let kernel = match cfg.kind {
         OptimizerKind::Sgd => Kernel::Sgd,
         OptimizerKind::Momentum { .. } => Kernel::Momentum,
         OptimizerKind::Adam { .. } => Kernel::Adam,
     };
-    let p = OptimParams::new(cfg, n, s)?;
+    let p = OptimParams::new(cfg, n, lr)?;
     let g = elementwise_groups(ctx, kernel.entry_point(), n)?;
-    Ok(Dispatch::new(ctx, kernel, &p, &[grads, params, m, v], g))
+    let bufs = [grads, params, state.m, state.v, state.scalars];
+    let prepare = Dispatch::new(ctx, Kernel::OptimPrepare, &p, &bufs, [1, 1, 1]);
+    Ok([prepare, Dispatch::new(ctx, kernel, &p, &bufs, g)])
+}
+
+/// Uniform of `gather_rows` (`GatherParams` in `data.wgsl`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
+struct GatherParams {
+    rows: u32,
+    cols: u32,
+    off: u32,
+    _pad: u32,
+}
+
+/// `out (rows, cols) = src[idx[off + r]]`: a batch gathered from a data set resident on the GPU.
+pub fn gather_rows(
+    ctx: &GpuContext,
+    (rows, cols): (usize, usize),
+    src: &wgpu::Buffer,
+    idx: (&wgpu::Buffer, usize),
+    out: &wgpu::Buffer,
+) -> Result<Dispatch> {
+    let p = GatherParams {
+        rows: u32_of("batch rows", rows)?,
+        cols: u32_of("data columns", cols)?,
+        off: u32_of("row offset", idx.1)?,
+        _pad: 0,
+    };
+    let g = elementwise_groups(ctx, "gather_rows", rows * cols)?;
+    Ok(Dispatch::new(ctx, Kernel::GatherRows, &p, &[src, idx.0, out], g))
 }

@@ -11,10 +11,11 @@ pub enum ShaderFile {
     Loss,
     Grad,
     Optim,
+    Data,
 }
 
 impl ShaderFile {
-    pub const ALL: [ShaderFile; 5] = [Self::Linear, Self::Activation, Self::Loss, Self::Grad, Self::Optim];
+    pub const ALL: [ShaderFile; 6] = [Self::Linear, Self::Activation, Self::Loss, Self::Grad, Self::Optim, Self::Data];
 
     /// The file's name under `shaders/`.
     pub fn file_name(self) -> &'static str {
@@ -24,6 +25,7 @@ impl ShaderFile {
             Self::Loss => "loss.wgsl",
             Self::Grad => "grad.wgsl",
             Self::Optim => "optim.wgsl",
+            Self::Data => "data.wgsl",
         }
     }
 
@@ -35,6 +37,7 @@ impl ShaderFile {
             Self::Loss => include_str!("../../shaders/loss.wgsl"),
             Self::Grad => include_str!("../../shaders/grad.wgsl"),
             Self::Optim => include_str!("../../shaders/optim.wgsl"),
+            Self::Data => include_str!("../../shaders/data.wgsl"),
         }
     }
 
@@ -66,15 +69,18 @@ pub enum Kernel {
     Sgd,
     Momentum,
     Adam,
+    OptimPrepare,
+    GatherRows,
 }
 
 /// The binding layout of the elementwise kernels: parameters, two inputs, one output.
 const ELEMENTWISE: &[Slot] = &[Slot::Uniform, Slot::Read, Slot::Read, Slot::ReadWrite];
 /// The binding layout of the optimizers: parameters, gradients, then θ, m, v updated in place.
-const OPTIMIZER: &[Slot] = &[Slot::Uniform, Slot::Read, Slot::ReadWrite, Slot::ReadWrite, Slot::ReadWrite];
+const OPTIMIZER: &[Slot] =
+    &[Slot::Uniform, Slot::Read, Slot::ReadWrite, Slot::ReadWrite, Slot::ReadWrite, Slot::ReadWrite];
 
 impl Kernel {
-    pub const ALL: [Kernel; 11] = [
+    pub const ALL: [Kernel; 13] = [
         Self::Matmul,
         Self::ActivationForward,
         Self::ActivationBackward,
@@ -86,6 +92,8 @@ impl Kernel {
         Self::Sgd,
         Self::Momentum,
         Self::Adam,
+        Self::OptimPrepare,
+        Self::GatherRows,
     ];
 
     pub fn file(self) -> ShaderFile {
@@ -94,7 +102,8 @@ impl Kernel {
             Self::ActivationForward | Self::ActivationBackward => ShaderFile::Activation,
             Self::LossGrad | Self::MseLoss | Self::XentLoss | Self::SoftmaxRows => ShaderFile::Loss,
             Self::BiasGrad => ShaderFile::Grad,
-            Self::Sgd | Self::Momentum | Self::Adam => ShaderFile::Optim,
+            Self::Sgd | Self::Momentum | Self::Adam | Self::OptimPrepare => ShaderFile::Optim,
+            Self::GatherRows => ShaderFile::Data,
         }
     }
 
@@ -111,6 +120,8 @@ impl Kernel {
             Self::Sgd => "sgd",
             Self::Momentum => "momentum",
             Self::Adam => "adam",
+            Self::OptimPrepare => "optim_prepare",
+            Self::GatherRows => "gather_rows",
         }
     }
 
@@ -118,7 +129,7 @@ impl Kernel {
     pub fn slots(self) -> &'static [Slot] {
         match self {
             Self::Matmul => &[Slot::Uniform, Slot::Read, Slot::Read, Slot::Read, Slot::ReadWrite, Slot::ReadWrite],
-            Self::Sgd | Self::Momentum | Self::Adam => OPTIMIZER,
+            Self::Sgd | Self::Momentum | Self::Adam | Self::OptimPrepare => OPTIMIZER,
             _ => ELEMENTWISE,
         }
     }
