@@ -27,7 +27,28 @@ const WRITE_PRE: u32 = 2u;  // also store the value before the activation into `
 @group(0) @binding(4) var<storage, read_write> out: array<f32>;
 @group(0) @binding(5) var<storage, read_write> pre: array<f32>;
 
-// A workgroup of 16x16 threads computes a 32x32 tile of C, each thread a 2x2 block, stepping K by 16.
+// The epilogue of both variants: bias, pre-activation store, activation, bounds-checked.
+fn store(r: u32, c: u32, acc: f32) {
+    if (r < p.m && c < p.n) {
+        var v = acc;
+        if ((p.flags & ADD_BIAS) != 0u) { v += bias[p.bias_off + c]; }
+        if ((p.flags & WRITE_PRE) != 0u) { pre[p.pre_off + r * p.n + c] = v; }
+        out[p.out_off + r * p.n + c] = activate(p.act, v);
+    }
+}
+
+// op(A)[r][c] and op(B)[r][c], zero outside the matrix.
+fn load_a(r: u32, c: u32) -> f32 {
+    if (r < p.m && c < p.k) { return a[p.a_off + r * p.a_rs + c * p.a_cs]; }
+    return 0.0;
+}
+fn load_b(r: u32, c: u32) -> f32 {
+    if (r < p.k && c < p.n) { return b[p.b_off + r * p.b_rs + c * p.b_cs]; }
+    return 0.0;
+}
+
+// matmul: a workgroup of 16x16 threads computes a 32x32 tile of C, each thread a 2x2 block, stepping K
+// by 16. Best for small products, where more, smaller workgroups keep the device busy.
 const TM: u32 = 32u;
 const TN: u32 = 32u;
 const TK: u32 = 16u;
@@ -44,20 +65,8 @@ fn matmul(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) w
     var acc = array<f32, 4>(0.0, 0.0, 0.0, 0.0);
 
     for (var k0 = 0u; k0 < p.k; k0 += TK) {
-        for (var e = tid; e < TM * TK; e += THREADS) {
-            let r = row0 + e / TK;
-            let c = k0 + e % TK;
-            var v = 0.0;
-            if (r < p.m && c < p.k) { v = a[p.a_off + r * p.a_rs + c * p.a_cs]; }
-            tile_a[e] = v;
-        }
-        for (var e = tid; e < TK * TN; e += THREADS) {
-            let r = k0 + e / TN;
-            let c = col0 + e % TN;
-            var v = 0.0;
-            if (r < p.k && c < p.n) { v = b[p.b_off + r * p.b_rs + c * p.b_cs]; }
-            tile_b[e] = v;
-        }
+        for (var e = tid; e < TM * TK; e += THREADS) { tile_a[e] = load_a(row0 + e / TK, k0 + e % TK); }
+        for (var e = tid; e < TK * TN; e += THREADS) { tile_b[e] = load_b(k0 + e / TN, col0 + e % TN); }
         workgroupBarrier();
         for (var kk = 0u; kk < TK; kk++) {
             let a0 = tile_a[(lid.y * 2u) * TK + kk];
@@ -71,15 +80,51 @@ fn matmul(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) w
         }
         workgroupBarrier();
     }
-
     for (var i = 0u; i < 4u; i++) {
-        let r = row0 + lid.y * 2u + i / 2u;
-        let c = col0 + lid.x * 2u + i % 2u;
-        if (r < p.m && c < p.n) {
-            var v = acc[i];
-            if ((p.flags & ADD_BIAS) != 0u) { v += bias[p.bias_off + c]; }
-            if ((p.flags & WRITE_PRE) != 0u) { pre[p.pre_off + r * p.n + c] = v; }
-            out[p.out_off + r * p.n + c] = activate(p.act, v);
+        store(row0 + lid.y * 2u + i / 2u, col0 + lid.x * 2u + i % 2u, acc[i]);
+    }
+}
+
+// matmul_big: a workgroup of 16x16 threads computes a 64x64 tile of C, each thread a 4x4 block held in
+// registers (rows lid.y + 16i, columns lid.x + 16j, so the workgroup's loads and stores stay contiguous),
+// stepping K by 16: four times the arithmetic per value loaded from workgroup memory of `matmul`.
+const BM: u32 = 64u;
+const BN: u32 = 64u;
+const BK: u32 = 16u;
+
+var<workgroup> big_a: array<f32, 1024>; // (BM, BK)
+var<workgroup> big_b: array<f32, 1024>; // (BK, BN)
+
+@compute @workgroup_size(16, 16, 1)
+fn matmul_big(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
+    let row0 = wid.y * BM;
+    let col0 = wid.x * BN;
+    let tid = lid.y * 16u + lid.x;
+    var acc: array<f32, 16>;
+    for (var i = 0u; i < 16u; i++) { acc[i] = 0.0; }
+
+    for (var k0 = 0u; k0 < p.k; k0 += BK) {
+        for (var e = tid; e < BM * BK; e += THREADS) { big_a[e] = load_a(row0 + e / BK, k0 + e % BK); }
+        for (var e = tid; e < BK * BN; e += THREADS) { big_b[e] = load_b(k0 + e / BN, col0 + e % BN); }
+        workgroupBarrier();
+        for (var kk = 0u; kk < BK; kk++) {
+            var ra: array<f32, 4>;
+            var rb: array<f32, 4>;
+            for (var i = 0u; i < 4u; i++) {
+                ra[i] = big_a[(lid.y + 16u * i) * BK + kk];
+                rb[i] = big_b[kk * BN + lid.x + 16u * i];
+            }
+            for (var i = 0u; i < 4u; i++) {
+                for (var j = 0u; j < 4u; j++) {
+                    acc[i * 4u + j] = fma(ra[i], rb[j], acc[i * 4u + j]);
+                }
+            }
+        }
+        workgroupBarrier();
+    }
+    for (var i = 0u; i < 4u; i++) {
+        for (var j = 0u; j < 4u; j++) {
+            store(row0 + lid.y + 16u * i, col0 + lid.x + 16u * j, acc[i * 4u + j]);
         }
     }
 }

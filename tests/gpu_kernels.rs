@@ -4,7 +4,7 @@
 mod common;
 
 use backprop::cpu;
-use backprop::gpu::ops::{self, Epilogue, Strided};
+use backprop::gpu::ops::{self, Epilogue, Strided, Tile};
 use backprop::gpu::{GpuContext, buffer};
 use backprop::model::{Activation, Params};
 use backprop::optim::{self, OptimConfig, OptimizerKind, StepScalars};
@@ -18,6 +18,12 @@ const RTOL: f64 = 1e-4;
 /// (B, I, O) triples: 1, primes, and sizes just off the 16/32/256 tiles.
 const SHAPES: [(usize, usize, usize); 8] =
     [(1, 1, 1), (1, 7, 3), (3, 1, 5), (5, 13, 1), (7, 33, 31), (17, 29, 65), (33, 65, 17), (67, 31, 97)];
+
+/// Every shape with both tilings of the product, plus one shape spanning several big tiles.
+fn tiled() -> impl Iterator<Item = (Tile, (usize, usize, usize))> {
+    let shapes = SHAPES.into_iter().chain([(130, 70, 129)]);
+    shapes.flat_map(|s| [(Tile::Small, s), (Tile::Big, s)])
+}
 
 fn nan_buffer(ctx: &GpuContext, len: usize) -> wgpu::Buffer {
     buffer::storage_init(ctx, "nan-filled", &vec![f32::NAN; len]).unwrap()
@@ -35,7 +41,7 @@ fn flat(a: &Array2<f64>) -> Vec<f64> {
 fn matmul_forward_with_bias_and_every_fused_activation() {
     let ctx = gpu();
     let mut r = rng(1);
-    for (b, i, o) in SHAPES {
+    for (tile, (b, i, o)) in tiled() {
         for act in Activation::ALL {
             let x = f32_exact(&random(&mut r, b, i, 1.0));
             let w = f32_exact(&random(&mut r, i, o, 1.0));
@@ -50,8 +56,9 @@ fn matmul_forward_with_bias_and_every_fused_activation() {
             let out = nan_buffer(&ctx, b * o);
             let pre = nan_buffer(&ctx, b * o);
             let scratch = nan_buffer(&ctx, 1);
-            let d = ops::matmul(
+            let d = ops::matmul_tiled(
                 &ctx,
+                tile,
                 (b, o, i),
                 Strided::rows(&xb, 0, i),
                 Strided::rows(&pb, w_off, o),
@@ -63,8 +70,20 @@ fn matmul_forward_with_bias_and_every_fused_activation() {
             ops::run(&ctx, &[&d]).unwrap();
             let z = cpu::linear_forward(x.view(), w.view(), bias.view());
             let a = cpu::activation_forward(act, z.view());
-            assert_close(&format!("Z ({b},{i},{o}) {act}"), &read(&ctx, &pre, 0, b * o), &flat(&z), ATOL, RTOL);
-            assert_close(&format!("A ({b},{i},{o}) {act}"), &read(&ctx, &out, 0, b * o), &flat(&a), ATOL, RTOL);
+            assert_close(
+                &format!("Z ({b},{i},{o}) {act} {tile:?}"),
+                &read(&ctx, &pre, 0, b * o),
+                &flat(&z),
+                ATOL,
+                RTOL,
+            );
+            assert_close(
+                &format!("A ({b},{i},{o}) {act} {tile:?}"),
+                &read(&ctx, &out, 0, b * o),
+                &flat(&a),
+                ATOL,
+                RTOL,
+            );
         }
     }
 }
@@ -73,7 +92,7 @@ fn matmul_forward_with_bias_and_every_fused_activation() {
 fn matmul_input_grad_reads_w_transposed() {
     let ctx = gpu();
     let mut r = rng(2);
-    for (b, i, o) in SHAPES {
+    for (tile, (b, i, o)) in tiled() {
         let delta = f32_exact(&random(&mut r, b, o, 1.0));
         let w = f32_exact(&random(&mut r, i, o, 1.0));
         let w_off = 5;
@@ -83,8 +102,9 @@ fn matmul_input_grad_reads_w_transposed() {
         let pb = buffer::storage_init(&ctx, "params", &flat_params).unwrap();
         let out = nan_buffer(&ctx, b * i);
         let scratch = nan_buffer(&ctx, 1);
-        let d = ops::matmul(
+        let d = ops::matmul_tiled(
             &ctx,
+            tile,
             (b, i, o),
             Strided::rows(&db, 0, o),
             Strided::transposed(&pb, w_off, o),
@@ -95,7 +115,7 @@ fn matmul_input_grad_reads_w_transposed() {
         .unwrap();
         ops::run(&ctx, &[&d]).unwrap();
         let want = cpu::input_grad(delta.view(), w.view());
-        assert_close(&format!("dA_prev ({b},{i},{o})"), &read(&ctx, &out, 0, b * i), &flat(&want), ATOL, RTOL);
+        assert_close(&format!("dA_prev ({b},{i},{o}) {tile:?}"), &read(&ctx, &out, 0, b * i), &flat(&want), ATOL, RTOL);
     }
 }
 
@@ -103,7 +123,7 @@ fn matmul_input_grad_reads_w_transposed() {
 fn matmul_weight_grad_is_the_sum_of_outer_products_and_stays_in_its_slot() {
     let ctx = gpu();
     let mut r = rng(3);
-    for (b, i, o) in SHAPES {
+    for (tile, (b, i, o)) in tiled() {
         let a_prev = f32_exact(&random(&mut r, b, i, 1.0));
         let delta = f32_exact(&random(&mut r, b, o, 1.0));
         let ab = buffer::storage_init(&ctx, "a_prev", &to_f32(&a_prev)).unwrap();
@@ -113,8 +133,9 @@ fn matmul_weight_grad_is_the_sum_of_outer_products_and_stays_in_its_slot() {
         let total = off + i * o + 13;
         let grads = nan_buffer(&ctx, total);
         let scratch = nan_buffer(&ctx, 1);
-        let d = ops::matmul(
+        let d = ops::matmul_tiled(
             &ctx,
+            tile,
             (i, o, b),
             Strided::transposed(&ab, 0, i),
             Strided::rows(&db, 0, o),
@@ -126,7 +147,7 @@ fn matmul_weight_grad_is_the_sum_of_outer_products_and_stays_in_its_slot() {
         ops::run(&ctx, &[&d]).unwrap();
         let want = cpu::weight_grad(a_prev.view(), delta.view());
         let all = read(&ctx, &grads, 0, total);
-        assert_close(&format!("dW ({b},{i},{o})"), &all[off..off + i * o], &flat(&want), ATOL, RTOL);
+        assert_close(&format!("dW ({b},{i},{o}) {tile:?}"), &all[off..off + i * o], &flat(&want), ATOL, RTOL);
         assert!(
             all[..off].iter().chain(&all[off + i * o..]).all(|v| v.is_nan()),
             "dW ({b},{i},{o}) wrote outside its slot"
@@ -333,4 +354,34 @@ fn a_binding_beyond_the_device_limit_is_a_typed_error() {
         other => panic!("expected DeviceLimit, got {other}"),
     }
     assert!(e.to_string().contains("max_storage_buffer_binding_size"), "{e}");
+}
+
+#[test]
+fn large_products_are_autotuned_once_and_stay_correct() {
+    let ctx = gpu();
+    let (m, n, k) = (256, 257, 256);
+    let first = ops::choose_tile(&ctx, (m, n, k), (false, false)).unwrap();
+    let t = std::time::Instant::now();
+    assert_eq!(ops::choose_tile(&ctx, (m, n, k), (false, false)).unwrap(), first, "the choice is cached");
+    assert!(t.elapsed().as_millis() < 50, "a cached choice is not measured again");
+    let mut r = rng(10);
+    let a = f32_exact(&random(&mut r, m, k, 1.0));
+    let w = f32_exact(&random(&mut r, k, n, 1.0));
+    let (ab, wb) =
+        (buffer::storage_init(&ctx, "a", &to_f32(&a)).unwrap(), buffer::storage_init(&ctx, "w", &to_f32(&w)).unwrap());
+    let out = nan_buffer(&ctx, m * n);
+    let scratch = nan_buffer(&ctx, 1);
+    let d = ops::matmul(
+        &ctx,
+        (m, n, k),
+        Strided::rows(&ab, 0, k),
+        Strided::rows(&wb, 0, n),
+        Epilogue::none(),
+        (&out, 0),
+        &scratch,
+    )
+    .unwrap();
+    ops::run(&ctx, &[&d]).unwrap();
+    let want = a.dot(&w);
+    assert_close(&format!("autotuned product ({first:?})"), &read(&ctx, &out, 0, m * n), &flat(&want), 1e-4, 1e-4);
 }

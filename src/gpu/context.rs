@@ -2,10 +2,12 @@
 //!
 //! Everything else takes a `&GpuContext` (or an `Arc` of one), so tests and tools can hand one in.
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::error::{Error, Result};
+use crate::gpu::ops::Tile;
 use crate::gpu::shaders::Pipelines;
 
 /// How to install a driver when no adapter is found; shown in every "no adapter" error.
@@ -150,7 +152,11 @@ pub struct GpuContext {
     pipelines: Pipelines,
     errors: ErrorLog,
     timeout: Duration,
+    /// Matmul tilings measured on this adapter, by (M, N, K, A transposed, B transposed).
+    tuning: Mutex<HashMap<TileKey, Tile>>,
 }
+
+type TileKey = (usize, usize, usize, bool, bool);
 
 impl std::fmt::Debug for GpuContext {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -221,7 +227,16 @@ impl GpuContext {
             }
         });
         let pipelines = Pipelines::new(&device);
-        let ctx = Self { device, queue, summary, limits, pipelines, errors, timeout: Duration::from_secs(600) };
+        let ctx = Self {
+            device,
+            queue,
+            summary,
+            limits,
+            pipelines,
+            errors,
+            timeout: Duration::from_secs(600),
+            tuning: Mutex::default(),
+        };
         ctx.check()?;
         Ok(ctx)
     }
@@ -229,6 +244,16 @@ impl GpuContext {
     /// The adapter this context runs on.
     pub fn adapter(&self) -> &AdapterSummary {
         &self.summary
+    }
+
+    pub(crate) fn tuned(&self, key: &TileKey) -> Option<Tile> {
+        self.tuning.lock().ok().and_then(|m| m.get(key).copied())
+    }
+
+    pub(crate) fn remember(&self, key: TileKey, tile: Tile) {
+        if let Ok(mut m) = self.tuning.lock() {
+            m.insert(key, tile);
+        }
     }
 
     /// Whether kernels can be timed with timestamp queries.

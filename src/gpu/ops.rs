@@ -12,8 +12,6 @@ use crate::optim::{OptimConfig, OptimizerKind};
 
 /// Threads per workgroup of the elementwise kernels (`WG` in `common.wgsl`).
 pub const WG: u32 = 256;
-/// Output tile of `matmul` (`TM`, `TN` in `linear.wgsl`).
-pub const MATMUL_TILE: u32 = 32;
 
 /// A kernel launch with everything bound: encode it into any compute pass, any number of times.
 pub struct Dispatch {
@@ -169,11 +167,104 @@ impl Epilogue<'_> {
     }
 }
 
-/// `C (M, N) = f(op(A) (M, K) · op(B) (K, N) + bias)`, C row-major at `out_off` of `out`.
-/// `scratch` is bound where the epilogue has no bias or pre-activation buffer; it must not be `out`.
+/// The two tilings of the matrix product in `linear.wgsl`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Tile {
+    /// `matmul`: 32x32 per workgroup, 2x2 per thread.
+    Small,
+    /// `matmul_big`: 64x64 per workgroup, 4x4 per thread in registers.
+    Big,
+}
+
+impl Tile {
+    fn kernel(self) -> Kernel {
+        match self {
+            Tile::Small => Kernel::Matmul,
+            Tile::Big => Kernel::MatmulBig,
+        }
+    }
+    fn size(self) -> usize {
+        match self {
+            Tile::Small => 32,
+            Tile::Big => 64,
+        }
+    }
+    /// The choice without measuring: the big tile once both output dimensions fill it.
+    pub fn heuristic(m: usize, n: usize) -> Tile {
+        if m >= 64 && n >= 64 { Tile::Big } else { Tile::Small }
+    }
+}
+
+/// Products with at least this many multiply-adds are timed once per adapter and shape (`autotune`).
+pub const AUTOTUNE_MACS: usize = 1 << 24;
+
+/// Picks the tiling for a product: `BACKPROP_MATMUL_TILE=small|big` forces one; large products are timed
+/// both ways once per adapter and shape and the faster kept; small ones use `Tile::heuristic`.
+pub fn choose_tile(ctx: &GpuContext, (m, n, k): (usize, usize, usize), transposed: (bool, bool)) -> Result<Tile> {
+    match std::env::var("BACKPROP_MATMUL_TILE").as_deref() {
+        Ok("small") => return Ok(Tile::Small),
+        Ok("big") => return Ok(Tile::Big),
+        _ => {}
+    }
+    if m.saturating_mul(n).saturating_mul(k) < AUTOTUNE_MACS {
+        return Ok(Tile::heuristic(m, n));
+    }
+    let key = (m, n, k, transposed.0, transposed.1);
+    if let Some(t) = ctx.tuned(&key) {
+        return Ok(t);
+    }
+    let t = autotune(ctx, (m, n, k), transposed)?;
+    ctx.remember(key, t);
+    Ok(t)
+}
+
+/// Times both tilings on scratch buffers of the product's shape (best of three after a warm-up run).
+fn autotune(ctx: &GpuContext, (m, n, k): (usize, usize, usize), (ta, tb): (bool, bool)) -> Result<Tile> {
+    let a = buffer::storage(ctx, "autotune A", m * k)?;
+    let b = buffer::storage(ctx, "autotune B", k * n)?;
+    let c = buffer::storage(ctx, "autotune C", m * n)?;
+    let scratch = buffer::storage(ctx, "autotune scratch", 1)?;
+    let sa = if ta { Strided::transposed(&a, 0, m) } else { Strided::rows(&a, 0, k) };
+    let sb = if tb { Strided::transposed(&b, 0, k) } else { Strided::rows(&b, 0, n) };
+    let mut best = (f64::INFINITY, Tile::heuristic(m, n));
+    for tile in [Tile::Small, Tile::Big] {
+        let d = matmul_tiled(ctx, tile, (m, n, k), sa, sb, Epilogue::none(), (&c, 0), &scratch)?;
+        run(ctx, &[&d])?;
+        for _ in 0..3 {
+            let t = std::time::Instant::now();
+            run(ctx, &[&d])?;
+            let s = t.elapsed().as_secs_f64();
+            if s < best.0 {
+                best = (s, tile);
+            }
+        }
+    }
+    Ok(best.1)
+}
+
+/// `C (M, N) = f(op(A) (M, K) · op(B) (K, N) + bias)`, C row-major at `out_off` of `out`, with the tiling
+/// `choose_tile` picks. `scratch` is bound where the epilogue has no bias or pre-activation buffer; it
+/// must not be `out`.
 #[allow(clippy::too_many_arguments)]
 pub fn matmul(
     ctx: &GpuContext,
+    shape: (usize, usize, usize),
+    a: Strided<'_>,
+    b: Strided<'_>,
+    epilogue: Epilogue<'_>,
+    out: (&wgpu::Buffer, usize),
+    scratch: &wgpu::Buffer,
+) -> Result<Dispatch> {
+    let tile =
+        choose_tile(ctx, shape, (a.row_stride == 1 && a.col_stride != 1, b.row_stride == 1 && b.col_stride != 1))?;
+    matmul_tiled(ctx, tile, shape, a, b, epilogue, out, scratch)
+}
+
+/// As `matmul`, with the tiling given.
+#[allow(clippy::too_many_arguments)]
+pub fn matmul_tiled(
+    ctx: &GpuContext,
+    tile: Tile,
     (m, n, k): (usize, usize, usize),
     a: Strided<'_>,
     b: Strided<'_>,
@@ -207,12 +298,12 @@ pub fn matmul(
         act: epilogue.activation.shader_id(),
         _pad: [0; 2],
     };
-    let gx = n.div_ceil(MATMUL_TILE as usize);
-    let gy = m.div_ceil(MATMUL_TILE as usize);
+    let gx = n.div_ceil(tile.size());
+    let gy = m.div_ceil(tile.size());
     ctx.check_workgroups("matmul column tiles", u32_of("matmul tiles", gx)?)?;
     ctx.check_workgroups("matmul row tiles", u32_of("matmul tiles", gy)?)?;
     let groups = [gx.max(1) as u32, gy.max(1) as u32, 1];
-    Ok(Dispatch::new(ctx, Kernel::Matmul, &params, &[a.buffer, b.buffer, bias_buf, out.0, pre_buf], groups))
+    Ok(Dispatch::new(ctx, tile.kernel(), &params, &[a.buffer, b.buffer, bias_buf, out.0, pre_buf], groups))
 }
 
 /// Uniform of the activation kernels (`EltParams` in `activation.wgsl`).

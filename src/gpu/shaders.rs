@@ -59,6 +59,7 @@ pub enum Slot {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Kernel {
     Matmul,
+    MatmulBig,
     ActivationForward,
     ActivationBackward,
     LossGrad,
@@ -80,8 +81,9 @@ const OPTIMIZER: &[Slot] =
     &[Slot::Uniform, Slot::Read, Slot::ReadWrite, Slot::ReadWrite, Slot::ReadWrite, Slot::ReadWrite];
 
 impl Kernel {
-    pub const ALL: [Kernel; 13] = [
+    pub const ALL: [Kernel; 14] = [
         Self::Matmul,
+        Self::MatmulBig,
         Self::ActivationForward,
         Self::ActivationBackward,
         Self::LossGrad,
@@ -98,7 +100,7 @@ impl Kernel {
 
     pub fn file(self) -> ShaderFile {
         match self {
-            Self::Matmul => ShaderFile::Linear,
+            Self::Matmul | Self::MatmulBig => ShaderFile::Linear,
             Self::ActivationForward | Self::ActivationBackward => ShaderFile::Activation,
             Self::LossGrad | Self::MseLoss | Self::XentLoss | Self::SoftmaxRows => ShaderFile::Loss,
             Self::BiasGrad => ShaderFile::Grad,
@@ -110,6 +112,7 @@ impl Kernel {
     pub fn entry_point(self) -> &'static str {
         match self {
             Self::Matmul => "matmul",
+            Self::MatmulBig => "matmul_big",
             Self::ActivationForward => "activation_forward",
             Self::ActivationBackward => "activation_backward",
             Self::LossGrad => "loss_grad",
@@ -128,7 +131,9 @@ impl Kernel {
     /// The bindings of group 0, in binding order.
     pub fn slots(self) -> &'static [Slot] {
         match self {
-            Self::Matmul => &[Slot::Uniform, Slot::Read, Slot::Read, Slot::Read, Slot::ReadWrite, Slot::ReadWrite],
+            Self::Matmul | Self::MatmulBig => {
+                &[Slot::Uniform, Slot::Read, Slot::Read, Slot::Read, Slot::ReadWrite, Slot::ReadWrite]
+            }
             Self::Sgd | Self::Momentum | Self::Adam | Self::OptimPrepare => OPTIMIZER,
             _ => ELEMENTWISE,
         }
