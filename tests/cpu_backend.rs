@@ -104,3 +104,21 @@ fn the_cpu_backend_is_deterministic() {
     let (a, b) = (run(), run());
     assert!(a.iter().zip(&b).all(|(p, q)| p.to_bits() == q.to_bits()), "two identical runs differ");
 }
+
+#[test]
+fn fast_exp_is_within_a_few_ulp_of_exp() {
+    let mut worst = 0.0f64;
+    let mut x = -104.0f32;
+    while x < 89.0 {
+        let got = backprop::cpu_fast::fast_exp(x) as f64;
+        let want = (x as f64).exp();
+        if (-87.3..=88.7).contains(&x) {
+            worst = worst.max(((got - want) / want).abs());
+        }
+        x += 0.001_37;
+    }
+    assert!(worst < 4.0 * f32::EPSILON as f64, "worst relative error {worst:e}");
+    assert_eq!(backprop::cpu_fast::fast_exp(-200.0), 0.0);
+    assert_eq!(backprop::cpu_fast::fast_exp(0.0), 1.0);
+    assert!(backprop::cpu_fast::fast_exp(200.0).is_infinite() || backprop::cpu_fast::fast_exp(200.0) > 1e38);
+}
