@@ -11,11 +11,15 @@
 // many steps can be encoded in one submit. 1 − β^t is kept by the recurrence q ← β·q + (1 − β), with
 // 1 − β rounded from f64 on the host: computing 1 − pow(β, t) in f32 would cancel catastrophically for
 // β2 = 0.999. The host rewrites the uniform only when lr changes.
+//
+// scalars[4] holds the first step whose loss was NaN or infinite (0: none yet), so divergence is found with
+// the epoch's one read-back. With --max-grad-norm (max_grad_norm > 0), `grad_norm` first sets
+// scalars[5] = min(1, max_norm / (‖g‖ + 1e-6)) as PyTorch's clip_grad_norm_, and every rule uses g·scalars[5].
 
 struct OptimParams {
     n: u32, _pad0: u32, lr: f32, weight_decay: f32,
     momentum: f32, beta1: f32, beta2: f32, eps: f32,
-    one_minus_beta1: f32, one_minus_beta2: f32, _pad1: u32, _pad2: u32,
+    one_minus_beta1: f32, one_minus_beta2: f32, max_grad_norm: f32, _pad1: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: OptimParams;
@@ -24,11 +28,41 @@ struct OptimParams {
 @group(0) @binding(3) var<storage, read_write> m: array<f32>;
 @group(0) @binding(4) var<storage, read_write> v: array<f32>;
 @group(0) @binding(5) var<storage, read_write> scalars: array<f32>;
+@group(0) @binding(6) var<storage, read> loss: array<f32>;
+
+fn is_finite(x: f32) -> bool {
+    return abs(x) <= 3.4028235e38; // false for NaN and ±inf
+}
+
+// The gradient as the rules use it: clipped, then with weight decay.
+fn grad(i: u32) -> f32 {
+    var g = grads[i];
+    if (p.max_grad_norm > 0.0) { g *= scalars[5]; }
+    return g + p.weight_decay * params[i];
+}
+
+var<workgroup> partial: array<f32, 256>;
+
+// scalars[5] = min(1, max_norm / (‖g‖ + 1e-6)); one workgroup, fixed summation order.
+@compute @workgroup_size(256, 1, 1)
+fn grad_norm(@builtin(local_invocation_index) t: u32) {
+    var s = 0.0;
+    for (var i = t; i < p.n; i += WG) { s = fma(grads[i], grads[i], s); }
+    partial[t] = s;
+    workgroupBarrier();
+    for (var stride = WG / 2u; stride > 0u; stride /= 2u) {
+        if (t < stride) { partial[t] += partial[t + stride]; }
+        workgroupBarrier();
+    }
+    if (t == 0u) { scalars[5] = min(1.0, p.max_grad_norm / (sqrt(partial[0]) + 1e-6)); }
+}
 
 // t ← t + 1; bc1 = 1 − β1^t; bc2 = 1 − β2^t; bc2_sqrt = sqrt(bc2).
 @compute @workgroup_size(1, 1, 1)
 fn optim_prepare() {
-    scalars[0] = bitcast<f32>(bitcast<u32>(scalars[0]) + 1u);
+    let t = bitcast<u32>(scalars[0]) + 1u;
+    scalars[0] = bitcast<f32>(t);
+    if (!is_finite(loss[0]) && bitcast<u32>(scalars[4]) == 0u) { scalars[4] = bitcast<f32>(t); }
     scalars[1] = fma(p.beta1, scalars[1], p.one_minus_beta1);
     scalars[3] = fma(p.beta2, scalars[3], p.one_minus_beta2);
     scalars[2] = sqrt(scalars[3]);
@@ -38,16 +72,14 @@ fn optim_prepare() {
 fn sgd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
     let i = flat_index(gid, groups);
     if (i >= p.n) { return; }
-    let g = grads[i] + p.weight_decay * params[i];
-    params[i] -= p.lr * g;
+    params[i] -= p.lr * grad(i);
 }
 
 @compute @workgroup_size(256, 1, 1)
 fn momentum(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
     let i = flat_index(gid, groups);
     if (i >= p.n) { return; }
-    let g = grads[i] + p.weight_decay * params[i];
-    let b = p.momentum * m[i] + g;
+    let b = p.momentum * m[i] + grad(i);
     m[i] = b;
     params[i] -= p.lr * b;
 }
@@ -56,7 +88,7 @@ fn momentum(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgrou
 fn adam(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
     let i = flat_index(gid, groups);
     if (i >= p.n) { return; }
-    let g = grads[i] + p.weight_decay * params[i];
+    let g = grad(i);
     let m1 = p.beta1 * m[i] + p.one_minus_beta1 * g;
     let v1 = p.beta2 * v[i] + p.one_minus_beta2 * g * g;
     m[i] = m1;

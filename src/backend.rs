@@ -31,6 +31,13 @@ pub trait Backend {
     /// Training steps on the rows `rows` of the training set, `batch` at a time (the last batch may be
     /// smaller), with no read-back; losses go to the running sum. On the GPU: one submit.
     fn run_steps(&mut self, rows: &[usize], batch: usize, lr: f32) -> Result<()>;
+    /// Clips the gradient's global norm to `max_norm` before every update (PyTorch's `clip_grad_norm_`), or
+    /// not at all with `None` (the default).
+    fn set_grad_clip(&mut self, max_norm: Option<f32>) -> Result<()>;
+    fn grad_clip(&self) -> Option<f32>;
+    /// The first step whose loss was NaN or infinite, if any (checked where the loss is computed; on the GPU
+    /// it is one small read-back).
+    fn diverged_at(&mut self) -> Result<Option<u64>>;
     /// The running sum of `loss · B` since the last call, then resets it (one read-back on the GPU).
     fn take_loss_sum(&mut self) -> Result<f64>;
     /// One training step that also returns every intermediate tensor of it.
@@ -40,6 +47,16 @@ pub trait Backend {
 }
 
 pub use crate::cpu_fast::CpuBackend;
+
+/// Checks a `--max-grad-norm` value.
+pub fn check_clip(max_norm: Option<f32>) -> Result<()> {
+    match max_norm {
+        Some(n) if !(n > 0.0 && n.is_finite()) => {
+            Err(crate::error::Error::Invalid(format!("--max-grad-norm must be a positive number, got {n}")))
+        }
+        _ => Ok(()),
+    }
+}
 
 /// Checks that an optimizer state fits `cfg` and `n` parameters.
 pub fn check_state(cfg: &OptimConfig, n: usize, s: &OptimState) -> Result<()> {
@@ -86,8 +103,10 @@ impl BackendChoice {
     pub fn adapter_request(self, name: Option<String>) -> Option<crate::gpu::AdapterRequest> {
         match self {
             Self::Cpu => None,
-            Self::Auto | Self::Gpu => Some(crate::gpu::AdapterRequest { backends: None, name }),
-            Self::Api(b) => Some(crate::gpu::AdapterRequest { backends: Some(b), name }),
+            Self::Auto | Self::Gpu => {
+                Some(crate::gpu::AdapterRequest { backends: None, name, max_storage_binding: None })
+            }
+            Self::Api(b) => Some(crate::gpu::AdapterRequest { backends: Some(b), name, max_storage_binding: None }),
         }
     }
 }

@@ -246,6 +246,7 @@ pub fn train(args: &TrainArgs) -> Result<()> {
         verify: args.verify.map(|every| Verify { every, atol: args.verify_atol, rtol: args.verify_rtol }),
     };
     cfg.validate()?;
+    backprop::backend::check_clip(args.max_grad_norm)?;
     if let Some(l) = &args.layers {
         parse_widths(l)?;
     }
@@ -342,6 +343,7 @@ pub fn train(args: &TrainArgs) -> Result<()> {
         None => (optim_cfg, None),
     };
     backend.set_optimizer(optim_cfg)?;
+    backend.set_grad_clip(args.max_grad_norm)?;
     if let Some(s) = &restored {
         backend.set_optimizer_state(s)?;
     }
@@ -618,7 +620,7 @@ pub fn bench(args: &crate::BenchArgs) -> Result<()> {
         }
     }
     let ctx = if run_gpu {
-        let req = gpu::AdapterRequest { backends: None, name: args.adapter.clone() };
+        let req = gpu::AdapterRequest { backends: None, name: args.adapter.clone(), max_storage_binding: None };
         Some(Arc::new(GpuContext::new(&req)?))
     } else {
         None

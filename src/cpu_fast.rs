@@ -35,6 +35,9 @@ pub struct CpuBackend {
     work: HashMap<usize, WorkspaceBox>,
     /// The training set of `set_data`: X (N, I_0), Y (N, O_L).
     data: Option<(Array2<f32>, Array2<f32>)>,
+    max_grad_norm: Option<f32>,
+    /// The first step whose loss was not finite.
+    diverged_at: Option<u64>,
 }
 
 /// `Workspace` behind a box so the map stays small; `Debug` prints only the batch size.
@@ -237,6 +240,8 @@ impl CpuBackend {
             loss_sum: 0.0,
             work: HashMap::new(),
             data: None,
+            max_grad_norm: None,
+            diverged_at: None,
         })
     }
 
@@ -362,7 +367,14 @@ impl CpuBackend {
         let b = x.nrows();
         let mut w = self.workspace(b);
         let loss = self.forward_backward(x, y, &mut w);
+        if let Some(max) = self.max_grad_norm {
+            let c = optim::clip_coefficient(&self.grads, max);
+            self.grads.iter_mut().for_each(|g| *g *= c);
+        }
         self.update(lr);
+        if !loss.is_finite() && self.diverged_at.is_none() {
+            self.diverged_at = Some(self.state.step);
+        }
         self.loss_sum += loss as f64 * b as f64;
         Ok((loss, w))
     }
@@ -425,6 +437,17 @@ impl Backend for CpuBackend {
         })();
         self.data = Some((x, y));
         result
+    }
+    fn set_grad_clip(&mut self, max_norm: Option<f32>) -> Result<()> {
+        crate::backend::check_clip(max_norm)?;
+        self.max_grad_norm = max_norm;
+        Ok(())
+    }
+    fn grad_clip(&self) -> Option<f32> {
+        self.max_grad_norm
+    }
+    fn diverged_at(&mut self) -> Result<Option<u64>> {
+        Ok(self.diverged_at)
     }
     fn take_loss_sum(&mut self) -> Result<f64> {
         Ok(std::mem::take(&mut self.loss_sum))

@@ -29,6 +29,12 @@ pub enum Error {
     #[error("GPU error: {0}")]
     Gpu(String),
 
+    /// The loss became NaN or infinite.
+    #[error(
+        "training diverged at step {step} (epoch {epoch}): the loss is NaN or infinite; the last good checkpoint, if any, is kept (try a smaller --lr or --max-grad-norm)"
+    )]
+    Diverged { step: u64, epoch: usize },
+
     /// A file could not be read or written.
     #[error("{}: {source}", path.display())]
     Io { path: PathBuf, source: std::io::Error },

@@ -115,6 +115,9 @@ pub struct TrainArgs {
     pub beta2: f64,
     #[arg(long, default_value_t = 1e-8)]
     pub eps: f64,
+    /// Clip the gradient's global L2 norm to this before every update (PyTorch's clip_grad_norm_).
+    #[arg(long, value_name = "NORM")]
+    pub max_grad_norm: Option<f32>,
     /// Learning-rate schedule over epochs: constant, step (×--lr-gamma every --lr-step epochs), cosine (to
     /// --lr-min).
     #[arg(long, default_value = "constant")]

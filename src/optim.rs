@@ -182,6 +182,12 @@ pub fn update<T: Real>(cfg: &OptimConfig, params: &mut [T], grads: &[T], m: &mut
     }
 }
 
+/// PyTorch's `clip_grad_norm_` coefficient: `min(1, max_norm / (‖g‖ + 1e-6))`, the norm summed in f64.
+pub fn clip_coefficient<T: Real>(grads: &[T], max_norm: f32) -> T {
+    let norm = grads.iter().map(|g| g.to_f64().unwrap_or(f64::NAN).powi(2)).sum::<f64>().sqrt();
+    T::from_f64((max_norm as f64 / (norm + 1e-6)).min(1.0)).unwrap_or_else(T::nan)
+}
+
 /// A learning-rate schedule over epochs, as PyTorch's `StepLR` and `CosineAnnealingLR` define them.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Schedule {

@@ -261,6 +261,9 @@ pub fn train(
                 }
             }
         }
+        if let Some(step) = backend.diverged_at()? {
+            return Err(Error::Diverged { step, epoch: epoch + 1 });
+        }
         let train_loss = backend.take_loss_sum()? / n as f64;
         let eval = match test {
             Some(t) => Some(evaluate(backend, t, cfg.batch_size)?),
@@ -338,7 +341,12 @@ pub fn verify_step(
     let mut m: Vec<f64> = s0.m.iter().map(|&v| v as f64).collect();
     let mut vv: Vec<f64> = s0.v.iter().map(|&v| v as f64).collect();
     let s = StepScalars::new(&cfg, lr as f64, s0.step + 1);
-    optim::update(&cfg, &mut flat, &want.grads.to_flat(), &mut m, &mut vv, s);
+    let mut g = want.grads.to_flat();
+    if let Some(max) = backend.grad_clip() {
+        let c = optim::clip_coefficient(&g, max);
+        g.iter_mut().for_each(|v| *v *= c);
+    }
+    optim::update(&cfg, &mut flat, &g, &mut m, &mut vv, s);
 
     let mat = |a: &Array2<f64>| a.iter().copied().collect::<Vec<f64>>();
     let vec32 = |a: &Array2<f32>| a.iter().copied().collect::<Vec<f32>>();

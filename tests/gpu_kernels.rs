@@ -253,10 +253,11 @@ fn sgd_update_over_the_flat_buffer() {
     let gb = buffer::storage_init(&ctx, "grads", &g.to_f32().to_flat()).unwrap();
     let (m, v) = (nan_buffer(&ctx, 1), nan_buffer(&ctx, 1));
     let cfg = OptimConfig::sgd();
-    let sc = buffer::storage_init(&ctx, "scalars", &[0.0; 4]).unwrap();
-    let state = ops::OptimBuffers { m: &m, v: &v, scalars: &sc };
-    let [prepare, update] = ops::optimizer(&ctx, &cfg, n, 0.25, &gb, &pb, state).unwrap();
-    ops::run(&ctx, &[&prepare, &update]).unwrap();
+    let sc = buffer::storage_init(&ctx, "scalars", &ops::SCALARS_INIT).unwrap();
+    let loss = buffer::storage_init(&ctx, "loss", &[0.0, 0.0]).unwrap();
+    let state = ops::OptimBuffers { m: &m, v: &v, scalars: &sc, loss: &loss };
+    let d = ops::optimizer(&ctx, &cfg, n, 0.25, None, &gb, &pb, state).unwrap();
+    ops::run(&ctx, &d.iter().collect::<Vec<_>>()).unwrap();
     cpu::sgd_update(&mut p, &g, 0.25);
     assert_close("sgd params", &read(&ctx, &pb, 0, n), &p.to_flat(), 1e-7, 1e-6);
 }
@@ -281,14 +282,15 @@ fn every_optimizer_with_weight_decay_over_several_steps() {
             let mb = buffer::storage_init(&ctx, "m", &state(0)).unwrap();
             let vb = buffer::storage_init(&ctx, "v", &state(1)).unwrap();
             let (mut m, mut v) = (vec![0.0f64; n], vec![0.0f64; n]);
-            let sc = buffer::storage_init(&ctx, "scalars", &[0.0; 4]).unwrap();
+            let sc = buffer::storage_init(&ctx, "scalars", &ops::SCALARS_INIT).unwrap();
             for t in 1..=4u64 {
                 let g = f32_exact(&random(&mut r, 1, n, 1.0));
                 let gb = buffer::storage_init(&ctx, "grads", &to_f32(&g)).unwrap();
                 let s = StepScalars::new(&cfg, 0.01, t);
-                let state = ops::OptimBuffers { m: &mb, v: &vb, scalars: &sc };
-                let [prepare, update] = ops::optimizer(&ctx, &cfg, n, 0.01, &gb, &pb, state).unwrap();
-                ops::run(&ctx, &[&prepare, &update]).unwrap();
+                let loss = buffer::storage_init(&ctx, "loss", &[0.0, 0.0]).unwrap();
+                let state = ops::OptimBuffers { m: &mb, v: &vb, scalars: &sc, loss: &loss };
+                let d = ops::optimizer(&ctx, &cfg, n, 0.01, None, &gb, &pb, state).unwrap();
+                ops::run(&ctx, &d.iter().collect::<Vec<_>>()).unwrap();
                 optim::update(&cfg, &mut p, g.as_slice().unwrap(), &mut m, &mut v, s);
             }
             let name = format!("{} wd={} n={n}", cfg.kind.name(), cfg.weight_decay);

@@ -78,15 +78,16 @@ fn gpu_run(cfg: &OptimConfig, theta0: &[f32], grads: &[Vec<f32>], lr: f64) -> Ve
     let mb = buffer::storage_init(&ctx, "m", &state(k >= 1)).unwrap();
     let vb = buffer::storage_init(&ctx, "v", &state(k >= 2)).unwrap();
     // The step count and Adam's bias corrections live on the GPU.
-    let sc = buffer::storage_init(&ctx, "scalars", &[0.0; 4]).unwrap();
+    let sc = buffer::storage_init(&ctx, "scalars", &ops::SCALARS_INIT).unwrap();
     let mut out = Vec::new();
     for (t, g) in grads.iter().enumerate() {
         assert_eq!(g.len(), n);
         let gb = buffer::storage_init(&ctx, "grads", g).unwrap();
         let _ = t;
-        let state = ops::OptimBuffers { m: &mb, v: &vb, scalars: &sc };
-        let [prepare, update] = ops::optimizer(&ctx, cfg, n, lr as f32, &gb, &pb, state).unwrap();
-        ops::run(&ctx, &[&prepare, &update]).unwrap();
+        let loss = buffer::storage_init(&ctx, "loss", &[0.0, 0.0]).unwrap();
+                let state = ops::OptimBuffers { m: &mb, v: &vb, scalars: &sc, loss: &loss };
+        let d = ops::optimizer(&ctx, cfg, n, lr as f32, None, &gb, &pb, state).unwrap();
+        ops::run(&ctx, &d.iter().collect::<Vec<_>>()).unwrap();
         let m = if k >= 1 { read(&ctx, &mb, n) } else { Vec::new() };
         let v = if k >= 2 { read(&ctx, &vb, n) } else { Vec::new() };
         if k < 1 {

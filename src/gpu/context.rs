@@ -22,6 +22,9 @@ pub struct AdapterRequest {
     pub backends: Option<wgpu::Backends>,
     /// A case-insensitive substring of the adapter's name. `None` honours `WGPU_ADAPTER_NAME`.
     pub name: Option<String>,
+    /// Lowers the device's storage-binding limit below the adapter's (to test large-model handling on a
+    /// small device); `None` uses the adapter's own limit.
+    pub max_storage_binding: Option<u64>,
 }
 
 impl AdapterRequest {
@@ -197,12 +200,16 @@ impl GpuContext {
             };
             return Err(Error::NoAdapter { filter: filter_text, hint });
         };
-        Self::from_adapter(adapter)
+        Self::from_adapter(adapter, req.max_storage_binding)
     }
 
-    fn from_adapter(adapter: wgpu::Adapter) -> Result<Self> {
+    fn from_adapter(adapter: wgpu::Adapter, binding_cap: Option<u64>) -> Result<Self> {
         let summary = AdapterSummary::of(&adapter);
-        let limits = adapter.limits();
+        let mut limits = adapter.limits();
+        if let Some(cap) = binding_cap {
+            let cap = cap.min(limits.max_storage_buffer_binding_size as u64);
+            limits.max_storage_buffer_binding_size = cap as _;
+        }
         // Timestamp queries time the kernels in `backprop bench`; used only where the adapter has them.
         let features = adapter.features() & wgpu::Features::TIMESTAMP_QUERY;
         let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
@@ -288,6 +295,17 @@ impl GpuContext {
             .poll(wgpu::PollType::Wait { submission_index: Some(index), timeout: Some(self.timeout) })
             .map_err(|e| Error::Gpu(format!("waiting for the GPU: {e}")))?;
         self.check()
+    }
+
+    /// Runs `f` inside an out-of-memory error scope, so that a failed allocation is this call's typed error
+    /// rather than a later, unrelated one.
+    pub fn catch_oom<T>(&self, what: &str, f: impl FnOnce() -> Result<T>) -> Result<T> {
+        let scope = self.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
+        let result = f();
+        if let Some(e) = pollster::block_on(scope.pop()) {
+            return Err(Error::Gpu(format!("out of GPU memory while {what}: {e}")));
+        }
+        result
     }
 
     /// Waits, with a timeout, for all submitted work and pending mappings.

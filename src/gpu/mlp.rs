@@ -54,8 +54,9 @@ pub struct GpuMlp {
     /// Steps taken (the host's copy of t).
     step: u64,
     lr: Option<f32>,
-    /// `optim_prepare` and the update.
-    update: [Dispatch; 2],
+    /// `optim_prepare`, `grad_norm` when clipping, and the update.
+    update: Vec<Dispatch>,
+    max_grad_norm: Option<f32>,
     plans: HashMap<usize, BatchPlan>,
     timer: Option<Timer>,
     data: Option<ResidentData>,
@@ -83,10 +84,10 @@ impl GpuMlp {
         let scratch = buffer::storage(&ctx, "scratch", 1)?;
         let state_m = buffer::storage(&ctx, "optimizer m", 1)?;
         let state_v = buffer::storage(&ctx, "optimizer v", 1)?;
-        let scalars = buffer::storage_init(&ctx, "optimizer scalars", &[0.0; 4])?;
+        let scalars = buffer::storage_init(&ctx, "optimizer scalars", &ops::SCALARS_INIT)?;
         let optim = OptimConfig::sgd();
-        let state = ops::OptimBuffers { m: &state_m, v: &state_v, scalars: &scalars };
-        let update = ops::optimizer(&ctx, &optim, layout.len, 0.0, &grads, &params_buf, state)?;
+        let state = ops::OptimBuffers { m: &state_m, v: &state_v, scalars: &scalars, loss: &loss };
+        let update = ops::optimizer(&ctx, &optim, layout.len, 0.0, None, &grads, &params_buf, state)?;
         Ok(Self {
             ctx,
             spec,
@@ -103,6 +104,7 @@ impl GpuMlp {
             step: 0,
             lr: None,
             update,
+            max_grad_norm: None,
             plans: HashMap::new(),
             timer: None,
             data: None,
@@ -115,7 +117,8 @@ impl GpuMlp {
 
     fn ensure_plan(&mut self, batch: usize) -> Result<()> {
         if !self.plans.contains_key(&batch) {
-            let plan = self.build_plan(batch)?;
+            let what = format!("making the buffers for batch size {batch}");
+            let plan = self.ctx.catch_oom(&what, || self.build_plan(batch))?;
             self.plans.insert(batch, plan);
         }
         Ok(())
@@ -267,8 +270,9 @@ impl GpuMlp {
     }
 
     fn rebuild_update(&mut self) -> Result<()> {
-        let state = ops::OptimBuffers { m: &self.state_m, v: &self.state_v, scalars: &self.scalars };
-        self.update = ops::optimizer(&self.ctx, &self.optim, self.layout.len, 0.0, &self.grads, &self.params, state)?;
+        let state = ops::OptimBuffers { m: &self.state_m, v: &self.state_v, scalars: &self.scalars, loss: &self.loss };
+        let (n, clip) = (self.layout.len, self.max_grad_norm);
+        self.update = ops::optimizer(&self.ctx, &self.optim, n, 0.0, clip, &self.grads, &self.params, state)?;
         self.lr = None;
         Ok(())
     }
@@ -276,7 +280,7 @@ impl GpuMlp {
     /// Rewrites the optimizer's uniform when the learning rate changes (once per epoch at most).
     fn set_lr(&mut self, lr: f32) -> Result<()> {
         if self.lr != Some(lr) {
-            let p = OptimParams::new(&self.optim, self.layout.len, lr)?;
+            let p = OptimParams::new(&self.optim, self.layout.len, lr, self.max_grad_norm)?;
             for d in &self.update {
                 d.set_params(&self.ctx, &p);
             }
@@ -501,7 +505,7 @@ impl Backend for GpuMlp {
         self.state_v = buffer::storage_init(&self.ctx, "optimizer v", if k >= 2 { &zeros } else { &[0.0] })?;
         self.optim = cfg;
         self.step = 0;
-        self.ctx.queue.write_buffer(&self.scalars, 0, bytemuck::cast_slice(&[0.0f32; 4]));
+        self.ctx.queue.write_buffer(&self.scalars, 0, bytemuck::cast_slice(&ops::SCALARS_INIT));
         self.rebuild_update()
     }
 
@@ -529,7 +533,8 @@ impl Backend for GpuMlp {
         let t = u32::try_from(s.step).map_err(|_| Error::Invalid(format!("step count {} is too large", s.step)))?;
         let sc = StepScalars::new(&self.optim, 0.0, s.step);
         let bc2 = sc.bias_correction2_sqrt * sc.bias_correction2_sqrt;
-        let scalars = [f32::from_bits(t), sc.bias_correction1 as f32, sc.bias_correction2_sqrt as f32, bc2 as f32];
+        let scalars =
+            [f32::from_bits(t), sc.bias_correction1 as f32, sc.bias_correction2_sqrt as f32, bc2 as f32, 0.0, 1.0];
         self.ctx.queue.write_buffer(&self.scalars, 0, bytemuck::cast_slice(&scalars));
         Ok(())
     }
@@ -545,6 +550,22 @@ impl Backend for GpuMlp {
 
     fn run_steps(&mut self, rows: &[usize], batch: usize, lr: f32) -> Result<()> {
         GpuMlp::run_steps(self, rows, batch, lr)
+    }
+
+    fn set_grad_clip(&mut self, max_norm: Option<f32>) -> Result<()> {
+        crate::backend::check_clip(max_norm)?;
+        self.max_grad_norm = max_norm;
+        self.rebuild_update()
+    }
+
+    fn grad_clip(&self) -> Option<f32> {
+        self.max_grad_norm
+    }
+
+    fn diverged_at(&mut self) -> Result<Option<u64>> {
+        let v = buffer::read(&self.ctx, &self.scalars, 4, 1)?;
+        let step = v.first().map(|f| f.to_bits()).unwrap_or(0);
+        Ok((step != 0).then_some(step as u64))
     }
 
     fn take_loss_sum(&mut self) -> Result<f64> {

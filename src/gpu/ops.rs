@@ -481,14 +481,22 @@ pub struct OptimParams {
     pub eps: f32,
     pub one_minus_beta1: f32,
     pub one_minus_beta2: f32,
-    pub _pad1: [u32; 2],
+    /// Clip the gradient's norm to this (0: no clipping).
+    pub max_grad_norm: f32,
+    pub _pad1: u32,
 }
 
 impl OptimParams {
-    /// The uniform of `cfg` over `n` parameters at learning rate `lr`.
-    pub fn new(cfg: &OptimConfig, n: usize, lr: f32) -> Result<Self> {
-        let mut p =
-            Self { n: u32_of("parameter count", n)?, lr, weight_decay: cfg.weight_decay as f32, ..Self::default() };
+    /// The uniform of `cfg` over `n` parameters at learning rate `lr`, clipping the gradient norm to
+    /// `max_grad_norm` when given.
+    pub fn new(cfg: &OptimConfig, n: usize, lr: f32, max_grad_norm: Option<f32>) -> Result<Self> {
+        let mut p = Self {
+            n: u32_of("parameter count", n)?,
+            lr,
+            weight_decay: cfg.weight_decay as f32,
+            max_grad_norm: max_grad_norm.unwrap_or(0.0),
+            ..Self::default()
+        };
         match cfg.kind {
             OptimizerKind::Sgd => {}
             OptimizerKind::Momentum { momentum } => p.momentum = momentum as f32,
@@ -505,34 +513,46 @@ impl OptimParams {
 }
 
 /// The state an optimizer update binds: momentum / first moment `m`, second moment `v` (P each, or spare
-/// buffers where the rule keeps less), and `scalars` = [t, bc1, bc2_sqrt, bc2] (4 values, see `optim.wgsl`).
+/// buffers where the rule keeps less), `scalars` = [t, bc1, bc2_sqrt, bc2, first bad step, clip] (6 values,
+/// see `optim.wgsl`; start from `SCALARS_INIT`), and the `loss` buffer the step's loss is in.
 pub struct OptimBuffers<'a> {
     pub m: &'a wgpu::Buffer,
     pub v: &'a wgpu::Buffer,
     pub scalars: &'a wgpu::Buffer,
+    pub loss: &'a wgpu::Buffer,
 }
 
-/// The two dispatches of one optimizer step over `n` parameters: `optim_prepare` (advances t and the bias
-/// corrections on the GPU) and the update itself, which reads `grads` and updates `params`, `m`, `v`.
+/// The initial value of the optimizer's `scalars` buffer.
+pub const SCALARS_INIT: [f32; 6] = [0.0, 0.0, 0.0, 0.0, 0.0, 1.0];
+
+/// The dispatches of one optimizer step over `n` parameters, in order: `optim_prepare` (advances t and the
+/// bias corrections on the GPU, notes a non-finite loss), `grad_norm` when clipping, and the update itself,
+/// which reads `grads` and updates `params`, `m`, `v`.
+#[allow(clippy::too_many_arguments)]
 pub fn optimizer(
     ctx: &GpuContext,
     cfg: &OptimConfig,
     n: usize,
     lr: f32,
+    max_grad_norm: Option<f32>,
     grads: &wgpu::Buffer,
     params: &wgpu::Buffer,
     state: OptimBuffers<'_>,
-) -> Result<[Dispatch; 2]> {
+) -> Result<Vec<Dispatch>> {
     let kernel = match cfg.kind {
         OptimizerKind::Sgd => Kernel::Sgd,
         OptimizerKind::Momentum { .. } => Kernel::Momentum,
         OptimizerKind::Adam { .. } => Kernel::Adam,
     };
-    let p = OptimParams::new(cfg, n, lr)?;
+    let p = OptimParams::new(cfg, n, lr, max_grad_norm)?;
     let g = elementwise_groups(ctx, kernel.entry_point(), n)?;
-    let bufs = [grads, params, state.m, state.v, state.scalars];
-    let prepare = Dispatch::new(ctx, Kernel::OptimPrepare, &p, &bufs, [1, 1, 1]);
-    Ok([prepare, Dispatch::new(ctx, kernel, &p, &bufs, g)])
+    let bufs = [grads, params, state.m, state.v, state.scalars, state.loss];
+    let mut out = vec![Dispatch::new(ctx, Kernel::OptimPrepare, &p, &bufs, [1, 1, 1])];
+    if max_grad_norm.is_some() {
+        out.push(Dispatch::new(ctx, Kernel::GradNorm, &p, &bufs, [1, 1, 1]));
+    }
+    out.push(Dispatch::new(ctx, kernel, &p, &bufs, g));
+    Ok(out)
 }
 
 /// Uniform of `gather_rows` (`GatherParams` in `data.wgsl`).

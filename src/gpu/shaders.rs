@@ -71,6 +71,7 @@ pub enum Kernel {
     Momentum,
     Adam,
     OptimPrepare,
+    GradNorm,
     GatherRows,
 }
 
@@ -78,10 +79,10 @@ pub enum Kernel {
 const ELEMENTWISE: &[Slot] = &[Slot::Uniform, Slot::Read, Slot::Read, Slot::ReadWrite];
 /// The binding layout of the optimizers: parameters, gradients, then θ, m, v updated in place.
 const OPTIMIZER: &[Slot] =
-    &[Slot::Uniform, Slot::Read, Slot::ReadWrite, Slot::ReadWrite, Slot::ReadWrite, Slot::ReadWrite];
+    &[Slot::Uniform, Slot::Read, Slot::ReadWrite, Slot::ReadWrite, Slot::ReadWrite, Slot::ReadWrite, Slot::Read];
 
 impl Kernel {
-    pub const ALL: [Kernel; 14] = [
+    pub const ALL: [Kernel; 15] = [
         Self::Matmul,
         Self::MatmulBig,
         Self::ActivationForward,
@@ -95,6 +96,7 @@ impl Kernel {
         Self::Momentum,
         Self::Adam,
         Self::OptimPrepare,
+        Self::GradNorm,
         Self::GatherRows,
     ];
 
@@ -104,7 +106,7 @@ impl Kernel {
             Self::ActivationForward | Self::ActivationBackward => ShaderFile::Activation,
             Self::LossGrad | Self::MseLoss | Self::XentLoss | Self::SoftmaxRows => ShaderFile::Loss,
             Self::BiasGrad => ShaderFile::Grad,
-            Self::Sgd | Self::Momentum | Self::Adam | Self::OptimPrepare => ShaderFile::Optim,
+            Self::Sgd | Self::Momentum | Self::Adam | Self::OptimPrepare | Self::GradNorm => ShaderFile::Optim,
             Self::GatherRows => ShaderFile::Data,
         }
     }
@@ -124,6 +126,7 @@ impl Kernel {
             Self::Momentum => "momentum",
             Self::Adam => "adam",
             Self::OptimPrepare => "optim_prepare",
+            Self::GradNorm => "grad_norm",
             Self::GatherRows => "gather_rows",
         }
     }
@@ -134,7 +137,7 @@ impl Kernel {
             Self::Matmul | Self::MatmulBig => {
                 &[Slot::Uniform, Slot::Read, Slot::Read, Slot::Read, Slot::ReadWrite, Slot::ReadWrite]
             }
-            Self::Sgd | Self::Momentum | Self::Adam | Self::OptimPrepare => OPTIMIZER,
+            Self::Sgd | Self::Momentum | Self::Adam | Self::OptimPrepare | Self::GradNorm => OPTIMIZER,
             _ => ELEMENTWISE,
         }
     }
