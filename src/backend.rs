@@ -29,7 +29,8 @@ pub trait Backend {
     /// Makes X (N, I_0), Y (N, O_L) the training set that `run_steps` names rows of (uploaded once on the GPU).
     fn set_data(&mut self, x: ArrayView2<f32>, y: ArrayView2<f32>) -> Result<()>;
     /// Training steps on the rows `rows` of the training set, `batch` at a time (the last batch may be
-    /// smaller), with no read-back; losses go to the running sum. On the GPU: one submit.
+    /// smaller), with no read-back; losses go to the running sum. On the GPU: one submit. At most N rows
+    /// per call (an epoch's order, or part of it).
     fn run_steps(&mut self, rows: &[usize], batch: usize, lr: f32) -> Result<()>;
     /// Clips the gradient's global norm to `max_norm` before every update (PyTorch's `clip_grad_norm_`), or
     /// not at all with `None` (the default).

@@ -110,6 +110,16 @@ fn open_backend(device: &DeviceArgs, spec: MlpSpec, params: &Params<f32>) -> Res
 
 /// Loads the data set a command names. `classes` fixes the class count (evaluating a trained model).
 fn load_data(args: &DataArgs, classes: Option<usize>, seed: u64) -> Result<Dataset> {
+    if args.data.trim().is_empty() {
+        return Err(Error::Invalid("--data is empty (give digits, xor, spirals, sine or a file)".into()));
+    }
+    let bundled = ["digits", "xor", "spirals", "sine"].contains(&args.data.as_str());
+    if bundled && args.labels.is_some() {
+        return Err(Error::Invalid(format!(
+            "--labels goes with an IDX images file as --data, not with the bundled '{}'",
+            args.data
+        )));
+    }
     let path = Path::new(&args.data);
     if let Some(labels) = &args.labels {
         if args.targets.is_some() {
@@ -139,22 +149,43 @@ fn load_data(args: &DataArgs, classes: Option<usize>, seed: u64) -> Result<Datas
             ),
         ));
     }
-    if is_idx(path) {
-        return Err(Error::Invalid(format!(
-            "{} looks like an IDX images file: give its labels file with --labels",
-            path.display()
-        )));
+    match idx_kind(path) {
+        Some("images") => {
+            return Err(Error::Invalid(format!(
+                "{} looks like an IDX images file: give its labels file with --labels",
+                path.display()
+            )));
+        }
+        Some(_) => {
+            return Err(Error::Invalid(format!(
+                "{} looks like an IDX labels file: pass it as --labels, with the matching images as --data",
+                path.display()
+            )));
+        }
+        None => {}
     }
     data::load_csv(path, TargetSpec { targets: args.targets, classes })
 }
 
 /// IDX files start with two zero bytes (or are gzip-compressed IDX, named *.gz without ".csv").
-fn is_idx(path: &Path) -> bool {
+/// The kind of IDX file at `path` from its magic number (0x0000_08_03 images, 0x0000_08_01 labels), if it is one.
+fn idx_kind(path: &Path) -> Option<&'static str> {
     let name = path.to_string_lossy().to_lowercase();
     if name.ends_with(".csv") || name.ends_with(".csv.gz") {
-        return false;
+        return None;
     }
-    std::fs::read(path).map(|b| b.len() >= 4 && b[0] == 0 && b[1] == 0 && b[2] == 8).unwrap_or(false)
+    let mut head = [0u8; 4];
+    let mut f = std::fs::File::open(path).ok()?;
+    std::io::Read::read_exact(&mut f, &mut head).ok()?;
+    match head {
+        [0, 0, 8, 3] => Some("images"),
+        [0, 0, 8, 1] => Some("labels"),
+        _ => None,
+    }
+}
+
+fn is_idx(path: &Path) -> bool {
+    idx_kind(path).is_some()
 }
 
 fn parse_widths(s: &str) -> Result<Vec<usize>> {
@@ -614,9 +645,9 @@ pub fn bench(args: &crate::BenchArgs) -> Result<()> {
     if args.steps == 0 {
         return Err(Error::Invalid("--steps must be at least 1".into()));
     }
-    for p in [args.peak_gflops, args.cpu_peak_gflops].into_iter().flatten() {
-        if !(p > 0.0 && p.is_finite()) {
-            return Err(Error::Invalid(format!("a peak of {p} GFLOP/s is not a positive number")));
+    for (flag, p) in [("--peak-gflops", args.peak_gflops), ("--cpu-peak-gflops", args.cpu_peak_gflops)] {
+        if let Some(p) = p.filter(|p| !(*p > 0.0 && p.is_finite())) {
+            return Err(Error::Invalid(format!("{flag} must be a positive number of GFLOP/s, got {p}")));
         }
     }
     let ctx = if run_gpu {

@@ -429,6 +429,13 @@ impl Backend for CpuBackend {
             if let Some(&bad) = rows.iter().find(|&&r| r >= x.nrows()) {
                 return Err(crate::error::Error::shape("row index", format!("< {}", x.nrows()), bad));
             }
+            if rows.len() > x.nrows() {
+                return Err(crate::error::Error::shape(
+                    "rows in one call",
+                    format!("at most {}", x.nrows()),
+                    rows.len(),
+                ));
+            }
             for chunk in rows.chunks(batch.max(1)) {
                 let (xb, yb) = (x.select(ndarray::Axis(0), chunk), y.select(ndarray::Axis(0), chunk));
                 self.step(xb.view(), yb.view(), lr, false)?;

@@ -23,10 +23,37 @@ pub fn check_output_path(path: &Path) -> Result<()> {
         return Err(Error::io(path, std::io::Error::other("is a directory, not a file")));
     }
     let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    if dir.exists() && !dir.is_dir() {
+        return Err(Error::io(path, std::io::Error::other(format!("{} is not a directory", dir.display()))));
+    }
     if !dir.is_dir() {
         return Err(Error::io(path, std::io::Error::other(format!("directory {} does not exist", dir.display()))));
     }
     Ok(())
+}
+
+/// Removes temporary files that killed runs left beside `path` (`.NAME.PID.tmp.EXT` whose process is gone).
+/// Only where processes can be looked up (`/proc`); elsewhere they stay, harmless.
+fn remove_stale_temps(path: &Path) {
+    let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else { return };
+    let dir = if dir.as_os_str().is_empty() { Path::new(".") } else { dir };
+    if !Path::new("/proc/self").exists() {
+        return;
+    }
+    let prefix = format!(".{}.", name.to_string_lossy());
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    for e in entries.flatten() {
+        let file = e.file_name().to_string_lossy().into_owned();
+        let pid =
+            file.strip_prefix(&prefix).and_then(|rest| rest.split('.').next()).and_then(|p| p.parse::<u32>().ok());
+        if let Some(pid) = pid {
+            let tmp_name = temp_path(path).file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            let expected = tmp_name.replacen(&std::process::id().to_string(), &pid.to_string(), 1);
+            if file == expected && pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists() {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
+    }
 }
 
 /// Writes `bytes` to `path` atomically.
@@ -42,6 +69,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
 /// temporary file is removed and `path` is left as it was.
 pub fn write_atomic_with(path: &Path, write: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
     check_output_path(path)?;
+    remove_stale_temps(path);
     let tmp = temp_path(path);
     let result = write(&tmp).and_then(|()| std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e)));
     if result.is_err() {

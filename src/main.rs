@@ -197,6 +197,7 @@ enum Command {
     #[command(allow_negative_numbers = true)]
     Train(Box<TrainArgs>),
     /// Evaluate a saved model on a data set: loss, accuracy and confusion matrix.
+    #[command(allow_negative_numbers = true)]
     Eval {
         /// A checkpoint written by `train --out`.
         #[arg(long, value_name = "FILE")]
@@ -212,6 +213,7 @@ enum Command {
         device: DeviceArgs,
     },
     /// Write a saved model's predictions for a data set to a CSV file.
+    #[command(allow_negative_numbers = true)]
     Predict {
         #[arg(long, value_name = "FILE")]
         model: PathBuf,
@@ -238,6 +240,7 @@ enum Command {
     },
     /// Time training steps of the standard configurations (seed, small, mnist, wide: sigmoid, MSE, SGD) on
     /// the CPU and GPU backends, and find the batch size at which the GPU beats the CPU.
+    #[command(allow_negative_numbers = true)]
     Bench(BenchArgs),
     /// List every adapter wgpu finds, with the limits that matter for training.
     Devices {

@@ -51,6 +51,31 @@ impl TrainConfig {
             if v.every == 0 {
                 return Err(Error::Invalid("--verify N needs N >= 1".into()));
             }
+            for (flag, t) in [("--verify-atol", v.atol), ("--verify-rtol", v.rtol)] {
+                if !(t >= 0.0 && t.is_finite()) {
+                    return Err(Error::Invalid(format!("{flag} must be a number >= 0, got {t}")));
+                }
+            }
+        }
+        match self.schedule {
+            Schedule::Step { gamma, .. } if !(gamma > 0.0 && gamma.is_finite()) => {
+                return Err(Error::Invalid(format!("--lr-gamma must be a positive number, got {gamma}")));
+            }
+            Schedule::Cosine { min_lr } if !(min_lr >= 0.0 && min_lr.is_finite()) => {
+                return Err(Error::Invalid(format!("--lr-min must be a number >= 0, got {min_lr}")));
+            }
+            _ => {}
+        }
+        if let Some(e) = (0..self.epochs).find(|&e| {
+            let lr = self.schedule.lr(self.lr, e, self.epochs);
+            !(lr > 0.0 && lr.is_finite() && (lr as f32).is_finite())
+        }) {
+            let lr = self.schedule.lr(self.lr, e, self.epochs);
+            return Err(Error::Invalid(format!(
+                "the {} schedule gives epoch {} a learning rate of {lr}; check --lr, --lr-gamma and --lr-min",
+                self.schedule.name(),
+                e + 1
+            )));
         }
         self.optimizer.validate()
     }
@@ -180,7 +205,7 @@ pub fn evaluate(backend: &mut dyn Backend, ds: &Dataset, batch: usize) -> Result
 pub fn check_data(spec: &MlpSpec, ds: &Dataset) -> Result<()> {
     if ds.features() != spec.input_width() {
         return Err(Error::Invalid(format!(
-            "{} has {} feature columns but the network's input width is {} (the first number of --layers)",
+            "{} has {} feature columns but the network's input width is {}",
             ds.name,
             ds.features(),
             spec.input_width()
@@ -189,7 +214,7 @@ pub fn check_data(spec: &MlpSpec, ds: &Dataset) -> Result<()> {
     if ds.target_width() != spec.output_width() {
         let what = if ds.labels.is_some() { "classes" } else { "targets" };
         return Err(Error::Invalid(format!(
-            "{} has {} {what} but the network's output width is {} (the last number of --layers)",
+            "{} has {} {what} but the network's output width is {}",
             ds.name,
             ds.target_width(),
             spec.output_width()
