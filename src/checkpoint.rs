@@ -170,8 +170,33 @@ fn read_file(path: &Path) -> Result<Vec<u8>> {
     std::fs::read(path).map_err(|e| Error::io(path, e))
 }
 
+/// Checks the header's sizes before the safetensors crate sees them: every `data_offsets` range must lie
+/// inside the file (its own check can overflow on crafted offsets).
+fn precheck(bytes: &[u8]) -> std::result::Result<(), String> {
+    let n = bytes.get(..8).map(|b| u64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]));
+    let n = n.ok_or("shorter than the 8-byte header length")?;
+    let end =
+        8u64.checked_add(n).filter(|&e| e <= bytes.len() as u64).ok_or("header length past the end of the file")?;
+    let header: Value =
+        serde_json::from_slice(&bytes[8..end as usize]).map_err(|e| format!("header is not JSON: {e}"))?;
+    let data_len = bytes.len() as u64 - end;
+    for (name, t) in header.as_object().ok_or("header is not a JSON object")? {
+        if name == "__metadata__" {
+            continue;
+        }
+        let off = t.get("data_offsets").and_then(Value::as_array);
+        let range: Option<Vec<u64>> = off.map(|a| a.iter().filter_map(Value::as_u64).collect());
+        match range.as_deref() {
+            Some([a, b]) if a <= b && *b <= data_len => {}
+            _ => return Err(format!("tensor '{name}' has data offsets outside the file")),
+        }
+    }
+    Ok(())
+}
+
 fn parse<'a>(path: &Path, bytes: &'a [u8]) -> Result<(SafeTensors<'a>, HashMap<String, String>)> {
     let bad = |m: String| Error::data(path, m);
+    precheck(bytes).map_err(|m| bad(format!("not a valid safetensors file (corrupt or truncated): {m}")))?;
     let (_, metadata) = SafeTensors::read_metadata(bytes)
         .map_err(|e| bad(format!("not a valid safetensors file (corrupt or truncated): {e}")))?;
     let meta = metadata.metadata().clone().unwrap_or_default();

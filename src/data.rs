@@ -103,6 +103,23 @@ pub struct TargetSpec {
     pub classes: Option<usize>,
 }
 
+/// The most one-hot target values a data set may need (2^28 f32, 1 GiB): a single stray label such as 65535
+/// must not make a small file allocate gigabytes.
+pub const MAX_TARGET_VALUES: usize = 1 << 28;
+
+fn check_one_hot_size(path: &Path, rows: usize, classes: usize) -> Result<()> {
+    match rows.checked_mul(classes) {
+        Some(n) if n <= MAX_TARGET_VALUES => Ok(()),
+        _ => Err(Error::data(
+            path,
+            format!(
+                "{rows} rows with {classes} classes (the largest label is {}) need more than {MAX_TARGET_VALUES} one-hot values; is a label wrong?",
+                classes.saturating_sub(1)
+            ),
+        )),
+    }
+}
+
 /// Checks a fixed class count given as an option.
 fn check_classes(classes: Option<usize>, path: &Path) -> Result<()> {
     match classes {
@@ -258,6 +275,7 @@ fn parse_csv_inner(text: &str, path: &Path, spec: TargetSpec, features_only: boo
         Some(_) => Ok(Dataset::regression(&name, x, all.slice(s![.., nfeat..]).to_owned())),
         None => {
             let classes = spec.classes.unwrap_or_else(|| labels.iter().max().map_or(1, |m| m + 1));
+            check_one_hot_size(path, labels.len(), classes)?;
             Ok(Dataset::classification(name, x, labels, classes))
         }
     }
@@ -265,7 +283,9 @@ fn parse_csv_inner(text: &str, path: &Path, spec: TargetSpec, features_only: boo
 
 /// Checks one class label cell; the error is the problem without its position.
 fn parse_label(v: f32, cell: &str, classes: Option<usize>) -> std::result::Result<usize, String> {
-    if v < 0.0 || v.fract() != 0.0 {
+    // Judged on the text's exact value: as an f32, 0.99999999 would round to the class 1.
+    let exact: f64 = cell.parse().unwrap_or(f64::NAN);
+    if v < 0.0 || exact.fract() != 0.0 {
         return Err(format!("class label {} is not a non-negative integer", quote(cell)));
     }
     let limit = classes.unwrap_or(MAX_CLASSES);
@@ -315,7 +335,9 @@ pub fn load_idx(images: &Path, labels: &Path, classes: Option<usize>) -> Result<
     }
     let x = Array2::from_shape_vec((n, size), pixels.into_iter().map(f32::from).collect())
         .map_err(|e| Error::data(images, e.to_string()))?; // (N, rows*cols)
-    Ok(Dataset::classification(images.display().to_string(), x, labels_vec, classes.unwrap_or(max + 1)))
+    let classes = classes.unwrap_or(max + 1);
+    check_one_hot_size(labels, labels_vec.len(), classes)?;
+    Ok(Dataset::classification(images.display().to_string(), x, labels_vec, classes))
 }
 
 /// Reads `buf.len()` bytes unless the stream ends first; returns how many were read.
@@ -372,7 +394,9 @@ fn read_idx(path: &Path, magic: u32, what: &str) -> Result<(Vec<usize>, Vec<u8>)
         ));
     }
     let dims: Vec<usize> = words.iter().skip(1).map(|&d| d as usize).collect();
-    let Some(payload_len) = dims.iter().try_fold(1usize, |a, &d| a.checked_mul(d)) else {
+    // No buffer can hold more than isize::MAX bytes; that bound also keeps the sums below from overflowing.
+    let payload_len = dims.iter().try_fold(1usize, |a, &d| a.checked_mul(d)).filter(|&n| n <= isize::MAX as usize / 2);
+    let Some(payload_len) = payload_len else {
         return Err(Error::data(path, format!("header dimensions {dims:?} are too large")));
     };
     let mut payload = Vec::new();
