@@ -1,7 +1,7 @@
 // linear.wgsl: one tiled matrix product with strided operands serves all three products of a layer.
 //
 //   forward        Z = A_prev · W + b, A = f(Z)    A_prev (B, I), W (I, O)       → Z, A (B, O)
-//   input grad     dA_prev = δ · Wᵀ                δ (B, O), Wᵀ read from W (I, O) → (B, I)
+//   input grad     δ_prev = (δ · Wᵀ) ⊙ f'(Z_prev)   δ (B, O), Wᵀ read from W (I, O), Z_prev (B, I) → (B, I)
 //   weight grad    dW = A_prevᵀ · δ                 A_prevᵀ read from (B, I), δ (B, O) → (I, O)
 //                  (the sum over the batch of the outer products a_prev_b ⊗ δ_b)
 //
@@ -19,6 +19,7 @@ struct MatmulParams {
 // flags
 const ADD_BIAS: u32 = 1u;   // add bias[bias_off + n] to every row
 const WRITE_PRE: u32 = 2u;  // also store the value before the activation into `pre`
+const MUL_DERIV: u32 = 4u;  // backward: out = C ⊙ f'(pre), pre the previous layer's Z; fuses δ = dA ⊙ f'(Z)
 
 @group(0) @binding(0) var<uniform> p: MatmulParams;
 @group(0) @binding(1) var<storage, read> a: array<f32>;
@@ -30,6 +31,10 @@ const WRITE_PRE: u32 = 2u;  // also store the value before the activation into `
 // The epilogue of both variants: bias, pre-activation store, activation, bounds-checked.
 fn store(r: u32, c: u32, acc: f32) {
     if (r < p.m && c < p.n) {
+        if ((p.flags & MUL_DERIV) != 0u) {
+            out[p.out_off + r * p.n + c] = acc * activate_derivative(p.act, pre[p.pre_off + r * p.n + c]);
+            return;
+        }
         var v = acc;
         if ((p.flags & ADD_BIAS) != 0u) { v += bias[p.bias_off + c]; }
         if ((p.flags & WRITE_PRE) != 0u) { pre[p.pre_off + r * p.n + c] = v; }

@@ -62,7 +62,7 @@ fn matmul_forward_with_bias_and_every_fused_activation() {
                 (b, o, i),
                 Strided::rows(&xb, 0, i),
                 Strided::rows(&pb, w_off, o),
-                Epilogue { bias: Some((&pb, b_off)), pre: Some((&pre, 0)), activation: act },
+                Epilogue::forward((&pb, b_off), (&pre, 0), act),
                 (&out, 0),
                 &scratch,
             )
@@ -116,6 +116,40 @@ fn matmul_input_grad_reads_w_transposed() {
         ops::run(&ctx, &[&d]).unwrap();
         let want = cpu::input_grad(delta.view(), w.view());
         assert_close(&format!("dA_prev ({b},{i},{o}) {tile:?}"), &read(&ctx, &out, 0, b * i), &flat(&want), ATOL, RTOL);
+    }
+}
+
+#[test]
+fn matmul_input_grad_with_the_activation_derivative_fused() {
+    let ctx = gpu();
+    let mut r = rng(12);
+    for (tile, (b, i, o)) in tiled() {
+        for act in Activation::ALL {
+            let delta = f32_exact(&random(&mut r, b, o, 1.0));
+            let w = f32_exact(&random(&mut r, i, o, 1.0));
+            let z_prev = f32_exact(&random(&mut r, b, i, 3.0));
+            let db = buffer::storage_init(&ctx, "delta", &to_f32(&delta)).unwrap();
+            let wb = buffer::storage_init(&ctx, "w", &to_f32(&w)).unwrap();
+            let zb = buffer::storage_init(&ctx, "z", &to_f32(&z_prev)).unwrap();
+            let out = nan_buffer(&ctx, b * i);
+            let scratch = nan_buffer(&ctx, 1);
+            let d = ops::matmul_tiled(
+                &ctx,
+                tile,
+                (b, i, o),
+                Strided::rows(&db, 0, o),
+                Strided::transposed(&wb, 0, o),
+                Epilogue::derivative(act, (&zb, 0)),
+                (&out, 0),
+                &scratch,
+            )
+            .unwrap();
+            ops::run(&ctx, &[&d]).unwrap();
+            let da = cpu::input_grad(delta.view(), w.view());
+            let want = cpu::activation_backward(act, da.view(), z_prev.view());
+            let name = format!("fused delta_prev ({b},{i},{o}) {act} {tile:?}");
+            assert_close(&name, &read(&ctx, &out, 0, b * i), &flat(&want), 1e-5, 1e-4);
+        }
     }
 }
 

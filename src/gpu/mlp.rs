@@ -24,11 +24,12 @@ use crate::optim::{OptimConfig, OptimState, StepScalars};
 struct BatchPlan {
     x: wgpu::Buffer,
     y: wgpu::Buffer,
-    /// Per layer: Z_l, A_l, δ_l, each (B, O_l). (dL/dA_l buffers are only touched by kernels.)
+    /// Per layer: Z_l, A_l, δ_l, each (B, O_l).
     pre: Vec<wgpu::Buffer>,
     post: Vec<wgpu::Buffer>,
     delta: Vec<wgpu::Buffer>,
-    _grad: Vec<wgpu::Buffer>,
+    /// dL/dA_L (B, O_L) for MSE (hidden layers' δ comes straight out of the fused input-gradient product).
+    _loss_grad: wgpu::Buffer,
     forward: Vec<Dispatch>,
     loss: Dispatch,
     backward: Vec<Dispatch>,
@@ -136,12 +137,12 @@ impl GpuMlp {
         let xent = spec.loss() == Loss::CrossEntropy;
         let x = buffer::storage(ctx, "input batch", b * spec.input_width())?;
         let y = buffer::storage(ctx, "target batch", b * spec.output_width())?;
-        let (mut pre, mut post, mut grad, mut delta) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        let (mut pre, mut post, mut delta) = (Vec::new(), Vec::new(), Vec::new());
+        let loss_grad = buffer::storage(ctx, "dA_L", b * spec.output_width())?;
         for l in 0..n_layers {
             let o = spec.layer_shape(l).1;
             pre.push(buffer::storage(ctx, &format!("Z{l}"), b * o)?);
             post.push(buffer::storage(ctx, &format!("A{l}"), b * o)?);
-            grad.push(buffer::storage(ctx, &format!("dA{l}"), b * o)?);
             delta.push(buffer::storage(ctx, &format!("delta{l}"), b * o)?);
         }
 
@@ -156,11 +157,7 @@ impl GpuMlp {
                 (b, o, i),
                 Strided::rows(input, 0, i),
                 Strided::rows(&self.params, off.w, o),
-                Epilogue {
-                    bias: Some((&self.params, off.b)),
-                    pre: Some((&pre[l], 0)),
-                    activation: spec.activations()[l],
-                },
+                Epilogue::forward((&self.params, off.b), (&pre[l], 0), spec.activations()[l]),
                 (&post[l], 0),
                 &self.scratch,
             )?);
@@ -174,7 +171,7 @@ impl GpuMlp {
         let (loss, first) = match spec.loss() {
             Loss::Mse => (
                 ops::mse_loss(ctx, out_shape, &post[last], &y, (&self.loss, 0), b as f32)?,
-                ops::mse_grad(ctx, out_shape, &post[last], &y, &grad[last])?,
+                ops::mse_grad(ctx, out_shape, &post[last], &y, &loss_grad)?,
             ),
             // The fused gradient is δ_L itself.
             Loss::CrossEntropy => (
@@ -187,10 +184,10 @@ impl GpuMlp {
             let (i, o) = spec.layer_shape(l);
             let off = self.layout.layers[l];
             let input = if l == 0 { &x } else { &post[l - 1] };
-            if !(xent && l == last) {
-                // δ = dA ⊙ f'(Z)
+            if l == last && !xent {
+                // δ_L = dA_L ⊙ f'(Z_L); hidden layers get their δ fused into the product below.
                 let act = spec.activations()[l];
-                backward.push(ops::activation_backward(ctx, act, b * o, &grad[l], &pre[l], &delta[l])?);
+                backward.push(ops::activation_backward(ctx, act, b * o, &loss_grad, &pre[l], &delta[l])?);
             }
             // dW = A_prevᵀ · δ
             backward.push(ops::matmul(
@@ -204,20 +201,20 @@ impl GpuMlp {
             )?);
             // db = Σ_b δ_b
             backward.push(ops::bias_grad(ctx, (b, o), &delta[l], (&self.grads, off.b))?);
-            // dA_prev = δ · Wᵀ
+            // δ_prev = (δ · Wᵀ) ⊙ f'(Z_prev), the derivative fused into the product's epilogue
             if l > 0 {
                 backward.push(ops::matmul(
                     ctx,
                     (b, i, o),
                     Strided::rows(&delta[l], 0, o),
                     Strided::transposed(&self.params, off.w, o),
-                    Epilogue::none(),
-                    (&grad[l - 1], 0),
+                    Epilogue::derivative(spec.activations()[l - 1], (&pre[l - 1], 0)),
+                    (&delta[l - 1], 0),
                     &self.scratch,
                 )?);
             }
         }
-        Ok(BatchPlan { x, y, pre, post, delta, _grad: grad, forward, loss, backward })
+        Ok(BatchPlan { x, y, pre, post, delta, _loss_grad: loss_grad, forward, loss, backward })
     }
 
     fn upload(&mut self, x: ArrayView2<f32>, y: Option<ArrayView2<f32>>) -> Result<()> {

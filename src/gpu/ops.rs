@@ -130,6 +130,8 @@ pub struct MatmulParams {
 pub const ADD_BIAS: u32 = 1;
 /// Also store the value before the activation.
 pub const WRITE_PRE: u32 = 2;
+/// Multiply by `f'(pre)` instead (the backward epilogue).
+pub const MUL_DERIV: u32 = 4;
 
 /// A strided view of a matrix inside a flat buffer: element (r, c) is at `offset + r*row_stride + c*col_stride`.
 #[derive(Clone, Copy, Debug)]
@@ -151,19 +153,32 @@ impl<'a> Strided<'a> {
     }
 }
 
-/// The epilogue of a product: optional bias, optional pre-activation store, activation.
+/// The epilogue of a product: optional bias, optional pre-activation store, activation; or, backward, a
+/// product by the activation's derivative at a stored pre-activation.
 pub struct Epilogue<'a> {
     /// (buffer, offset) of a bias of N values.
     pub bias: Option<(&'a wgpu::Buffer, usize)>,
     /// (buffer, offset) where the pre-activation (M, N) is stored.
     pub pre: Option<(&'a wgpu::Buffer, usize)>,
     pub activation: Activation,
+    /// Backward: `C ⊙ f'(Z)` with Z (M, N) at (buffer, offset) and f = `activation`; `bias` and `pre` unused.
+    pub derivative_at: Option<(&'a wgpu::Buffer, usize)>,
 }
 
-impl Epilogue<'_> {
+impl<'a> Epilogue<'a> {
     /// A plain product.
     pub fn none() -> Self {
-        Self { bias: None, pre: None, activation: Activation::Identity }
+        Self { bias: None, pre: None, activation: Activation::Identity, derivative_at: None }
+    }
+
+    /// Forward: `f(C + bias)`, storing `C + bias` at `pre`.
+    pub fn forward(bias: (&'a wgpu::Buffer, usize), pre: (&'a wgpu::Buffer, usize), activation: Activation) -> Self {
+        Self { bias: Some(bias), pre: Some(pre), activation, derivative_at: None }
+    }
+
+    /// Backward: `C ⊙ f'(Z)`, Z at `z`.
+    pub fn derivative(activation: Activation, z: (&'a wgpu::Buffer, usize)) -> Self {
+        Self { bias: None, pre: None, activation, derivative_at: Some(z) }
     }
 }
 
@@ -279,8 +294,11 @@ pub fn matmul_tiled(
     if epilogue.pre.is_some() {
         flags |= WRITE_PRE;
     }
+    if epilogue.derivative_at.is_some() {
+        flags = MUL_DERIV;
+    }
     let (bias_buf, bias_off) = epilogue.bias.unwrap_or((b.buffer, 0));
-    let (pre_buf, pre_off) = epilogue.pre.unwrap_or((scratch, 0));
+    let (pre_buf, pre_off) = epilogue.derivative_at.or(epilogue.pre).unwrap_or((scratch, 0));
     let params = MatmulParams {
         m: u32_of("matmul rows", m)?,
         n: u32_of("matmul columns", n)?,
