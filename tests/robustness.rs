@@ -27,26 +27,7 @@ use ndarray::Array2;
 // Running the binary
 // ---------------------------------------------------------------------------------------------------------
 
-/// The binary, with a private XDG_RUNTIME_DIR so the Vulkan loader has nothing to complain about.
-fn cmd() -> Command {
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("xdg");
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    let mut c = Command::new(env!("CARGO_BIN_EXE_backprop"));
-    c.env("XDG_RUNTIME_DIR", dir);
-    c
-}
-
-fn backprop<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> Output {
-    cmd().args(args).output().expect("the binary runs")
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
+use common::cli::{backprop, cmd, stderr, stdout};
 
 /// Runs the binary and asserts that it succeeded without a panic.
 fn ok<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> Output {

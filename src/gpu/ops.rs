@@ -458,13 +458,14 @@ pub fn softmax_rows(ctx: &GpuContext, shape: (usize, usize), z: &wgpu::Buffer, o
     Ok(Dispatch::new(ctx, Kernel::SoftmaxRows, &p, &[z, z, out], g))
 }
 
-/// Uniform of `bias_grad` (`GradParams` in `grad.wgsl`).
+/// Uniform of `bias_grad` and `gather_rows` (`GradParams` in `grad.wgsl`, `GatherParams` in `data.wgsl`):
+/// a (rows, cols) shape and an offset.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
-struct GradParams {
+struct ShapeParams {
     rows: u32,
     cols: u32,
-    out_off: u32,
+    off: u32,
     _pad: u32,
 }
 
@@ -475,10 +476,10 @@ pub fn bias_grad(
     delta: &wgpu::Buffer,
     out: (&wgpu::Buffer, usize),
 ) -> Result<Dispatch> {
-    let p = GradParams {
+    let p = ShapeParams {
         rows: u32_of("bias gradient rows", rows)?,
         cols: u32_of("bias gradient columns", cols)?,
-        out_off: u32_of("bias gradient offset", out.1)?,
+        off: u32_of("bias gradient offset", out.1)?,
         _pad: 0,
     };
     let g = elementwise_groups(ctx, "bias_grad", cols)?;
@@ -573,16 +574,6 @@ pub fn optimizer(
     Ok(out)
 }
 
-/// Uniform of `gather_rows` (`GatherParams` in `data.wgsl`).
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
-struct GatherParams {
-    rows: u32,
-    cols: u32,
-    off: u32,
-    _pad: u32,
-}
-
 /// `out (rows, cols) = src[idx[off + r]]`: a batch gathered from a data set resident on the GPU.
 pub fn gather_rows(
     ctx: &GpuContext,
@@ -591,7 +582,7 @@ pub fn gather_rows(
     idx: (&wgpu::Buffer, usize),
     out: &wgpu::Buffer,
 ) -> Result<Dispatch> {
-    let p = GatherParams {
+    let p = ShapeParams {
         rows: u32_of("batch rows", rows)?,
         cols: u32_of("data columns", cols)?,
         off: u32_of("row offset", idx.1)?,

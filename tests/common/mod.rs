@@ -2,6 +2,8 @@
 //! and a mixed-tolerance comparison that names the tensor, the first bad index and the largest difference.
 #![allow(dead_code)]
 
+pub mod cli;
+
 use std::sync::{Arc, OnceLock};
 
 use backprop::gpu::{AdapterRequest, GpuContext};
