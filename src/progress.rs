@@ -20,11 +20,10 @@ impl Progress {
     pub fn new(quiet: bool) -> Self {
         let bar = (!quiet && std::io::stderr().is_terminal()).then(|| {
             let bar = ProgressBar::new(0);
-            let style = ProgressStyle::with_template(
-                "{prefix:>9} [{bar:30.cyan/blue}] {pos}/{len} samples  {per_sec}  ETA {eta}  {msg}",
-            )
-            .unwrap_or_else(|_| ProgressStyle::default_bar())
-            .progress_chars("=> ");
+            let style =
+                ProgressStyle::with_template("{prefix:>9} [{bar:30.cyan/blue}] {pos}/{len} samples  {msg}  ETA {eta}")
+                    .unwrap_or_else(|_| ProgressStyle::default_bar())
+                    .progress_chars("=> ");
             bar.set_style(style);
             bar
         });
@@ -71,9 +70,9 @@ impl Observer for Progress {
             }
             b.set_prefix(format!("epoch {}", epoch + 1));
             b.set_position(done as u64);
-            if let Some(l) = self.last_loss {
-                b.set_message(format!("last loss {l:.5}"));
-            }
+            let rate = done as f64 / self.epoch_start.elapsed().as_secs_f64().max(1e-6);
+            let loss = self.last_loss.map(|l| format!("  loss {l:.5}")).unwrap_or_default();
+            b.set_message(format!("{rate:.0} samples/s{loss}"));
         }
     }
 
