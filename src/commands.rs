@@ -438,7 +438,7 @@ pub fn train(args: &TrainArgs) -> Result<()> {
     } else if let Some(m) = last {
         let acc = m.test_accuracy.map(|a| format!(", held-out accuracy {:.2}%", 100.0 * a)).unwrap_or_default();
         let test = m.test_loss.map(|l| format!(", test loss {l:.5}")).unwrap_or_default();
-        println!("trained {} epochs in {:.1}s: train loss {:.5}{test}{acc}", m.epoch, m.seconds, m.train_loss);
+        println!("trained {} epochs in {:.2}s: train loss {:.5}{test}{acc}", m.epoch, m.seconds, m.train_loss);
         if let Some(p) = &args.out {
             println!("model saved to {}", p.display());
         }

@@ -53,7 +53,7 @@ pub fn epoch_line(m: &EpochMetrics, epochs: usize, samples_per_s: f64) -> String
     if let Some(a) = m.test_accuracy {
         s += &format!("  test acc {:.2}%", 100.0 * a);
     }
-    s += &format!("  lr {:.3e}  {samples_per_s:.0} samples/s  {:.1}s", m.lr, m.seconds);
+    s += &format!("  lr {:.3e}  {samples_per_s:.0} samples/s  {:.2}s", m.lr, m.seconds);
     s
 }
 
