@@ -38,6 +38,8 @@ pub struct CpuBackend {
     max_grad_norm: Option<f32>,
     /// The first step whose loss was not finite.
     diverged_at: Option<u64>,
+    /// Gathered batches of `run_steps`, by batch size: X (B, I_0), Y (B, O_L).
+    batch_buf: HashMap<usize, (Array2<f32>, Array2<f32>)>,
 }
 
 /// `Workspace` behind a box so the map stays small; `Debug` prints only the batch size.
@@ -242,6 +244,7 @@ impl CpuBackend {
             data: None,
             max_grad_norm: None,
             diverged_at: None,
+            batch_buf: HashMap::new(),
         })
     }
 
@@ -420,6 +423,7 @@ impl Backend for CpuBackend {
     fn set_data(&mut self, x: ArrayView2<f32>, y: ArrayView2<f32>) -> Result<()> {
         check_batch(&self.spec, x.dim(), Some(y.dim()))?;
         self.data = Some((x.to_owned(), y.to_owned()));
+        self.batch_buf.clear();
         Ok(())
     }
     fn run_steps(&mut self, rows: &[usize], batch: usize, lr: f32) -> Result<()> {
@@ -437,8 +441,19 @@ impl Backend for CpuBackend {
                 ));
             }
             for chunk in rows.chunks(batch.max(1)) {
-                let (xb, yb) = (x.select(ndarray::Axis(0), chunk), y.select(ndarray::Axis(0), chunk));
-                self.step(xb.view(), yb.view(), lr, false)?;
+                // The batch is gathered into buffers kept per batch size: no allocation per step.
+                let b = chunk.len();
+                let (mut xb, mut yb) = self
+                    .batch_buf
+                    .remove(&b)
+                    .unwrap_or_else(|| (Array2::zeros((b, x.ncols())), Array2::zeros((b, y.ncols()))));
+                for (k, &r) in chunk.iter().enumerate() {
+                    xb.row_mut(k).assign(&x.row(r));
+                    yb.row_mut(k).assign(&y.row(r));
+                }
+                let result = self.step(xb.view(), yb.view(), lr, false);
+                self.batch_buf.insert(b, (xb, yb));
+                result?;
             }
             Ok(())
         })();
