@@ -21,7 +21,7 @@ fn cast<T: Real>(v: f64) -> T {
 
 /// `Z = A_prev · W + b`. A_prev (B, I), W (I, O), b (O) → Z (B, O).
 pub fn linear_forward<T: Real>(a_prev: ArrayView2<T>, w: ArrayView2<T>, b: ArrayView1<T>) -> Array2<T> {
-    a_prev.dot(&w) + &b
+    a_prev.dot(&w) + b
 }
 
 /// `f(z)` for one element.

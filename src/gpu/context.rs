@@ -207,8 +207,8 @@ impl GpuContext {
         let summary = AdapterSummary::of(&adapter);
         let mut limits = adapter.limits();
         if let Some(cap) = binding_cap {
-            let cap = cap.min(limits.max_storage_buffer_binding_size as u64);
-            limits.max_storage_buffer_binding_size = cap as _;
+            let cap = cap.min(limits.max_storage_buffer_binding_size);
+            limits.max_storage_buffer_binding_size = cap;
         }
         // Timestamp queries time the kernels in `backprop bench`; used only where the adapter has them.
         let features = adapter.features() & wgpu::Features::TIMESTAMP_QUERY;
@@ -318,7 +318,7 @@ impl GpuContext {
 
     /// Fails with a `DeviceLimit` error when a storage binding of `bytes` does not fit.
     pub fn check_binding(&self, what: &str, bytes: u64) -> Result<()> {
-        let max = self.limits.max_storage_buffer_binding_size as u64;
+        let max = self.limits.max_storage_buffer_binding_size;
         if bytes > max {
             return Err(Error::DeviceLimit {
                 what: format!("{what} ({bytes} bytes)"),

@@ -201,8 +201,8 @@ impl Pipelines {
                     bind_group_layouts: &[Some(&layout)],
                     immediate_size: 0,
                 });
-                let module = modules.iter().find(|(f, _)| *f == k.file()).map(|(_, m)| m);
-                let module = module.unwrap_or(&modules[0].1);
+                // Every kernel's file is in ShaderFile::ALL, so this finds its module.
+                let module = &modules[ShaderFile::ALL.iter().position(|&f| f == k.file()).unwrap_or(0)].1;
                 let pipeline = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
                     label: Some(k.entry_point()),
                     layout: Some(&pl),
