@@ -7,7 +7,6 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::Output;
 
 use backprop::checkpoint::{self, Checkpoint};
 use backprop::cpu;
@@ -21,54 +20,11 @@ use safetensors::{Dtype, tensor::TensorView};
 // Running the binary
 // ---------------------------------------------------------------------------------------------------------
 
-use common::cli::{backprop, stderr, stdout};
-
-/// Runs the binary and asserts that it succeeded.
-fn ok<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> Output {
-    let o = backprop(args);
-    let shown: Vec<String> = args.iter().map(|a| a.as_ref().to_string_lossy().into_owned()).collect();
-    assert!(
-        o.status.success(),
-        "backprop {} failed ({:?}):\nstdout:\n{}\nstderr:\n{}",
-        shown.join(" "),
-        o.status,
-        stdout(&o),
-        stderr(&o)
-    );
-    assert!(!stderr(&o).contains("panicked"), "{}", stderr(&o));
-    o
-}
-
-fn s(p: &Path) -> String {
-    p.to_str().expect("temp paths are UTF-8").to_string()
-}
+use common::cli::{Gen, backprop, ok, s, stderr, stdout};
 
 // ---------------------------------------------------------------------------------------------------------
 // Files
 // ---------------------------------------------------------------------------------------------------------
-
-/// A small deterministic generator (xorshift64*), so the fixtures need no RNG crate API.
-struct Gen(u64);
-
-impl Gen {
-    fn new(seed: u64) -> Self {
-        Gen(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
-    }
-    fn next_u64(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-    /// Uniform in [-scale, scale].
-    fn uniform(&mut self, scale: f64) -> f64 {
-        let u = (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64;
-        (2.0 * u - 1.0) * scale
-    }
-    fn bytes(&mut self, n: usize) -> Vec<u8> {
-        (0..n).map(|_| (self.next_u64() >> 56) as u8).collect()
-    }
-}
 
 fn le_bytes(v: &[f32]) -> Vec<u8> {
     v.iter().flat_map(|x| x.to_le_bytes()).collect()

@@ -14,7 +14,7 @@ mod common;
 use std::collections::{BTreeMap, BTreeSet};
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Output, Stdio};
 use std::time::{Duration, Instant};
 
 use backprop::checkpoint::{self, Checkpoint};
@@ -27,31 +27,7 @@ use ndarray::Array2;
 // Running the binary
 // ---------------------------------------------------------------------------------------------------------
 
-use common::cli::{backprop, cmd, stderr, stdout};
-
-/// Runs the binary and asserts that it succeeded without a panic.
-fn ok<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> Output {
-    ok_with(cmd(), args)
-}
-
-fn ok_with<S: AsRef<std::ffi::OsStr>>(mut c: Command, args: &[S]) -> Output {
-    let o = c.args(args).output().expect("the binary runs");
-    let shown: Vec<String> = args.iter().map(|a| a.as_ref().to_string_lossy().into_owned()).collect();
-    assert!(
-        o.status.success(),
-        "backprop {} failed ({:?}):\nstdout:\n{}\nstderr:\n{}",
-        shown.join(" "),
-        o.status,
-        stdout(&o),
-        stderr(&o)
-    );
-    assert!(!stderr(&o).contains("panicked"), "{}", stderr(&o));
-    o
-}
-
-fn s(p: &Path) -> String {
-    p.to_str().expect("temp paths are UTF-8").to_string()
-}
+use common::cli::{Gen, backprop, cmd, ok, ok_with, s, stderr, stdout};
 
 fn strings(v: &[&str]) -> Vec<String> {
     v.iter().map(|s| s.to_string()).collect()
@@ -59,25 +35,6 @@ fn strings(v: &[&str]) -> Vec<String> {
 
 fn load(path: &Path) -> Checkpoint {
     checkpoint::load(path).unwrap_or_else(|e| panic!("cannot load {}: {e}", path.display()))
-}
-
-/// A small seeded generator (xorshift64*), for kill delays.
-struct Gen(u64);
-
-impl Gen {
-    fn new(seed: u64) -> Self {
-        Gen(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
-    }
-    fn next_u64(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-    /// Uniform in [lo, hi).
-    fn range(&mut self, lo: u64, hi: u64) -> u64 {
-        lo + self.next_u64() % (hi - lo).max(1)
-    }
 }
 
 /// Asserts that two f32 vectors are equal bit for bit, naming the first difference and how many differ.
