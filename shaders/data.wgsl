@@ -3,9 +3,10 @@
 //   gather_rows   out (B, C) = src[idx[off + r]] for r < B     src (N, C), idx (N) → out (B, C)
 //
 // The host writes only the row order (N u32 values) per group of steps; every batch of the group is
-// gathered from it at its own offset.
+// gathered from it at its own offset. A data set larger than one storage binding is bound in pieces of
+// rows [lo, hi), one dispatch each; a dispatch copies only the rows that fall in its piece.
 
-struct GatherParams { rows: u32, cols: u32, off: u32, _pad0: u32, }
+struct GatherParams { rows: u32, cols: u32, off: u32, lo: u32, hi: u32, _pad0: u32, _pad1: u32, _pad2: u32, }
 
 @group(0) @binding(0) var<uniform> p: GatherParams;
 @group(0) @binding(1) var<storage, read> src: array<f32>;
@@ -18,5 +19,6 @@ fn gather_rows(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workg
     if (i >= p.rows * p.cols) { return; }
     let r = i / p.cols;
     let c = i % p.cols;
-    out[i] = src[idx[p.off + r] * p.cols + c];
+    let row = idx[p.off + r];
+    if (row >= p.lo && row < p.hi) { out[i] = src[(row - p.lo) * p.cols + c]; }
 }

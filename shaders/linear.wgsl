@@ -7,19 +7,27 @@
 //
 // C (M, N) = op(A) (M, K) · op(B) (K, N): element (m, k) of op(A) is a[a_off + m*a_rs + k*a_cs] and element
 // (k, n) of op(B) is b[b_off + k*b_rs + n*b_cs], so a transpose is only a swap of strides. C is written
-// row-major at out_off. Every load and store is bounds-checked, so any M, N, K >= 1 is valid.
+// at out_off with row stride ldc (n, or wider when C is a block of columns of a larger matrix). Every load
+// and store is bounds-checked, so any M, N, K >= 1 is valid.
+//
+// Where a weight matrix is larger than one storage binding, the host splits its rows into bindings that
+// fit: forward, the depth K is split and the partial products are summed through the ACC flags; backward,
+// each piece writes its own block of columns (input gradient) or rows (weight gradient). Where a batch is
+// larger than a binding, its rows go through in pieces and the weight gradient sums them (ACC_OUT).
 
 struct MatmulParams {
     m: u32, n: u32, k: u32, flags: u32,
     a_off: u32, a_rs: u32, a_cs: u32, b_off: u32,
     b_rs: u32, b_cs: u32, bias_off: u32, out_off: u32,
-    pre_off: u32, act: u32, _pad0: u32, _pad1: u32,
+    pre_off: u32, act: u32, ldc: u32, _pad0: u32,
 }
 
 // flags
 const ADD_BIAS: u32 = 1u;   // add bias[bias_off + n] to every row
 const WRITE_PRE: u32 = 2u;  // also store the value before the activation into `pre`
 const MUL_DERIV: u32 = 4u;  // backward: out = C ⊙ f'(pre), pre the previous layer's Z; fuses δ = dA ⊙ f'(Z)
+const ACC_OUT: u32 = 8u;    // add the value already in `out` (a partial sum) before the bias
+const ACC_PRE: u32 = 16u;   // add the value already in `pre` (a partial sum) before the bias
 
 @group(0) @binding(0) var<uniform> p: MatmulParams;
 @group(0) @binding(1) var<storage, read> a: array<f32>;
@@ -28,17 +36,21 @@ const MUL_DERIV: u32 = 4u;  // backward: out = C ⊙ f'(pre), pre the previous l
 @group(0) @binding(4) var<storage, read_write> out: array<f32>;
 @group(0) @binding(5) var<storage, read_write> pre: array<f32>;
 
-// The epilogue of both variants: bias, pre-activation store, activation, bounds-checked.
+// The epilogue of both variants: partial sums, bias, pre-activation store, activation, bounds-checked.
 fn store(r: u32, c: u32, acc: f32) {
     if (r < p.m && c < p.n) {
+        let o = p.out_off + r * p.ldc + c;
+        let q = p.pre_off + r * p.ldc + c;
         if ((p.flags & MUL_DERIV) != 0u) {
-            out[p.out_off + r * p.n + c] = acc * activate_derivative(p.act, pre[p.pre_off + r * p.n + c]);
+            out[o] = acc * activate_derivative(p.act, pre[q]);
             return;
         }
         var v = acc;
+        if ((p.flags & ACC_OUT) != 0u) { v += out[o]; }
+        if ((p.flags & ACC_PRE) != 0u) { v += pre[q]; }
         if ((p.flags & ADD_BIAS) != 0u) { v += bias[p.bias_off + c]; }
-        if ((p.flags & WRITE_PRE) != 0u) { pre[p.pre_off + r * p.n + c] = v; }
-        out[p.out_off + r * p.n + c] = activate(p.act, v);
+        if ((p.flags & WRITE_PRE) != 0u) { pre[q] = v; }
+        out[o] = activate(p.act, v);
     }
 }
 

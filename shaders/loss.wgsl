@@ -9,11 +9,13 @@
 //
 // The two loss kernels run as one workgroup and sum in a fixed order, so the loss is the same bits on
 // every run. When acc_weight is not 0 they also add loss·acc_weight to out[out_off + 1], which sums the
-// epoch's loss on the GPU with no read-back per step.
+// epoch's loss on the GPU with no read-back per step. A batch too large for one binding is taken in pieces
+// of rows: `scale` holds the whole batch's size, and every piece after the first has `accumulate` set, so
+// out[out_off] ends as the whole batch's loss.
 
 struct LossParams {
     n: u32, rows: u32, cols: u32, out_off: u32,
-    scale: f32, acc_weight: f32, _pad0: u32, _pad1: u32,
+    scale: f32, acc_weight: f32, accumulate: u32, _pad0: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: LossParams;
@@ -39,7 +41,7 @@ fn finish_loss(t: u32, s: f32) {
     }
     if (t == 0u) {
         let loss = partial[0] * p.scale;
-        out[p.out_off] = loss;
+        if (p.accumulate != 0u) { out[p.out_off] += loss; } else { out[p.out_off] = loss; }
         if (p.acc_weight != 0.0) { out[p.out_off + 1u] += loss * p.acc_weight; }
     }
 }

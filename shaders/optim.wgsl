@@ -13,13 +13,17 @@
 // β2 = 0.999. The host rewrites the uniform only when lr changes.
 //
 // scalars[4] holds the first step whose loss was NaN or infinite (0: none yet), so divergence is found with
-// the epoch's one read-back. With --max-grad-norm (max_grad_norm > 0), `grad_norm` first sets
-// scalars[5] = min(1, max_norm / (‖g‖ + 1e-6)) as PyTorch's clip_grad_norm_, and every rule uses g·scalars[5].
+// the epoch's one read-back. With --max-grad-norm (max_grad_norm > 0), `grad_norm` sums each piece's
+// squares into partials[piece] and `grad_norm_finish` sets scalars[5] = min(1, max_norm / (‖g‖ + 1e-6)) as
+// PyTorch's clip_grad_norm_; every rule uses g·scalars[5].
+//
+// Parameters larger than one storage binding are updated in pieces that fit, one dispatch each: g, θ, m, v
+// are then bound from the piece's start, `n` is the piece's length and `piece` its index.
 
 struct OptimParams {
-    n: u32, _pad0: u32, lr: f32, weight_decay: f32,
+    n: u32, piece: u32, lr: f32, weight_decay: f32,
     momentum: f32, beta1: f32, beta2: f32, eps: f32,
-    one_minus_beta1: f32, one_minus_beta2: f32, max_grad_norm: f32, _pad1: u32,
+    one_minus_beta1: f32, one_minus_beta2: f32, max_grad_norm: f32, pieces: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: OptimParams;
@@ -29,6 +33,7 @@ struct OptimParams {
 @group(0) @binding(4) var<storage, read_write> v: array<f32>;
 @group(0) @binding(5) var<storage, read_write> scalars: array<f32>;
 @group(0) @binding(6) var<storage, read> loss: array<f32>;
+@group(0) @binding(7) var<storage, read_write> partials: array<f32>;
 
 fn is_finite(x: f32) -> bool {
     return abs(x) <= 3.4028235e38; // false for NaN and ±inf
@@ -43,7 +48,7 @@ fn grad(i: u32) -> f32 {
 
 var<workgroup> partial: array<f32, 256>;
 
-// scalars[5] = min(1, max_norm / (‖g‖ + 1e-6)); one workgroup, fixed summation order.
+// partials[piece] = Σ g² over this piece; one workgroup, fixed summation order.
 @compute @workgroup_size(256, 1, 1)
 fn grad_norm(@builtin(local_invocation_index) t: u32) {
     var s = 0.0;
@@ -54,7 +59,15 @@ fn grad_norm(@builtin(local_invocation_index) t: u32) {
         if (t < stride) { partial[t] += partial[t + stride]; }
         workgroupBarrier();
     }
-    if (t == 0u) { scalars[5] = min(1.0, p.max_grad_norm / (sqrt(partial[0]) + 1e-6)); }
+    if (t == 0u) { partials[p.piece] = partial[0]; }
+}
+
+// scalars[5] = min(1, max_norm / (‖g‖ + 1e-6)), summing the pieces in order.
+@compute @workgroup_size(1, 1, 1)
+fn grad_norm_finish() {
+    var s = 0.0;
+    for (var i = 0u; i < p.pieces; i++) { s += partials[i]; }
+    scalars[5] = min(1.0, p.max_grad_norm / (sqrt(s) + 1e-6));
 }
 
 // t ← t + 1; bc1 = 1 − β1^t; bc2 = 1 − β2^t; bc2_sqrt = sqrt(bc2).

@@ -624,6 +624,7 @@ pub fn devices(as_json: bool) -> Result<()> {
         println!("    backend: {}   type: {}   driver: {} {}", a.backend, a.device_type, a.driver, a.driver_info);
         println!("    max_storage_buffer_binding_size:       {} bytes", l.max_storage_buffer_binding_size);
         println!("    max_buffer_size:                       {} bytes", l.max_buffer_size);
+        println!("    min_storage_buffer_offset_alignment:   {} bytes", l.min_storage_buffer_offset_alignment);
         println!("    max_compute_workgroup_storage_size:    {} bytes", l.max_compute_workgroup_storage_size);
         println!("    max_compute_invocations_per_workgroup: {}", l.max_compute_invocations_per_workgroup);
         println!("    max_compute_workgroups_per_dimension:  {}", l.max_compute_workgroups_per_dimension);

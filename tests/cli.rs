@@ -98,6 +98,7 @@ fn devices_lists_adapters_with_their_limits() {
         "driver:",
         "max_storage_buffer_binding_size",
         "max_buffer_size",
+        "min_storage_buffer_offset_alignment",
         "max_compute_workgroup_storage_size",
         "max_compute_invocations_per_workgroup",
     ] {

@@ -238,8 +238,8 @@ fn mse_loss_and_gradient() {
         let tb = buffer::storage_init(&ctx, "target", &to_f32(&target)).unwrap();
         let grad = nan_buffer(&ctx, b * o);
         let loss = nan_buffer(&ctx, 3);
-        let g = ops::mse_grad(&ctx, (b, o), &pb, &tb, &grad).unwrap();
-        let l = ops::mse_loss(&ctx, (b, o), &pb, &tb, (&loss, 1), 0.0).unwrap();
+        let g = ops::mse_grad(&ctx, (b, o), ops::Piece::whole(b), &pb, &tb, &grad).unwrap();
+        let l = ops::mse_loss(&ctx, (b, o), ops::Piece::whole(b), &pb, &tb, (&loss, 1), 0.0).unwrap();
         ops::run(&ctx, &[&g, &l]).unwrap();
         let want_g = cpu::mse_grad(pred.view(), target.view());
         let want_l = cpu::mse_loss(pred.view(), target.view());
@@ -363,8 +363,8 @@ fn softmax_and_fused_cross_entropy() {
         let delta = nan_buffer(&ctx, b * o);
         let loss = buffer::storage_init(&ctx, "loss", &[f32::NAN, 1.5]).unwrap();
         let s = ops::softmax_rows(&ctx, (b, o), &zb, &probs).unwrap();
-        let g = ops::xent_grad(&ctx, (b, o), &probs, &yb, &delta).unwrap();
-        let l = ops::xent_loss(&ctx, (b, o), &zb, &yb, (&loss, 0), 2.0).unwrap();
+        let g = ops::xent_grad(&ctx, (b, o), ops::Piece::whole(b), &probs, &yb, &delta).unwrap();
+        let l = ops::xent_loss(&ctx, (b, o), ops::Piece::whole(b), &zb, &yb, (&loss, 0), 2.0).unwrap();
         ops::run(&ctx, &[&s, &g, &l]).unwrap();
         let want_p = cpu::softmax_rows(z.view());
         let want_d = cpu::xent_grad(want_p.view(), y.view());
@@ -378,18 +378,19 @@ fn softmax_and_fused_cross_entropy() {
 }
 
 #[test]
-fn a_binding_beyond_the_device_limit_is_a_typed_error() {
+fn a_buffer_beyond_the_device_limit_is_a_typed_error() {
+    // (Bindings beyond max_storage_buffer_binding_size are tested in tests/limits.rs.)
     let ctx = gpu();
-    let max = ctx.limits().max_storage_buffer_binding_size as usize;
+    let max = ctx.limits().max_buffer_size as usize;
     let e = buffer::storage(&ctx, "huge", max / 4 + 1).unwrap_err();
     match &e {
         backprop::Error::DeviceLimit { limit, requested, available, .. } => {
-            assert_eq!(*limit, "max_storage_buffer_binding_size");
+            assert_eq!(*limit, "max_buffer_size");
             assert!(requested > available);
         }
         other => panic!("expected DeviceLimit, got {other}"),
     }
-    assert!(e.to_string().contains("max_storage_buffer_binding_size"), "{e}");
+    assert!(e.to_string().contains("max_buffer_size") && e.to_string().contains("huge"), "{e}");
 }
 
 #[test]

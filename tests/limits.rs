@@ -1,12 +1,22 @@
-//! Device limits: a model or batch that does not fit the device's storage-binding limit is a typed error
-//! naming the limit and the sizes, raised before any work is submitted. Tested on the real adapter with the
-//! limit lowered artificially.
+//! Device limits. Work larger than the device's storage-binding limit is split into bindings that fit and
+//! trains to the same numbers as the reference; only work that cannot be split at all (one aligned piece of
+//! rows, or one row of a weight matrix, larger than a binding) is a typed error naming the limit and the
+//! sizes, raised before anything runs. Tested on the real adapter with the limit lowered artificially.
+
+mod common;
 
 use std::sync::Arc;
 
-use backprop::gpu::{AdapterRequest, GpuContext};
-use backprop::{Activation, Backend, Error, GpuMlp, Loss, MlpSpec, Params};
+use backprop::gpu::{AdapterRequest, GpuContext, ops};
+use backprop::model::Output;
+use backprop::optim::{self, OptimConfig, OptimizerKind, StepScalars};
+use backprop::{Activation, Backend, CpuBackend, Error, GpuMlp, Loss, MlpSpec, Params, cpu};
 use ndarray::Array2;
+
+use common::{assert_close, f32_exact, random, rng};
+
+/// The binding limit the splitting tests run under: 4 KiB, 1024 values.
+const CAP: u64 = 4 << 10;
 
 fn small_device(cap: u64) -> Arc<GpuContext> {
     let req = AdapterRequest { max_storage_binding: Some(cap), ..Default::default() };
@@ -19,40 +29,174 @@ fn expect_limit(e: Error) -> (u64, u64) {
         Error::DeviceLimit { limit, requested, available, .. } => {
             assert_eq!(limit, "max_storage_buffer_binding_size", "{text}");
             assert!(text.contains(&requested.to_string()) && text.contains(&available.to_string()), "{text}");
+            assert!(requested > available, "{text}");
             (requested, available)
         }
         other => panic!("expected a DeviceLimit error, got: {other}"),
     }
 }
 
+/// 13 → 97 → 29 → 5 under a 1024-value binding: 4350 parameters (5 optimizer pieces), W1 of 1261 values
+/// (K split 10 + 3 rows), W2 of 2813 values (K split 35 + 35 + 27 rows: a middle piece too), and batches
+/// taken 8 rows at a time (the widest layer has 97 values a row; lavapipe aligns offsets to 8 values).
+fn split_spec(output: Output, loss: Loss) -> MlpSpec {
+    MlpSpec::with_output(vec![13, 97, 29, 5], Activation::Tanh, output, loss).unwrap()
+}
+
+fn flat_f64(p: &Params<f32>) -> Vec<f64> {
+    p.to_flat().iter().map(|&v| v as f64).collect()
+}
+
 #[test]
 fn the_device_is_opened_with_the_lowered_limit() {
-    let ctx = small_device(64 << 10);
-    assert_eq!(ctx.limits().max_storage_buffer_binding_size as u64, 64 << 10);
+    let ctx = small_device(CAP);
+    assert_eq!(ctx.limits().max_storage_buffer_binding_size, CAP);
+    // The shapes below split as their comments say only where offsets align to 8 values or fewer.
+    assert!(ops::offset_alignment(&ctx) <= 8, "alignment {} values", ops::offset_alignment(&ctx));
+    assert_eq!(ops::rows_per_binding(&ctx, 97), (1024 - (ops::offset_alignment(&ctx) - 1)) / 97);
+    assert_eq!(ops::pieces(23, 8), vec![0..8, 8..16, 16..23]);
+    assert_eq!(ops::pieces(0, 8), vec![0..0]);
 }
 
 #[test]
-fn parameters_larger_than_a_binding_are_refused_with_the_sizes() {
-    let ctx = small_device(64 << 10);
-    // 128·256 + 256 floats = 132 KiB of parameters > 64 KiB.
-    let spec = MlpSpec::uniform(vec![128, 256], Activation::Sigmoid, Loss::Mse).unwrap();
-    let e = GpuMlp::new(ctx, spec.clone(), &Params::init(&spec, 1)).err().expect("too large");
+fn a_binding_beyond_the_limit_is_a_typed_error_not_a_crash() {
+    let ctx = small_device(CAP);
+    let n = 1025;
+    let (a, b) =
+        (backprop::gpu::buffer::storage(&ctx, "a", n).unwrap(), backprop::gpu::buffer::storage(&ctx, "b", n).unwrap());
+    let e = ops::activation_forward(&ctx, Activation::Sigmoid, n, &a, &b).err().expect("too large");
     let (requested, available) = expect_limit(e);
-    assert_eq!(requested, (128 * 256 + 256) * 4);
-    assert_eq!(available, 64 << 10);
+    assert_eq!((requested, available), (n as u64 * 4, CAP));
+    // One value fewer fits.
+    ops::activation_forward(&ctx, Activation::Sigmoid, n - 1, &a, &b).unwrap();
+}
+
+/// SGD steps uploaded from the host, on a model and batch that both exceed a binding, against the f64
+/// reference: every loss, the gradients of a traced step, and the final parameters agree.
+#[test]
+fn a_model_and_batch_larger_than_a_binding_train_like_the_reference() {
+    let ctx = small_device(CAP);
+    let spec = split_spec(Output::Sigmoid, Loss::Mse);
+    let init = Params::init(&spec, 5);
+    assert!(init.to_flat().len() > 1024 * 4, "the parameters span several bindings");
+    let mut r = rng(5);
+    let batch = 23; // 23 rows of 97 values = 2231 > 1024: pieces of 8, 8, 7 rows
+    let x = f32_exact(&random(&mut r, batch, 13, 1.0));
+    let y = f32_exact(&random(&mut r, batch, 5, 0.5));
+    let (x32, y32) = (x.mapv(|v| v as f32), y.mapv(|v| v as f32));
+    let mut model = GpuMlp::new(ctx, spec.clone(), &init).unwrap();
+    let mut flat = init.to_f64().to_flat();
+    let lr = 0.3;
+    for step in 0..4 {
+        let p = Params::from_flat(&spec, &flat).unwrap();
+        let t = cpu::forward_backward(&spec, &p, x.view(), y.view()).unwrap();
+        if step == 0 {
+            let trace = model.traced_step(x32.view(), y32.view(), lr as f32).unwrap();
+            assert_close("split loss", &[trace.loss], &[t.loss], 1e-6, 1e-5);
+            for l in 0..spec.layers() {
+                let z: Vec<f32> = trace.pre[l].iter().copied().collect();
+                let want: Vec<f64> = t.pre[l].iter().copied().collect();
+                assert_close(&format!("split Z{l}"), &z, &want, 1e-5, 1e-4);
+            }
+            assert_close("split gradients", &trace.grads.to_flat(), &t.grads.to_flat(), 1e-6, 1e-3);
+        } else {
+            let got = model.step(x32.view(), y32.view(), lr as f32, true).unwrap().unwrap();
+            assert_close(&format!("split loss at step {step}"), &[got], &[t.loss], 1e-6, 1e-4);
+        }
+        flat.iter_mut().zip(t.grads.to_flat()).for_each(|(p, g)| *p -= lr * g);
+    }
+    assert_close("split parameters after 4 steps", &model.params().unwrap().to_flat(), &flat, 1e-5, 1e-3);
+    // Prediction on a batch that spans several pieces.
+    let p = Params::from_flat(&spec, &flat).unwrap();
+    let (_, post) = cpu::forward(&spec, &p, x.view()).unwrap();
+    let got = model.predict(x32.view()).unwrap();
+    let want_out: Vec<f64> = post[spec.layers() - 1].iter().copied().collect();
+    assert_close("split predictions", &got.iter().copied().collect::<Vec<_>>(), &want_out, 1e-5, 1e-3);
+}
+
+/// Training from data resident on the GPU, itself larger than a binding (gathered in pieces), with
+/// softmax cross-entropy, Adam and gradient clipping (its norm summed over the parameters' pieces): the
+/// same parameters, optimizer state and summed loss as the CPU backend.
+#[test]
+fn resident_data_larger_than_a_binding_trains_like_the_cpu_backend() {
+    let ctx = small_device(CAP);
+    let spec = split_spec(Output::Softmax, Loss::CrossEntropy);
+    let init = Params::init(&spec, 6);
+    let n = 101; // 101 rows of 13 = 1313 values > 1024
+    let mut r = rng(6);
+    let x = random(&mut r, n, 13, 1.0).mapv(|v| v as f32);
+    let y = Array2::from_shape_fn((n, 5), |(i, j)| if (i * 3 + 1) % 5 == j { 1.0f32 } else { 0.0 });
+    let adam = OptimConfig { kind: OptimizerKind::Adam { beta1: 0.9, beta2: 0.999, eps: 1e-8 }, weight_decay: 0.01 };
+    let mut gpu = GpuMlp::new(ctx, spec.clone(), &init).unwrap();
+    let mut cpu = CpuBackend::new(spec.clone(), init.clone()).unwrap();
+    let order: Vec<usize> = (0..n).map(|i| (i * 37 + 11) % n).collect();
+    for b in [&mut gpu as &mut dyn Backend, &mut cpu] {
+        b.set_optimizer(adam).unwrap();
+        b.set_grad_clip(Some(0.5)).unwrap();
+        b.set_data(x.view(), y.view()).unwrap();
+        // Batches of 23: four full ones (three pieces each) and one of 9 (two pieces).
+        b.run_steps(&order, 23, 0.01).unwrap();
+        b.run_steps(&order, 23, 0.005).unwrap();
+    }
+    let (g, c) = (gpu.params().unwrap(), cpu.params().unwrap());
+    assert_close("resident split parameters", &g.to_flat(), &flat_f64(&c), 1e-5, 1e-3);
+    let (gs, cs) = (gpu.optimizer_state().unwrap(), cpu.optimizer_state().unwrap());
+    assert_eq!(gs.step, 10);
+    assert_eq!(gs.step, cs.step);
+    let to64 = |v: &[f32]| v.iter().map(|&x| x as f64).collect::<Vec<_>>();
+    assert_close("resident split Adam m", &gs.m, &to64(&cs.m), 1e-6, 1e-3);
+    assert_close("resident split Adam v", &gs.v, &to64(&cs.v), 1e-8, 1e-3);
+    let (gl, cl) = (gpu.take_loss_sum().unwrap(), cpu.take_loss_sum().unwrap());
+    assert_close("resident split loss sum", &[gl as f32], &[cl], 1e-5, 1e-4);
+}
+
+/// Momentum on the f64 reference (`optim::update`) against a split model whose update goes in pieces.
+#[test]
+fn a_split_optimizer_update_matches_the_reference() {
+    let ctx = small_device(CAP);
+    let spec = split_spec(Output::Sigmoid, Loss::Mse);
+    let init = Params::init(&spec, 7);
+    let cfg = OptimConfig { kind: OptimizerKind::Momentum { momentum: 0.9 }, weight_decay: 0.001 };
+    let mut r = rng(7);
+    let x = f32_exact(&random(&mut r, 9, 13, 1.0));
+    let y = f32_exact(&random(&mut r, 9, 5, 0.5));
+    let mut model = GpuMlp::new(ctx, spec.clone(), &init).unwrap();
+    model.set_optimizer(cfg).unwrap();
+    let mut flat = init.to_f64().to_flat();
+    let (mut m, mut v) = (vec![0.0; flat.len()], vec![0.0; flat.len()]);
+    for step in 0..3 {
+        let p = Params::from_flat(&spec, &flat).unwrap();
+        let t = cpu::forward_backward(&spec, &p, x.view(), y.view()).unwrap();
+        optim::update(&cfg, &mut flat, &t.grads.to_flat(), &mut m, &mut v, StepScalars::new(&cfg, 0.1, step + 1));
+        model.step(x.mapv(|v| v as f32).view(), y.mapv(|v| v as f32).view(), 0.1, false).unwrap();
+    }
+    assert_close("split momentum parameters", &model.params().unwrap().to_flat(), &flat, 1e-5, 1e-3);
+    assert_close("split momentum buffer", &model.optimizer_state().unwrap().m, &m, 1e-6, 1e-3);
 }
 
 #[test]
-fn a_batch_larger_than_a_binding_fails_before_any_step_and_smaller_ones_still_train() {
-    let ctx = small_device(64 << 10);
-    let spec = MlpSpec::uniform(vec![8, 64, 4], Activation::Tanh, Loss::Mse).unwrap();
+fn work_that_cannot_be_split_is_refused_with_the_sizes_before_anything_runs() {
+    // 256 values a binding: 8 aligned rows of 97 values (3104 bytes) cannot fit, so a batch cannot be split.
+    let ctx = small_device(1 << 10);
+    let spec = MlpSpec::uniform(vec![8, 97, 4], Activation::Tanh, Loss::Mse).unwrap();
     let init = Params::init(&spec, 1);
-    let mut model = GpuMlp::new(ctx, spec, &init).unwrap();
-    // 300 rows of 64 activations = 75 KiB > 64 KiB.
-    let (x, y) = (Array2::<f32>::zeros((300, 8)), Array2::<f32>::zeros((300, 4)));
-    expect_limit(model.step(x.view(), y.view(), 0.1, true).unwrap_err());
-    assert_eq!(model.params().unwrap(), init, "nothing ran");
-    let (x, y) = (Array2::<f32>::from_elem((200, 8), 0.5), Array2::<f32>::from_elem((200, 4), 0.25));
-    let loss = model.step(x.view(), y.view(), 0.1, true).unwrap().unwrap();
-    assert!(loss.is_finite());
+    let mut model = GpuMlp::new(ctx.clone(), spec, &init).unwrap();
+    let fits = 256 / 97; // 2 rows of the widest layer fit one binding whole
+    let (x, y) = (Array2::<f32>::zeros((fits, 8)), Array2::<f32>::zeros((fits, 4)));
+    model.step(x.view(), y.view(), 0.1, true).unwrap();
+    let trained = model.params().unwrap();
+    let (x, y) = (Array2::<f32>::zeros((40, 8)), Array2::<f32>::zeros((40, 4)));
+    let e = model.step(x.view(), y.view(), 0.1, true).unwrap_err();
+    let text = e.to_string();
+    assert!(text.contains("97 values"), "{text}");
+    expect_limit(e);
+    assert_eq!(model.params().unwrap(), trained, "nothing ran");
+
+    // A layer 300 wide: one row of its weights (1200 bytes) is more than a binding.
+    let spec = MlpSpec::uniform(vec![3, 300, 2], Activation::Relu, Loss::Mse).unwrap();
+    let e = GpuMlp::new(ctx, spec.clone(), &Params::init(&spec, 1)).err().expect("refused when the model is made");
+    let text = e.to_string();
+    let (requested, available) = expect_limit(e);
+    assert_eq!((requested, available), (1200, 1 << 10), "{text}");
+    assert!(text.contains("layer 1"), "{text}");
 }

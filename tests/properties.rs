@@ -1,10 +1,15 @@
-//! Property test in CI: the GPU backend against the f64 reference on 500 random cases (depth, widths,
-//! batch, activations, loss, optimizer, weight decay, clipping), two steps each, sized for lavapipe.
+//! Property tests in CI: the GPU backend against the f64 reference on 500 random cases (depth, widths,
+//! batch, activations, loss, optimizer, weight decay, clipping), two steps each, sized for lavapipe; and
+//! 150 more on a device whose storage bindings are capped at 128 values, so that batches, weight matrices
+//! and the optimizer update are split into pieces in every way.
 
 mod common;
 
 use backprop::cpu;
 use backprop::optim::{self, OptimConfig, OptimizerKind, StepScalars};
+use std::sync::Arc;
+
+use backprop::gpu::{AdapterRequest, GpuContext};
 use backprop::{Activation, Backend, GpuMlp, Loss, MlpSpec, Params};
 use ndarray::Array2;
 use rand::RngExt;
@@ -15,11 +20,22 @@ const CASES: usize = 500;
 
 #[test]
 fn gpu_matches_the_reference_on_500_random_cases() {
-    let ctx = gpu();
-    let mut r = rng(2026);
-    for case in 0..CASES {
+    run_cases(gpu(), 2026, CASES, 9, 9);
+}
+
+#[test]
+fn split_work_matches_the_reference_on_150_random_cases() {
+    let req = AdapterRequest { max_storage_binding: Some(512), ..Default::default() };
+    let ctx = Arc::new(GpuContext::new(&req).unwrap_or_else(|e| panic!("GPU tests need an adapter: {e}")));
+    run_cases(ctx, 77, 150, 16, 40);
+}
+
+/// `cases` random cases with widths up to `max_width` and batches up to `max_batch`.
+fn run_cases(ctx: Arc<GpuContext>, seed: u64, cases: usize, max_width: usize, max_batch: usize) {
+    let mut r = rng(seed);
+    for case in 0..cases {
         let layers = r.random_range(1..=3usize);
-        let sizes: Vec<usize> = (0..=layers).map(|_| r.random_range(1..=9usize)).collect();
+        let sizes: Vec<usize> = (0..=layers).map(|_| r.random_range(1..=max_width)).collect();
         let mut acts: Vec<Activation> = (0..layers).map(|_| Activation::ALL[r.random_range(0..4usize)]).collect();
         let loss = if r.random_bool(0.5) { Loss::Mse } else { Loss::CrossEntropy };
         if loss == Loss::CrossEntropy {
@@ -37,7 +53,7 @@ fn gpu_matches_the_reference_on_500_random_cases() {
             OptimizerKind::Adam { .. } => 0.01,
             _ => 0.1,
         };
-        let batch = r.random_range(1..=9usize);
+        let batch = r.random_range(1..=max_batch);
         let x = f32_exact(&random(&mut r, batch, sizes[0], 1.0));
         let o = sizes[layers];
         let y = match loss {

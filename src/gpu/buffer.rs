@@ -1,4 +1,5 @@
-//! Typed buffers: f32 storage buffers checked against the device's limits, uniforms, and read-back.
+//! Typed buffers: f32 storage buffers checked against the device's buffer-size limit (each binding of one
+//! is checked where it is bound, `ops::bind`), uniforms, and read-back.
 
 use wgpu::util::DeviceExt;
 
@@ -10,7 +11,7 @@ const F32: u64 = std::mem::size_of::<f32>() as u64;
 /// A storage buffer of `len` f32 values (at least one, since wgpu bindings cannot be empty).
 pub fn storage(ctx: &GpuContext, label: &str, len: usize) -> Result<wgpu::Buffer> {
     let bytes = (len.max(1) as u64) * F32;
-    ctx.check_binding(label, bytes)?;
+    ctx.check_buffer(label, bytes)?;
     Ok(ctx.device.create_buffer(&wgpu::BufferDescriptor {
         label: Some(label),
         size: bytes,

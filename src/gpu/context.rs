@@ -84,6 +84,7 @@ impl AdapterSummary {
             "limits": {
                 "max_storage_buffer_binding_size": l.max_storage_buffer_binding_size,
                 "max_buffer_size": l.max_buffer_size,
+                "min_storage_buffer_offset_alignment": l.min_storage_buffer_offset_alignment,
                 "max_compute_workgroup_storage_size": l.max_compute_workgroup_storage_size,
                 "max_compute_invocations_per_workgroup": l.max_compute_invocations_per_workgroup,
                 "max_compute_workgroups_per_dimension": l.max_compute_workgroups_per_dimension,
@@ -321,12 +322,17 @@ impl GpuContext {
         let max = self.limits.max_storage_buffer_binding_size;
         if bytes > max {
             return Err(Error::DeviceLimit {
-                what: format!("{what} ({bytes} bytes)"),
+                what: format!("{what} ({bytes} bytes in one binding)"),
                 limit: "max_storage_buffer_binding_size",
                 requested: bytes,
                 available: max,
             });
         }
+        Ok(())
+    }
+
+    /// Fails with a `DeviceLimit` error when a buffer of `bytes` cannot be made.
+    pub fn check_buffer(&self, what: &str, bytes: u64) -> Result<()> {
         if bytes > self.limits.max_buffer_size {
             return Err(Error::DeviceLimit {
                 what: format!("{what} ({bytes} bytes)"),

@@ -72,17 +72,27 @@ pub enum Kernel {
     Adam,
     OptimPrepare,
     GradNorm,
+    GradNormFinish,
     GatherRows,
 }
 
 /// The binding layout of the elementwise kernels: parameters, two inputs, one output.
 const ELEMENTWISE: &[Slot] = &[Slot::Uniform, Slot::Read, Slot::Read, Slot::ReadWrite];
-/// The binding layout of the optimizers: parameters, gradients, then θ, m, v updated in place.
-const OPTIMIZER: &[Slot] =
-    &[Slot::Uniform, Slot::Read, Slot::ReadWrite, Slot::ReadWrite, Slot::ReadWrite, Slot::ReadWrite, Slot::Read];
+/// The binding layout of the optimizers: parameters, gradients, θ, m, v updated in place, the step scalars,
+/// the loss, and the gradient norm's partial sums.
+const OPTIMIZER: &[Slot] = &[
+    Slot::Uniform,
+    Slot::Read,
+    Slot::ReadWrite,
+    Slot::ReadWrite,
+    Slot::ReadWrite,
+    Slot::ReadWrite,
+    Slot::Read,
+    Slot::ReadWrite,
+];
 
 impl Kernel {
-    pub const ALL: [Kernel; 15] = [
+    pub const ALL: [Kernel; 16] = [
         Self::Matmul,
         Self::MatmulBig,
         Self::ActivationForward,
@@ -97,6 +107,7 @@ impl Kernel {
         Self::Adam,
         Self::OptimPrepare,
         Self::GradNorm,
+        Self::GradNormFinish,
         Self::GatherRows,
     ];
 
@@ -106,7 +117,9 @@ impl Kernel {
             Self::ActivationForward | Self::ActivationBackward => ShaderFile::Activation,
             Self::LossGrad | Self::MseLoss | Self::XentLoss | Self::SoftmaxRows => ShaderFile::Loss,
             Self::BiasGrad => ShaderFile::Grad,
-            Self::Sgd | Self::Momentum | Self::Adam | Self::OptimPrepare | Self::GradNorm => ShaderFile::Optim,
+            Self::Sgd | Self::Momentum | Self::Adam | Self::OptimPrepare | Self::GradNorm | Self::GradNormFinish => {
+                ShaderFile::Optim
+            }
             Self::GatherRows => ShaderFile::Data,
         }
     }
@@ -127,6 +140,7 @@ impl Kernel {
             Self::Adam => "adam",
             Self::OptimPrepare => "optim_prepare",
             Self::GradNorm => "grad_norm",
+            Self::GradNormFinish => "grad_norm_finish",
             Self::GatherRows => "gather_rows",
         }
     }
@@ -137,7 +151,9 @@ impl Kernel {
             Self::Matmul | Self::MatmulBig => {
                 &[Slot::Uniform, Slot::Read, Slot::Read, Slot::Read, Slot::ReadWrite, Slot::ReadWrite]
             }
-            Self::Sgd | Self::Momentum | Self::Adam | Self::OptimPrepare | Self::GradNorm => OPTIMIZER,
+            Self::Sgd | Self::Momentum | Self::Adam | Self::OptimPrepare | Self::GradNorm | Self::GradNormFinish => {
+                OPTIMIZER
+            }
             _ => ELEMENTWISE,
         }
     }
