@@ -116,7 +116,7 @@ fn a_model_and_batch_larger_than_a_binding_train_like_the_reference() {
 
 /// Training from data resident on the GPU, itself larger than a binding (gathered in pieces), with
 /// softmax cross-entropy, Adam and gradient clipping (its norm summed over the parameters' pieces): the
-/// same parameters, optimizer state and summed loss as the CPU backend.
+/// same parameters, optimizer state and summed loss as the CPU backend, and bit-identical from run to run.
 #[test]
 fn resident_data_larger_than_a_binding_trains_like_the_cpu_backend() {
     let ctx = small_device(CAP);
@@ -127,10 +127,11 @@ fn resident_data_larger_than_a_binding_trains_like_the_cpu_backend() {
     let x = random(&mut r, n, 13, 1.0).mapv(|v| v as f32);
     let y = Array2::from_shape_fn((n, 5), |(i, j)| if (i * 3 + 1) % 5 == j { 1.0f32 } else { 0.0 });
     let adam = OptimConfig { kind: OptimizerKind::Adam { beta1: 0.9, beta2: 0.999, eps: 1e-8 }, weight_decay: 0.01 };
-    let mut gpu = GpuMlp::new(ctx, spec.clone(), &init).unwrap();
+    let mut gpu = GpuMlp::new(ctx.clone(), spec.clone(), &init).unwrap();
+    let mut again = GpuMlp::new(ctx, spec.clone(), &init).unwrap();
     let mut cpu = CpuBackend::new(spec.clone(), init.clone()).unwrap();
     let order: Vec<usize> = (0..n).map(|i| (i * 37 + 11) % n).collect();
-    for b in [&mut gpu as &mut dyn Backend, &mut cpu] {
+    for b in [&mut gpu as &mut dyn Backend, &mut again, &mut cpu] {
         b.set_optimizer(adam).unwrap();
         b.set_grad_clip(Some(0.5)).unwrap();
         b.set_data(x.view(), y.view()).unwrap();
@@ -139,6 +140,7 @@ fn resident_data_larger_than_a_binding_trains_like_the_cpu_backend() {
         b.run_steps(&order, 23, 0.005).unwrap();
     }
     let (g, c) = (gpu.params().unwrap(), cpu.params().unwrap());
+    assert_eq!(g, again.params().unwrap(), "split runs are deterministic: bit-identical parameters");
     assert_close("resident split parameters", &g.to_flat(), &flat_f64(&c), 1e-5, 1e-3);
     let (gs, cs) = (gpu.optimizer_state().unwrap(), cpu.optimizer_state().unwrap());
     assert_eq!(gs.step, 10);
