@@ -28,10 +28,18 @@ const WRITE_PRE: u32 = 2u;  // also store the value before the activation into `
 const MUL_DERIV: u32 = 4u;  // backward: out = C ⊙ f'(pre), pre the previous layer's Z; fuses δ = dA ⊙ f'(Z)
 const ACC_OUT: u32 = 8u;    // add the value already in `out` (a partial sum) before the bias
 const ACC_PRE: u32 = 16u;   // add the value already in `pre` (a partial sum) before the bias
+// Vectorised tile loads of matmul_big, set by the host where the operand's contiguous direction, its stride
+// and its offset are multiples of 4: four consecutive values of op(A) along K or M, of op(B) along N or K.
+const A_VEC_K: u32 = 32u;
+const A_VEC_M: u32 = 64u;
+const B_VEC_N: u32 = 128u;
+const B_VEC_K: u32 = 256u;
 
 @group(0) @binding(0) var<uniform> p: MatmulParams;
-@group(0) @binding(1) var<storage, read> a: array<f32>;
-@group(0) @binding(2) var<storage, read> b: array<f32>;
+// A and B are read as vec4: whole vectors where a tile load is aligned, single components elsewhere (the host
+// binds them in multiples of 16 bytes).
+@group(0) @binding(1) var<storage, read> a: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read> b: array<vec4<f32>>;
 @group(0) @binding(3) var<storage, read> bias: array<f32>;
 @group(0) @binding(4) var<storage, read_write> out: array<f32>;
 @group(0) @binding(5) var<storage, read_write> pre: array<f32>;
@@ -56,11 +64,17 @@ fn store(r: u32, c: u32, acc: f32) {
 
 // op(A)[r][c] and op(B)[r][c], zero outside the matrix.
 fn load_a(r: u32, c: u32) -> f32 {
-    if (r < p.m && c < p.k) { return a[p.a_off + r * p.a_rs + c * p.a_cs]; }
+    if (r < p.m && c < p.k) {
+        let e = p.a_off + r * p.a_rs + c * p.a_cs;
+        return a[e >> 2u][e & 3u];
+    }
     return 0.0;
 }
 fn load_b(r: u32, c: u32) -> f32 {
-    if (r < p.k && c < p.n) { return b[p.b_off + r * p.b_rs + c * p.b_cs]; }
+    if (r < p.k && c < p.n) {
+        let e = p.b_off + r * p.b_rs + c * p.b_cs;
+        return b[e >> 2u][e & 3u];
+    }
     return 0.0;
 }
 
@@ -112,6 +126,66 @@ const BK: u32 = 16u;
 var<workgroup> big_a: array<f32, 1024>; // (BM, BK)
 var<workgroup> big_b: array<f32, 1024>; // (BK, BN)
 
+// big_a = op(A)[row0 .., k0 ..]: with A_VEC_K each of the 256 threads loads 4 values along K (64 rows × 4),
+// with A_VEC_M 4 along M (16 k × 16); a vector that would cross the matrix's edge is loaded value by value.
+fn fill_big_a(tid: u32, row0: u32, k0: u32) {
+    if ((p.flags & A_VEC_K) != 0u) {
+        let r = tid / 4u;
+        let kq = (tid % 4u) * 4u;
+        let gr = row0 + r;
+        let gk = k0 + kq;
+        if (gr < p.m && gk + 3u < p.k) {
+            let v = a[(p.a_off + gr * p.a_rs + gk) >> 2u];
+            for (var i = 0u; i < 4u; i++) { big_a[r * BK + kq + i] = v[i]; }
+        } else {
+            for (var i = 0u; i < 4u; i++) { big_a[r * BK + kq + i] = load_a(gr, gk + i); }
+        }
+    } else if ((p.flags & A_VEC_M) != 0u) {
+        let k = tid / 16u;
+        let mq = (tid % 16u) * 4u;
+        let gm = row0 + mq;
+        let gk = k0 + k;
+        if (gm + 3u < p.m && gk < p.k) {
+            let v = a[(p.a_off + gm + gk * p.a_cs) >> 2u];
+            for (var i = 0u; i < 4u; i++) { big_a[(mq + i) * BK + k] = v[i]; }
+        } else {
+            for (var i = 0u; i < 4u; i++) { big_a[(mq + i) * BK + k] = load_a(gm + i, gk); }
+        }
+    } else {
+        for (var e = tid; e < BM * BK; e += THREADS) { big_a[e] = load_a(row0 + e / BK, k0 + e % BK); }
+    }
+}
+
+// big_b = op(B)[k0 .., col0 ..]: with B_VEC_N 4 values along N per thread (16 k × 16), with B_VEC_K 4 along K
+// (64 columns × 4).
+fn fill_big_b(tid: u32, k0: u32, col0: u32) {
+    if ((p.flags & B_VEC_N) != 0u) {
+        let k = tid / 16u;
+        let nq = (tid % 16u) * 4u;
+        let gk = k0 + k;
+        let gn = col0 + nq;
+        if (gk < p.k && gn + 3u < p.n) {
+            let v = b[(p.b_off + gk * p.b_rs + gn) >> 2u];
+            for (var i = 0u; i < 4u; i++) { big_b[k * BN + nq + i] = v[i]; }
+        } else {
+            for (var i = 0u; i < 4u; i++) { big_b[k * BN + nq + i] = load_b(gk, gn + i); }
+        }
+    } else if ((p.flags & B_VEC_K) != 0u) {
+        let n = tid / 4u;
+        let kq = (tid % 4u) * 4u;
+        let gk = k0 + kq;
+        let gn = col0 + n;
+        if (gk + 3u < p.k && gn < p.n) {
+            let v = b[(p.b_off + gk + gn * p.b_cs) >> 2u];
+            for (var i = 0u; i < 4u; i++) { big_b[(kq + i) * BN + n] = v[i]; }
+        } else {
+            for (var i = 0u; i < 4u; i++) { big_b[(kq + i) * BN + n] = load_b(gk + i, gn); }
+        }
+    } else {
+        for (var e = tid; e < BK * BN; e += THREADS) { big_b[e] = load_b(k0 + e / BN, col0 + e % BN); }
+    }
+}
+
 @compute @workgroup_size(16, 16, 1)
 fn matmul_big(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
     let row0 = wid.y * BM;
@@ -121,8 +195,8 @@ fn matmul_big(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_i
     for (var i = 0u; i < 16u; i++) { acc[i] = 0.0; }
 
     for (var k0 = 0u; k0 < p.k; k0 += BK) {
-        for (var e = tid; e < BM * BK; e += THREADS) { big_a[e] = load_a(row0 + e / BK, k0 + e % BK); }
-        for (var e = tid; e < BK * BN; e += THREADS) { big_b[e] = load_b(k0 + e / BN, col0 + e % BN); }
+        fill_big_a(tid, row0, k0);
+        fill_big_b(tid, k0, col0);
         workgroupBarrier();
         for (var kk = 0u; kk < BK; kk++) {
             var ra: array<f32, 4>;

@@ -88,6 +88,71 @@ fn matmul_forward_with_bias_and_every_fused_activation() {
     }
 }
 
+/// The vectorised tile loads of the big tiling: operands whose contiguous direction, row stride and offset
+/// are multiples of 4, in all four layouts (A along K or M, B along N or K), at shapes whose edges cut
+/// through vectors and tiles. Each product's flags are checked, so the vector path is the one tested.
+#[test]
+fn matmul_big_loads_aligned_operands_as_vectors() {
+    let ctx = gpu();
+    let mut r = rng(21);
+    for (m, n, k) in [(64, 64, 16), (67, 70, 45), (130, 132, 101), (5, 9, 7), (4, 4, 4)] {
+        for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
+            let a = f32_exact(&random(&mut r, m, k, 1.0));
+            let b = f32_exact(&random(&mut r, k, n, 1.0));
+            // Stored with padded rows (a multiple of 4 plus 4) at an offset of 8, transposed where asked.
+            let store = |x: &Array2<f64>, t: bool| {
+                let x = if t { x.t().to_owned() } else { x.clone() };
+                let ld = x.ncols().next_multiple_of(4) + 4;
+                let mut v = vec![f32::NAN; 8 + x.nrows() * ld];
+                for ((i, j), &e) in x.indexed_iter() {
+                    v[8 + i * ld + j] = e as f32;
+                }
+                (buffer::storage_init(&ctx, "operand", &v).unwrap(), ld)
+            };
+            let ((ab, lda), (bb, ldb)) = (store(&a, ta), store(&b, tb));
+            let sa = Strided {
+                buffer: &ab,
+                offset: 8,
+                row_stride: if ta { 1 } else { lda },
+                col_stride: if ta { lda } else { 1 },
+            };
+            let sb = Strided {
+                buffer: &bb,
+                offset: 8,
+                row_stride: if tb { 1 } else { ldb },
+                col_stride: if tb { ldb } else { 1 },
+            };
+            let out = nan_buffer(&ctx, m * n);
+            let scratch = nan_buffer(&ctx, 1);
+            let d =
+                ops::matmul_tiled(&ctx, Tile::Big, (m, n, k), sa, sb, Epilogue::none(), (&out, 0), &scratch).unwrap();
+            let flags = d.params::<ops::MatmulParams>().unwrap().flags;
+            let want_flags =
+                (if ta { ops::A_VEC_M } else { ops::A_VEC_K }) | (if tb { ops::B_VEC_K } else { ops::B_VEC_N });
+            assert_eq!(flags, want_flags, "({m},{n},{k}) ta {ta} tb {tb}: vector loads");
+            ops::run(&ctx, &[&d]).unwrap();
+            let name = format!("vectorised product ({m},{n},{k}) ta {ta} tb {tb}");
+            assert_close(&name, &read(&ctx, &out, 0, m * n), &flat(&a.dot(&b)), ATOL, RTOL);
+        }
+    }
+    // An odd offset or stride keeps the scalar loads.
+    let buf = nan_buffer(&ctx, 64);
+    let scratch = nan_buffer(&ctx, 1);
+    let out = nan_buffer(&ctx, 16);
+    let d = ops::matmul_tiled(
+        &ctx,
+        Tile::Big,
+        (4, 4, 4),
+        Strided::rows(&buf, 1, 4),
+        Strided::rows(&buf, 0, 5),
+        Epilogue::none(),
+        (&out, 0),
+        &scratch,
+    )
+    .unwrap();
+    assert_eq!(d.params::<ops::MatmulParams>().unwrap().flags, 0);
+}
+
 #[test]
 fn matmul_input_grad_reads_w_transposed() {
     let ctx = gpu();
@@ -254,7 +319,7 @@ fn mse_loss_and_gradient() {
 fn bias_grad_column_sums() {
     let ctx = gpu();
     let mut r = rng(6);
-    for (b, o) in [(1usize, 1usize), (1, 300), (5, 1), (67, 31), (129, 257)] {
+    for (b, o) in [(1usize, 1usize), (1, 300), (5, 1), (67, 31), (129, 257), (1000, 10), (16, 17), (17, 16)] {
         let delta = f32_exact(&random(&mut r, b, o, 1.0));
         let db = buffer::storage_init(&ctx, "delta", &to_f32(&delta)).unwrap();
         let off = 4;
@@ -265,6 +330,11 @@ fn bias_grad_column_sums() {
         let all = read(&ctx, &out, 0, off + o + 2);
         assert_close(&format!("db ({b},{o})"), &all[off..off + o], &want.to_vec(), 1e-5, 1e-5);
         assert!(all[..off].iter().chain(&all[off + o..]).all(|v| v.is_nan()), "db wrote outside its slot");
+        // A later piece of the same batch adds its sum.
+        let d = ops::bias_grad_piece(&ctx, (b, o), false, &db, (&out, off)).unwrap();
+        ops::run(&ctx, &[&d]).unwrap();
+        let twice: Vec<f64> = want.iter().map(|v| 2.0 * v).collect();
+        assert_close(&format!("db accumulated ({b},{o})"), &read(&ctx, &out, off, o), &twice, 2e-5, 1e-5);
     }
 }
 

@@ -8,9 +8,10 @@ use crate::gpu::context::GpuContext;
 
 const F32: u64 = std::mem::size_of::<f32>() as u64;
 
-/// A storage buffer of `len` f32 values (at least one, since wgpu bindings cannot be empty).
+/// A storage buffer of `len` f32 values (at least one, since wgpu bindings cannot be empty), its size rounded
+/// up to whole 16-byte vectors so the matmul kernels can read any range of it as `vec4`.
 pub fn storage(ctx: &GpuContext, label: &str, len: usize) -> Result<wgpu::Buffer> {
-    let bytes = (len.max(1) as u64) * F32;
+    let bytes = ((len.max(1) as u64) * F32).next_multiple_of(16);
     ctx.check_buffer(label, bytes)?;
     Ok(ctx.device.create_buffer(&wgpu::BufferDescriptor {
         label: Some(label),

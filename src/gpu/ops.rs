@@ -87,6 +87,18 @@ pub fn pieces(total: usize, per: usize) -> Vec<std::ops::Range<usize>> {
 /// the values are at element `rem` of the binding (returned); its size is checked against the device's
 /// storage-binding limit, naming `what`.
 fn bind<'a>(ctx: &GpuContext, what: &str, span: Span<'a>, len: usize) -> Result<(Binding<'a>, usize)> {
+    bind_rounded(ctx, what, span, len, F32)
+}
+
+/// As `bind`, the binding's size rounded up to a multiple of `unit` bytes (16 for `array<vec4<f32>>`), as far
+/// as the buffer reaches (`buffer::storage` makes whole vectors).
+fn bind_rounded<'a>(
+    ctx: &GpuContext,
+    what: &str,
+    span: Span<'a>,
+    len: usize,
+    unit: u64,
+) -> Result<(Binding<'a>, usize)> {
     let align = ctx.limits().min_storage_buffer_offset_alignment.max(4) as u64;
     let total = span.buffer.size();
     let first = (span.offset as u64 * F32).min(total.saturating_sub(F32));
@@ -100,6 +112,7 @@ fn bind<'a>(ctx: &GpuContext, what: &str, span: Span<'a>, len: usize) -> Result<
         )));
     }
     let start = first / align * align;
+    let end = (start + (end - start).next_multiple_of(unit)).min(total);
     ctx.check_binding(what, end - start)?;
     Ok((Binding { buffer: span.buffer, start, size: end - start }, ((first - start) / F32) as usize))
 }
@@ -146,6 +159,11 @@ impl Dispatch {
             f(&mut u);
             self.set_params(ctx, &u);
         }
+    }
+
+    /// The uniform as `U` (for inspection: which flags a product got), when `U` has its size.
+    pub fn params<U: Pod>(&self) -> Option<U> {
+        (self.params.len() == std::mem::size_of::<U>()).then(|| bytemuck::pod_read_unaligned(&self.params))
     }
 
     /// Records the launch into a compute pass.
@@ -241,6 +259,14 @@ pub const MUL_DERIV: u32 = 4;
 pub const ACC_OUT: u32 = 8;
 /// Add the value already in `pre` (a partial sum) before the bias.
 pub const ACC_PRE: u32 = 16;
+/// `matmul_big` loads op(A) four values at a time along K.
+pub const A_VEC_K: u32 = 32;
+/// `matmul_big` loads op(A) four values at a time along M.
+pub const A_VEC_M: u32 = 64;
+/// `matmul_big` loads op(B) four values at a time along N.
+pub const B_VEC_N: u32 = 128;
+/// `matmul_big` loads op(B) four values at a time along K.
+pub const B_VEC_K: u32 = 256;
 
 /// A strided view of a matrix inside a flat buffer: element (r, c) is at `offset + r*row_stride + c*col_stride`.
 #[derive(Clone, Copy, Debug)]
@@ -468,8 +494,12 @@ pub fn matmul_tiled(
     }
     let ldc = epilogue.row_stride.unwrap_or(n);
     let c_extent = if m == 0 || n == 0 { 0 } else { (m - 1) * ldc + n };
-    let (bind_a, a_off) = bind(ctx, "matmul operand A", a.into_span(), a.extent(m, k))?;
-    let (bind_b, b_off) = bind(ctx, "matmul operand B", b.into_span(), b.extent(k, n))?;
+    let (bind_a, a_off) = bind_rounded(ctx, "matmul operand A", a.into_span(), a.extent(m, k), 16)?;
+    let (bind_b, b_off) = bind_rounded(ctx, "matmul operand B", b.into_span(), b.extent(k, n), 16)?;
+    if tile == Tile::Big && std::env::var_os("BACKPROP_NO_VEC4").is_none() {
+        flags |= vector_loads(a_off, a.row_stride, a.col_stride, A_VEC_K, A_VEC_M);
+        flags |= vector_loads(b_off, b.row_stride, b.col_stride, B_VEC_N, B_VEC_K);
+    }
     let (bias_span, bias_len) = match epilogue.bias {
         Some(bias) => (Span::from(bias), n),
         None => (Span::from(b.buffer), 1),
@@ -505,6 +535,21 @@ pub fn matmul_tiled(
     ctx.check_workgroups("matmul row tiles", u32_of("matmul tiles", gy)?)?;
     let groups = [gx.max(1) as u32, gy.max(1) as u32, 1];
     Ok(Dispatch::new(ctx, tile.kernel(), &params, &[bind_a, bind_b, bind_bias, bind_out, bind_pre], groups))
+}
+
+/// The vectorised-load flag for an operand with element (r, c) at `off + r·rs + c·cs`: `along_cols` where
+/// columns are contiguous (cs = 1) and rows start on whole vectors, `along_rows` in the transposed case,
+/// none otherwise.
+fn vector_loads(off: usize, rs: usize, cs: usize, along_cols: u32, along_rows: u32) -> u32 {
+    if off % 4 != 0 {
+        0
+    } else if cs == 1 && rs % 4 == 0 {
+        along_cols
+    } else if rs == 1 && cs % 4 == 0 {
+        along_rows
+    } else {
+        0
+    }
 }
 
 /// Uniform of the activation kernels (`EltParams` in `activation.wgsl`).
@@ -740,7 +785,8 @@ pub fn bias_grad_piece<'a>(
         off: u32_of("bias gradient offset", off)?,
         accumulate: u32::from(!first),
     };
-    let g = elementwise_groups(ctx, "bias_grad", cols)?;
+    // One workgroup of 256 threads per 16 columns.
+    let g = elementwise_groups(ctx, "bias_grad", cols * 16)?;
     Ok(Dispatch::new(ctx, Kernel::BiasGrad, &p, &[delta, delta, out_b], g))
 }
 
