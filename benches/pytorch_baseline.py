@@ -26,6 +26,61 @@ CONFIGS = {
 }
 
 
+def setup(torch, device):
+    """fp32 with TF32 off; returns the torch.device, or exits with a message when CUDA is asked for and absent."""
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
+    torch.set_float32_matmul_precision("highest")
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        sys.exit("error: --device cuda but torch.cuda.is_available() is False")
+    return dev
+
+
+def measure(torch, name, dev, steps=20, warmup=3, max_seconds=3.0):
+    """Times the training step of configuration `name` on `dev`; one result row, as `backprop bench --json`."""
+    sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
+    adapter = torch.cuda.get_device_name(dev) if dev.type == "cuda" else f"{torch.get_num_threads()} threads"
+    sizes, batch = CONFIGS[name]
+    torch.manual_seed(1)
+    layers = []
+    for i, o in zip(sizes, sizes[1:]):
+        layers += [torch.nn.Linear(i, o), torch.nn.Sigmoid()]
+    model = torch.nn.Sequential(*layers).to(dev, torch.float32)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    loss_fn = torch.nn.MSELoss()
+    x = torch.rand(batch, sizes[0], device=dev)
+    y = torch.rand(batch, sizes[-1], device=dev)
+
+    def step():
+        opt.zero_grad(set_to_none=True)
+        loss = loss_fn(model(x), y)
+        loss.backward()
+        opt.step()
+
+    for _ in range(warmup):
+        step()
+    sync()
+    samples = []
+    start = time.perf_counter()
+    while len(samples) < max(steps, 1) and (len(samples) < 3 or time.perf_counter() - start < max_seconds):
+        t = time.perf_counter()
+        step()
+        sync()
+        samples.append((time.perf_counter() - t) * 1e3)
+    ms = statistics.median(samples)
+    flops = 6 * batch * sum(i * o for i, o in zip(sizes, sizes[1:]))
+    return {
+        "config": name,
+        "backend": f"pytorch-{dev.type}",
+        "adapter": adapter,
+        "batch": batch,
+        "steps": len(samples),
+        "ms_per_step": ms,
+        "gflops": flops / (ms * 1e6),
+    }
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
@@ -38,58 +93,14 @@ def main():
 
     import torch
 
-    torch.backends.cuda.matmul.allow_tf32 = False
-    torch.backends.cudnn.allow_tf32 = False
-    torch.set_float32_matmul_precision("highest")
-    dev = torch.device(args.device)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        sys.exit("error: --device cuda but torch.cuda.is_available() is False")
-    sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
-    adapter = torch.cuda.get_device_name(dev) if dev.type == "cuda" else f"{torch.get_num_threads()} threads"
+    dev = setup(torch, args.device)
 
     results = []
     for name in args.configs.split(","):
         name = name.strip()
         if name not in CONFIGS:
             sys.exit(f"error: unknown configuration '{name}' (expected seed, small, mnist, wide)")
-        sizes, batch = CONFIGS[name]
-        torch.manual_seed(1)
-        layers = []
-        for i, o in zip(sizes, sizes[1:]):
-            layers += [torch.nn.Linear(i, o), torch.nn.Sigmoid()]
-        model = torch.nn.Sequential(*layers).to(dev, torch.float32)
-        opt = torch.optim.SGD(model.parameters(), lr=0.1)
-        loss_fn = torch.nn.MSELoss()
-        x = torch.rand(batch, sizes[0], device=dev)
-        y = torch.rand(batch, sizes[-1], device=dev)
-
-        def step():
-            opt.zero_grad(set_to_none=True)
-            loss = loss_fn(model(x), y)
-            loss.backward()
-            opt.step()
-
-        for _ in range(args.warmup):
-            step()
-        sync()
-        samples = []
-        start = time.perf_counter()
-        while len(samples) < max(args.steps, 1) and (len(samples) < 3 or time.perf_counter() - start < args.max_seconds):
-            t = time.perf_counter()
-            step()
-            sync()
-            samples.append((time.perf_counter() - t) * 1e3)
-        ms = statistics.median(samples)
-        flops = 6 * batch * sum(i * o for i, o in zip(sizes, sizes[1:]))
-        results.append({
-            "config": name,
-            "backend": f"pytorch-{dev.type}",
-            "adapter": adapter,
-            "batch": batch,
-            "steps": len(samples),
-            "ms_per_step": ms,
-            "gflops": flops / (ms * 1e6),
-        })
+        results.append(measure(torch, name, dev, args.steps, args.warmup, args.max_seconds))
 
     if args.json:
         print(json.dumps({"torch": torch.__version__, "results": results}, indent=2))

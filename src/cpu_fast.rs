@@ -127,9 +127,13 @@ fn par_zip4(d: &mut [f32], g: &[f32], a: &[f32], z: &[f32], f: impl Fn(&mut [f32
 /// Saturates like `expf` past the f32 range (0 below, +inf above); inputs that would give subnormals give 0.
 #[inline(always)]
 pub fn fast_exp(x: f32) -> f32 {
-    const ROUND: f32 = 12_582_912.0; // 1.5·2^23: adding and subtracting it rounds to an integer
-    let xc = x.clamp(-87.3, 88.7);
-    let n = (xc * std::f32::consts::LOG2_E + ROUND) - ROUND;
+    const ROUND: f32 = 12_582_912.0; // 1.5·2^23: adding it rounds to an integer held in the low mantissa bits
+    // max/min rather than clamp, and the integer read from the bits rather than `as i32` (which saturates
+    // and maps NaN to 0 element by element): both keep the loop vectorised.
+    let xc = x.max(-87.3).min(88.7);
+    let t = xc * std::f32::consts::LOG2_E + ROUND;
+    let n = t - ROUND;
+    let ni = t.to_bits() as i32 - ROUND.to_bits() as i32;
     // r = x − n·ln 2, with ln 2 split in two so the subtraction stays exact.
     let r = xc - n * 0.693_145_75;
     let r = r - n * 1.428_606_8e-6;
@@ -141,15 +145,16 @@ pub fn fast_exp(x: f32) -> f32 {
     let p = p * r + 1.0;
     let p = p * r + 1.0;
     // 2^n as two factors, so n = 128 (just below the top of the range) stays representable.
-    let n = n as i32;
-    let (n1, n2) = (n >> 1, n - (n >> 1));
+    let (n1, n2) = (ni >> 1, ni - (ni >> 1));
     let y = p * f32::from_bits(((n1 + 127) as u32) << 23) * f32::from_bits(((n2 + 127) as u32) << 23);
-    if x < -87.3 {
-        0.0
-    } else if x > 88.7 {
+    if x > 88.7 {
         f32::INFINITY
-    } else {
+    } else if x >= -87.3 {
         y
+    } else if x < -87.3 {
+        0.0
+    } else {
+        x // NaN stays NaN, so a diverging run is still seen
     }
 }
 
@@ -167,16 +172,24 @@ fn activate_fast(act: Activation, z: f32) -> f32 {
     }
 }
 
-/// Runs `$body` compiled for AVX2+FMA when the CPU has them (checked once, cached by std), else for the
-/// baseline target: the elementwise loops then vectorise 8 wide instead of 4.
+/// Runs `$body` compiled for AVX-512 or for AVX2+FMA when the CPU has them (checked once, cached by std),
+/// else for the baseline target: the elementwise loops then vectorise 16 or 8 wide instead of 4.
 macro_rules! multiversion {
     ($name:ident, $generic:ident, ($($arg:ident: $ty:ty),*)) => {
         fn $name($($arg: $ty),*) {
             #[cfg(target_arch = "x86_64")]
             {
+                #[target_feature(enable = "avx512f,avx2,fma")]
+                unsafe fn widest($($arg: $ty),*) {
+                    $generic($($arg),*)
+                }
                 #[target_feature(enable = "avx2,fma")]
                 unsafe fn wide($($arg: $ty),*) {
                     $generic($($arg),*)
+                }
+                if std::arch::is_x86_feature_detected!("avx512f") {
+                    // SAFETY: the CPU has the features `widest` is compiled for (AVX-512F implies AVX2, FMA).
+                    return unsafe { widest($($arg),*) };
                 }
                 if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
                     // SAFETY: the CPU has the features `wide` is compiled for.

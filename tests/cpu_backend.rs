@@ -121,4 +121,7 @@ fn fast_exp_is_within_a_few_ulp_of_exp() {
     assert_eq!(backprop::cpu_fast::fast_exp(-200.0), 0.0);
     assert_eq!(backprop::cpu_fast::fast_exp(0.0), 1.0);
     assert!(backprop::cpu_fast::fast_exp(200.0).is_infinite() || backprop::cpu_fast::fast_exp(200.0) > 1e38);
+    assert!(backprop::cpu_fast::fast_exp(f32::NAN).is_nan(), "NaN must survive, or divergence would go unseen");
+    assert_eq!(backprop::cpu_fast::fast_exp(f32::INFINITY), f32::INFINITY);
+    assert_eq!(backprop::cpu_fast::fast_exp(f32::NEG_INFINITY), 0.0);
 }
