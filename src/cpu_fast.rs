@@ -130,6 +130,7 @@ pub fn fast_exp(x: f32) -> f32 {
     const ROUND: f32 = 12_582_912.0; // 1.5·2^23: adding it rounds to an integer held in the low mantissa bits
     // max/min rather than clamp, and the integer read from the bits rather than `as i32` (which saturates
     // and maps NaN to 0 element by element): both keep the loop vectorised.
+    #[allow(clippy::manual_clamp)] // deliberately not clamp: see above
     let xc = x.max(-87.3).min(88.7);
     let t = xc * std::f32::consts::LOG2_E + ROUND;
     let n = t - ROUND;
