@@ -178,6 +178,7 @@ pub struct BenchArgs {
     /// The device's fp32 peak in GFLOP/s, to print the fraction reached (GPU; for the CPU use --cpu-peak-gflops).
     #[arg(long)]
     pub peak_gflops: Option<f64>,
+    /// The CPU's fp32 peak in GFLOP/s (cores × clock × FLOP per cycle), to print the fraction the CPU backend reaches.
     #[arg(long)]
     pub cpu_peak_gflops: Option<f64>,
     /// Largest batch tried in the crossover search on the mnist network (powers of two from 1).
