@@ -176,6 +176,36 @@ fn a_split_optimizer_update_matches_the_reference() {
     assert_close("split momentum buffer", &model.optimizer_state().unwrap().m, &m, 1e-6, 1e-3);
 }
 
+/// MNIST-sized training inputs (60000 × 784 values, 188 MB) under WebGPU's default 128 MiB binding limit
+/// (lavapipe's own): gathered from two pieces, the steps match the CPU backend's.
+#[test]
+fn mnist_sized_data_beyond_the_default_binding_limit_trains() {
+    let ctx = small_device(128 << 20);
+    let spec = MlpSpec::uniform(vec![784, 32, 10], Activation::Sigmoid, Loss::Mse).unwrap();
+    let n = 60_000;
+    assert!(n * 784 * 4 > 128 << 20);
+    let x = Array2::<f32>::from_shape_fn((n, 784), |(i, j)| ((i * 31 + j) % 97) as f32 / 97.0);
+    let y = Array2::<f32>::from_shape_fn((n, 10), |(i, j)| if i % 10 == j { 1.0 } else { 0.0 });
+    // Rows from both ends of the set, so both pieces are read.
+    let rows: Vec<usize> = (0..200).map(|i| if i % 2 == 0 { i * 13 } else { n - 1 - i * 7 }).collect();
+    let init = Params::init(&spec, 3);
+    let mut gpu = GpuMlp::new(ctx, spec.clone(), &init).unwrap();
+    let mut cpu = CpuBackend::new(spec, init).unwrap();
+    for b in [&mut gpu as &mut dyn Backend, &mut cpu] {
+        b.set_data(x.view(), y.view()).unwrap();
+        b.run_steps(&rows, 64, 0.5).unwrap();
+    }
+    assert_close(
+        "default-limit parameters",
+        &gpu.params().unwrap().to_flat(),
+        &flat_f64(&cpu.params().unwrap()),
+        1e-6,
+        1e-4,
+    );
+    let (gl, cl) = (gpu.take_loss_sum().unwrap(), cpu.take_loss_sum().unwrap());
+    assert_close("default-limit loss sum", &[gl as f32], &[cl], 1e-5, 1e-5);
+}
+
 #[test]
 fn work_that_cannot_be_split_is_refused_with_the_sizes_before_anything_runs() {
     // 256 values a binding: 8 aligned rows of 97 values (3104 bytes) cannot fit, so a batch cannot be split.
