@@ -294,6 +294,7 @@ impl GpuMlp {
         if let Some(y) = y {
             self.ctx.queue.write_buffer(&plan.y, 0, bytemuck::cast_slice(&contiguous(y)));
         }
+
         Ok(())
     }
 
@@ -557,8 +558,12 @@ fn weight_pieces(ctx: &GpuContext, spec: &MlpSpec, l: usize) -> Result<Vec<std::
     }
 }
 
-fn contiguous(a: ArrayView2<f32>) -> Vec<f32> {
-    a.iter().copied().collect()
+/// The values of `a` in row-major order: borrowed where they already are, copied otherwise.
+fn contiguous<'a>(a: ArrayView2<'a, f32>) -> std::borrow::Cow<'a, [f32]> {
+    match a.to_slice() {
+        Some(s) => std::borrow::Cow::Borrowed(s),
+        None => std::borrow::Cow::Owned(a.iter().copied().collect()),
+    }
 }
 
 impl Backend for GpuMlp {
