@@ -41,6 +41,11 @@ pub trait Backend {
     fn diverged_at(&mut self) -> Result<Option<u64>>;
     /// The running sum of `loss · B` since the last call, then resets it (one read-back on the GPU).
     fn take_loss_sum(&mut self) -> Result<f64>;
+    /// `take_loss_sum` and `diverged_at` together, as once per epoch; the GPU reads both back in one go.
+    fn take_epoch_stats(&mut self) -> Result<(f64, Option<u64>)> {
+        let diverged = self.diverged_at()?;
+        Ok((self.take_loss_sum()?, diverged))
+    }
     /// One training step that also returns every intermediate tensor of it.
     fn traced_step(&mut self, x: ArrayView2<f32>, y: ArrayView2<f32>, lr: f32) -> Result<Trace<f32>>;
     /// The network's output for X (B, I_0) (softmax probabilities for cross-entropy networks).

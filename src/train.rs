@@ -286,10 +286,11 @@ pub fn train(
                 }
             }
         }
-        if let Some(step) = backend.diverged_at()? {
+        let (loss_sum, diverged) = backend.take_epoch_stats()?;
+        if let Some(step) = diverged {
             return Err(Error::Diverged { step, epoch: epoch + 1 });
         }
-        let train_loss = backend.take_loss_sum()? / n as f64;
+        let train_loss = loss_sum / n as f64;
         let eval = match test {
             Some(t) => Some(evaluate(backend, t, cfg.batch_size)?),
             None => None,

@@ -29,12 +29,19 @@ fn a_diverging_run_reports_its_first_bad_step_on_both_backends() {
         let order: Vec<usize> = (0..23).collect();
         b.run_steps(&order, 23, 0.01).unwrap();
         assert_eq!(b.diverged_at().unwrap(), None, "{}: a sane step", b.name());
+        let (sum, bad) = b.take_epoch_stats().unwrap();
+        assert!(sum.is_finite() && sum > 0.0 && bad.is_none(), "{}: epoch stats {sum} {bad:?}", b.name());
         // An absurd learning rate overflows the parameters within a few steps.
         for _ in 0..10 {
             b.run_steps(&order, 23, 1e30).unwrap();
         }
         let at = b.diverged_at().unwrap().unwrap_or_else(|| panic!("{}: divergence not detected", b.name()));
         assert!((2..=11).contains(&at), "{}: first bad step {at}", b.name());
+        // The epoch's read-back gives the same step, and a loss sum that is no longer finite.
+        let (sum, bad) = b.take_epoch_stats().unwrap();
+        assert_eq!(bad, Some(at), "{}", b.name());
+        assert!(!sum.is_finite(), "{}: loss sum {sum}", b.name());
+        assert_eq!(b.take_loss_sum().unwrap(), 0.0, "{}: the sum was reset", b.name());
     }
 }
 

@@ -657,6 +657,20 @@ impl Backend for GpuMlp {
         Ok((step != 0).then_some(step as u64))
     }
 
+    fn take_epoch_stats(&mut self) -> Result<(f64, Option<u64>)> {
+        // loss[1] and scalars[4] into one staging buffer: one wait, one mapping.
+        let ctx = &*self.ctx;
+        let mut enc = ctx.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("epoch stats") });
+        enc.copy_buffer_to_buffer(&self.loss, 4, &self.loss_staging, 0, 4);
+        enc.copy_buffer_to_buffer(&self.scalars, 16, &self.loss_staging, 4, 4);
+        let idx = ctx.queue.submit([enc.finish()]);
+        ctx.wait(idx)?;
+        let v = buffer::read_staging(ctx, &self.loss_staging, 2)?;
+        ctx.queue.write_buffer(&self.loss, 4, bytemuck::cast_slice(&[0.0f32]));
+        let (sum, bad) = (v.first().copied().unwrap_or(f32::NAN), v.get(1).map_or(0, |f| f.to_bits()));
+        Ok((sum as f64, (bad != 0).then_some(bad as u64)))
+    }
+
     fn take_loss_sum(&mut self) -> Result<f64> {
         let v = buffer::read(&self.ctx, &self.loss, 1, 1)?;
         self.ctx.queue.write_buffer(&self.loss, 4, bytemuck::cast_slice(&[0.0f32]));
