@@ -19,7 +19,7 @@ pub const TARGET: f64 = 0.8;
 /// The seed's learning rate.
 pub const LEARNING_RATE: f64 = 0.1;
 
-/// The seed's network: W1 [[0.5, 0.3], [0.2, 0.4]] (W1[i][j] from input i to hidden j), b1 [0.1, 0.2],
+/// The seed's network: W1 [[0.5, 0.3], [0.2, 0.4]] (`W1[i][j]` from input i to hidden j), b1 [0.1, 0.2],
 /// W2 [0.6, 0.7] (from hidden j to the output), b2 0.3, all sigmoid, MSE.
 pub fn network() -> Result<(MlpSpec, Params<f64>)> {
     let spec = MlpSpec::uniform(vec![2, 2, 1], Activation::Sigmoid, Loss::Mse)?;
