@@ -9,6 +9,13 @@
 //! Work larger than one storage binding is split (see DESIGN.md): a batch into pieces of rows, a weight
 //! matrix into pieces of its rows, the optimizer update and a resident data set into pieces.
 
+mod plan;
+mod timing;
+
+use plan::{BatchPlan, weight_pieces};
+pub use timing::StepTiming;
+use timing::Timer;
+
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -19,27 +26,9 @@ use crate::cpu::{Trace, check_batch};
 use crate::error::{Error, Result};
 use crate::gpu::buffer;
 use crate::gpu::context::GpuContext;
-use crate::gpu::ops::{self, Accumulate, Dispatch, Epilogue, OptimParams, Strided};
-use crate::model::{Loss, MlpSpec, ParamLayout, Params};
+use crate::gpu::ops::{self, Dispatch, OptimParams};
+use crate::model::{MlpSpec, ParamLayout, Params};
 use crate::optim::{OptimConfig, OptimState, StepScalars};
-
-/// Buffers and dispatches for one batch size.
-struct BatchPlan {
-    x: wgpu::Buffer,
-    y: wgpu::Buffer,
-    /// Per layer: Z_l, A_l, δ_l, each (B, O_l).
-    pre: Vec<wgpu::Buffer>,
-    post: Vec<wgpu::Buffer>,
-    delta: Vec<wgpu::Buffer>,
-    /// dL/dA_L (B, O_L) for MSE (hidden layers' δ comes straight out of the fused input-gradient product).
-    _loss_grad: wgpu::Buffer,
-    /// Rows per piece of the batch: the whole batch unless its buffers exceed one storage binding.
-    piece_rows: usize,
-    /// The forward pass of every piece, then their losses, then their backward passes.
-    forward: Vec<Dispatch>,
-    loss: Vec<Dispatch>,
-    backward: Vec<Dispatch>,
-}
 
 /// An MLP whose training runs entirely in WGSL kernels.
 pub struct GpuMlp {
@@ -137,152 +126,6 @@ impl GpuMlp {
 
     fn plan(&self, batch: usize) -> Result<&BatchPlan> {
         self.plans.get(&batch).ok_or_else(|| Error::Gpu(format!("no buffers for batch size {batch}")))
-    }
-
-    /// Rows per piece of a batch of `b`: the whole batch where every batch buffer fits one storage
-    /// binding, else the most rows that do, rounded down to the offset alignment so every piece starts on
-    /// an aligned offset.
-    fn piece_rows(&self, b: usize) -> Result<usize> {
-        let ctx = &*self.ctx;
-        let widest =
-            (0..self.spec.layers()).map(|l| self.spec.layer_shape(l).1).fold(self.spec.input_width(), usize::max);
-        if b.saturating_mul(widest) <= ops::binding_capacity(ctx) {
-            return Ok(b);
-        }
-        match ops::aligned_rows_per_binding(ctx, widest) {
-            0 => Err(Error::DeviceLimit {
-                what: format!(
-                    "{} rows of the widest layer ({widest} values each), the least a piece of a batch can hold",
-                    ops::offset_alignment(ctx)
-                ),
-                limit: "max_storage_buffer_binding_size",
-                requested: (ops::offset_alignment(ctx) * widest * 4) as u64,
-                available: ctx.limits().max_storage_buffer_binding_size,
-            }),
-            rows => Ok(rows),
-        }
-    }
-
-    /// The buffers and dispatches for batch size `b`. A batch whose buffers exceed one storage binding
-    /// is taken in pieces of rows (the weight and bias gradients summed over the pieces), and a weight
-    /// matrix larger than one binding in pieces of its rows (the forward product summed over them).
-    fn build_plan(&self, b: usize) -> Result<BatchPlan> {
-        let ctx = &*self.ctx;
-        let spec = &self.spec;
-        let n_layers = spec.layers();
-        let last = n_layers - 1;
-        let xent = spec.loss() == Loss::CrossEntropy;
-        let out_w = spec.output_width();
-        let x = buffer::storage(ctx, "input batch", b * spec.input_width())?;
-        let y = buffer::storage(ctx, "target batch", b * out_w)?;
-        let (mut pre, mut post, mut delta) = (Vec::new(), Vec::new(), Vec::new());
-        let loss_grad = buffer::storage(ctx, "dA_L", b * out_w)?;
-        for l in 0..n_layers {
-            let o = spec.layer_shape(l).1;
-            pre.push(buffer::storage(ctx, &format!("Z{l}"), b * o)?);
-            post.push(buffer::storage(ctx, &format!("A{l}"), b * o)?);
-            delta.push(buffer::storage(ctx, &format!("delta{l}"), b * o)?);
-        }
-        let piece_rows = self.piece_rows(b)?;
-        let row_pieces = ops::pieces(b, piece_rows);
-        let w_pieces = (0..n_layers).map(|l| weight_pieces(ctx, spec, l)).collect::<Result<Vec<_>>>()?;
-
-        let mut forward = Vec::new();
-        for rows in &row_pieces {
-            let (r0, mb) = (rows.start, rows.len());
-            for l in 0..n_layers {
-                let (i, o) = spec.layer_shape(l);
-                let off = self.layout.layers[l];
-                let input = if l == 0 { &x } else { &post[l - 1] };
-                let act = spec.activations()[l];
-                let (z, a) = ((&pre[l], r0 * o), (&post[l], r0 * o));
-                let bias = (&self.params, off.b);
-                let n_k = w_pieces[l].len();
-                // Z = A_prev · W + b; A = f(Z). Split along K where W exceeds a binding: the partial sums
-                // build up in Z, and the last piece applies f.
-                for (j, ks) in w_pieces[l].iter().enumerate() {
-                    let a_in = ops::Strided { buffer: input, offset: r0 * i + ks.start, row_stride: i, col_stride: 1 };
-                    let w = Strided::rows(&self.params, off.w + ks.start * o, o);
-                    let (epilogue, dst) = match (j, n_k) {
-                        (_, 1) => (Epilogue::forward(bias, z, act), a),
-                        (0, _) => (Epilogue::bias_only(bias), z),
-                        (j, n) if j + 1 < n => (Epilogue::none().accumulating(Accumulate::Out), z),
-                        _ => (Epilogue::finish_forward(z, act), a),
-                    };
-                    forward.push(ops::matmul(ctx, (mb, o, ks.len()), a_in, w, epilogue, dst, &self.scratch)?);
-                }
-            }
-            if xent {
-                // A_L = softmax(Z_L), overwriting the identity output of the product.
-                let at = r0 * out_w;
-                forward.push(ops::softmax_rows(ctx, (mb, out_w), (&pre[last], at), (&post[last], at))?);
-            }
-        }
-
-        let mut loss = Vec::new();
-        let mut backward = Vec::new();
-        for rows in &row_pieces {
-            let (r0, mb) = (rows.start, rows.len());
-            let piece = ops::Piece { batch: b, first: r0 == 0 };
-            let at = r0 * out_w;
-            let shape = (mb, out_w);
-            match spec.loss() {
-                Loss::Mse => {
-                    let (pred, target) = ((&post[last], at), (&y, at));
-                    loss.push(ops::mse_loss(ctx, shape, piece, pred, target, (&self.loss, 0), b as f32)?);
-                    backward.push(ops::mse_grad(ctx, shape, piece, pred, target, (&loss_grad, at))?);
-                }
-                // The fused gradient is δ_L itself.
-                Loss::CrossEntropy => {
-                    let target = (&y, at);
-                    loss.push(ops::xent_loss(ctx, shape, piece, (&pre[last], at), target, (&self.loss, 0), b as f32)?);
-                    backward.push(ops::xent_grad(ctx, shape, piece, (&post[last], at), target, (&delta[last], at))?);
-                }
-            }
-            for l in (0..n_layers).rev() {
-                let (i, o) = spec.layer_shape(l);
-                let off = self.layout.layers[l];
-                let input = if l == 0 { &x } else { &post[l - 1] };
-                let d = (&delta[l], r0 * o);
-                if l == last && !xent {
-                    // δ_L = dA_L ⊙ f'(Z_L); hidden layers get their δ fused into the product below.
-                    let act = spec.activations()[l];
-                    backward.push(ops::activation_backward(ctx, act, mb * o, (&loss_grad, at), (&pre[l], at), d)?);
-                }
-                let acc = if piece.first { Accumulate::No } else { Accumulate::Out };
-                for ks in &w_pieces[l] {
-                    // dW[ks] = A_prev[:, ks]ᵀ · δ, summed over the pieces of the batch
-                    let a_t = ops::Strided { buffer: input, offset: r0 * i + ks.start, row_stride: 1, col_stride: i };
-                    backward.push(ops::matmul(
-                        ctx,
-                        (ks.len(), o, mb),
-                        a_t,
-                        Strided::rows(d.0, d.1, o),
-                        Epilogue::none().accumulating(acc),
-                        (&self.grads, off.w + ks.start * o),
-                        &self.scratch,
-                    )?);
-                }
-                // db = Σ_b δ_b
-                backward.push(ops::bias_grad_piece(ctx, (mb, o), piece.first, d, (&self.grads, off.b))?);
-                // δ_prev[:, ks] = (δ · W[ks]ᵀ) ⊙ f'(Z_prev[:, ks]), the derivative fused into the epilogue
-                if l > 0 {
-                    for ks in &w_pieces[l] {
-                        let z_prev = (&pre[l - 1], r0 * i + ks.start);
-                        backward.push(ops::matmul(
-                            ctx,
-                            (mb, ks.len(), o),
-                            Strided::rows(d.0, d.1, o),
-                            Strided::transposed(&self.params, off.w + ks.start * o, o),
-                            Epilogue::derivative(spec.activations()[l - 1], z_prev).with_row_stride(i),
-                            (&delta[l - 1], r0 * i + ks.start),
-                            &self.scratch,
-                        )?);
-                    }
-                }
-            }
-        }
-        Ok(BatchPlan { x, y, pre, post, delta, _loss_grad: loss_grad, piece_rows, forward, loss, backward })
     }
 
     fn upload(&mut self, x: ArrayView2<f32>, y: Option<ArrayView2<f32>>) -> Result<()> {
@@ -431,130 +274,6 @@ impl GpuMlp {
         ctx.queue.submit([enc.finish()]);
         self.step += chunks.len() as u64;
         ctx.check()
-    }
-}
-
-/// Where the time of one GPU training step goes.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct StepTiming {
-    /// Writing the batch into GPU buffers, until the copy is done.
-    pub upload_ms: f64,
-    /// The step's kernels: from timestamp queries where the adapter has them, else the wall time of the submit.
-    pub kernel_ms: f64,
-    /// True when `kernel_ms` comes from timestamp queries.
-    pub kernel_timestamps: bool,
-    /// Reading the loss back.
-    pub readback_ms: f64,
-    /// The whole step, wall clock.
-    pub total_ms: f64,
-}
-
-/// Query set and buffers for timing a step, made on first use.
-struct Timer {
-    queries: wgpu::QuerySet,
-    resolve: wgpu::Buffer,
-    staging: wgpu::Buffer,
-}
-
-impl GpuMlp {
-    /// One training step, timed part by part (for `backprop bench`). Waits for the GPU between parts, so it
-    /// is slower than `step`; the parts say where the time goes.
-    pub fn timed_step(&mut self, x: ArrayView2<f32>, y: ArrayView2<f32>, lr: f32) -> Result<StepTiming> {
-        use std::time::Instant;
-        let ms = |t: Instant| t.elapsed().as_secs_f64() * 1e3;
-        let start = Instant::now();
-        self.upload(x, Some(y))?;
-        let idx = self.ctx.queue.submit([]);
-        self.ctx.wait(idx)?;
-        let upload_ms = ms(start);
-
-        let t1 = Instant::now();
-        self.set_lr(lr)?;
-        self.step += 1;
-        if self.timer.is_none() && self.ctx.has_timestamps() {
-            let ctx = &self.ctx;
-            self.timer = Some(Timer {
-                queries: ctx.device.create_query_set(&wgpu::QuerySetDescriptor {
-                    label: Some("step timestamps"),
-                    ty: wgpu::QueryType::Timestamp,
-                    count: 2,
-                }),
-                resolve: ctx.device.create_buffer(&wgpu::BufferDescriptor {
-                    label: Some("timestamps"),
-                    size: 16,
-                    usage: wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC,
-                    mapped_at_creation: false,
-                }),
-                staging: ctx.device.create_buffer(&wgpu::BufferDescriptor {
-                    label: Some("timestamps read-back"),
-                    size: 16,
-                    usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
-                    mapped_at_creation: false,
-                }),
-            });
-        }
-        let ctx = &*self.ctx;
-        let plan = self.plan(x.nrows())?;
-        let mut enc = ctx.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("timed step") });
-        let writes = self.timer.as_ref().map(|t| wgpu::ComputePassTimestampWrites {
-            query_set: &t.queries,
-            beginning_of_pass_write_index: Some(0),
-            end_of_pass_write_index: Some(1),
-        });
-        ops::encode_timed(ctx, &mut enc, self.step_dispatches(plan), writes);
-        if let Some(t) = &self.timer {
-            enc.resolve_query_set(&t.queries, 0..2, &t.resolve, 0);
-            enc.copy_buffer_to_buffer(&t.resolve, 0, &t.staging, 0, 16);
-        }
-        enc.copy_buffer_to_buffer(&self.loss, 0, &self.loss_staging, 0, 4);
-        let idx = ctx.queue.submit([enc.finish()]);
-        ctx.wait(idx)?;
-        let wall_kernels = ms(t1);
-
-        let t2 = Instant::now();
-        buffer::read_staging(ctx, &self.loss_staging, 1)?;
-        let readback_ms = ms(t2);
-
-        let kernel = match &self.timer {
-            Some(t) => {
-                let slice = t.staging.slice(..);
-                slice.map_async(wgpu::MapMode::Read, |_| {});
-                ctx.wait_all()?;
-                let ticks: Vec<u64> = {
-                    let view = slice.get_mapped_range().map_err(|e| Error::Gpu(format!("reading timestamps: {e}")))?;
-                    bytemuck::cast_slice::<u8, u64>(&view).to_vec()
-                };
-                t.staging.unmap();
-                let period = ctx.queue.get_timestamp_period() as f64;
-                match ticks.as_slice() {
-                    [a, b] if b > a => Some((b - a) as f64 * period / 1e6),
-                    _ => None,
-                }
-            }
-            None => None,
-        };
-        Ok(StepTiming {
-            upload_ms,
-            kernel_ms: kernel.unwrap_or(wall_kernels),
-            kernel_timestamps: kernel.is_some(),
-            readback_ms,
-            total_ms: ms(start),
-        })
-    }
-}
-
-/// Row ranges of layer `l`'s weights, each small enough for one storage binding; an error where even one
-/// row is too large.
-fn weight_pieces(ctx: &GpuContext, spec: &MlpSpec, l: usize) -> Result<Vec<std::ops::Range<usize>>> {
-    let (i, o) = spec.layer_shape(l);
-    match ops::rows_per_binding(ctx, o) {
-        0 => Err(Error::DeviceLimit {
-            what: format!("one row of layer {}'s weights ({o} values)", l + 1),
-            limit: "max_storage_buffer_binding_size",
-            requested: (o * 4) as u64,
-            available: ctx.limits().max_storage_buffer_binding_size,
-        }),
-        rows => Ok(ops::pieces(i, rows)),
     }
 }
 

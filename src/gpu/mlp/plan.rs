@@ -1,0 +1,190 @@
+//! A model's buffers and dispatch lists for one batch size, and how they split where a batch or a weight
+//! matrix is larger than one storage binding.
+
+use super::GpuMlp;
+use crate::error::{Error, Result};
+use crate::gpu::buffer;
+use crate::gpu::context::GpuContext;
+use crate::gpu::ops::{self, Accumulate, Dispatch, Epilogue, Strided};
+use crate::model::{Loss, MlpSpec};
+
+/// Buffers and dispatches for one batch size.
+pub(super) struct BatchPlan {
+    pub(super) x: wgpu::Buffer,
+    pub(super) y: wgpu::Buffer,
+    /// Per layer: Z_l, A_l, δ_l, each (B, O_l).
+    pub(super) pre: Vec<wgpu::Buffer>,
+    pub(super) post: Vec<wgpu::Buffer>,
+    pub(super) delta: Vec<wgpu::Buffer>,
+    /// dL/dA_L (B, O_L) for MSE (hidden layers' δ comes straight out of the fused input-gradient product).
+    pub(super) _loss_grad: wgpu::Buffer,
+    /// Rows per piece of the batch: the whole batch unless its buffers exceed one storage binding.
+    pub(super) piece_rows: usize,
+    /// The forward pass of every piece, then their losses, then their backward passes.
+    pub(super) forward: Vec<Dispatch>,
+    pub(super) loss: Vec<Dispatch>,
+    pub(super) backward: Vec<Dispatch>,
+}
+
+impl GpuMlp {
+    /// Rows per piece of a batch of `b`: the whole batch where every batch buffer fits one storage
+    /// binding, else the most rows that do, rounded down to the offset alignment so every piece starts on
+    /// an aligned offset.
+    pub(super) fn piece_rows(&self, b: usize) -> Result<usize> {
+        let ctx = &*self.ctx;
+        let widest =
+            (0..self.spec.layers()).map(|l| self.spec.layer_shape(l).1).fold(self.spec.input_width(), usize::max);
+        if b.saturating_mul(widest) <= ops::binding_capacity(ctx) {
+            return Ok(b);
+        }
+        match ops::aligned_rows_per_binding(ctx, widest) {
+            0 => Err(Error::DeviceLimit {
+                what: format!(
+                    "{} rows of the widest layer ({widest} values each), the least a piece of a batch can hold",
+                    ops::offset_alignment(ctx)
+                ),
+                limit: "max_storage_buffer_binding_size",
+                requested: (ops::offset_alignment(ctx) * widest * 4) as u64,
+                available: ctx.limits().max_storage_buffer_binding_size,
+            }),
+            rows => Ok(rows),
+        }
+    }
+
+    /// The buffers and dispatches for batch size `b`. A batch whose buffers exceed one storage binding
+    /// is taken in pieces of rows (the weight and bias gradients summed over the pieces), and a weight
+    /// matrix larger than one binding in pieces of its rows (the forward product summed over them).
+    pub(super) fn build_plan(&self, b: usize) -> Result<BatchPlan> {
+        let ctx = &*self.ctx;
+        let spec = &self.spec;
+        let n_layers = spec.layers();
+        let last = n_layers - 1;
+        let xent = spec.loss() == Loss::CrossEntropy;
+        let out_w = spec.output_width();
+        let x = buffer::storage(ctx, "input batch", b * spec.input_width())?;
+        let y = buffer::storage(ctx, "target batch", b * out_w)?;
+        let (mut pre, mut post, mut delta) = (Vec::new(), Vec::new(), Vec::new());
+        let loss_grad = buffer::storage(ctx, "dA_L", b * out_w)?;
+        for l in 0..n_layers {
+            let o = spec.layer_shape(l).1;
+            pre.push(buffer::storage(ctx, &format!("Z{l}"), b * o)?);
+            post.push(buffer::storage(ctx, &format!("A{l}"), b * o)?);
+            delta.push(buffer::storage(ctx, &format!("delta{l}"), b * o)?);
+        }
+        let piece_rows = self.piece_rows(b)?;
+        let row_pieces = ops::pieces(b, piece_rows);
+        let w_pieces = (0..n_layers).map(|l| weight_pieces(ctx, spec, l)).collect::<Result<Vec<_>>>()?;
+
+        let mut forward = Vec::new();
+        for rows in &row_pieces {
+            let (r0, mb) = (rows.start, rows.len());
+            for l in 0..n_layers {
+                let (i, o) = spec.layer_shape(l);
+                let off = self.layout.layers[l];
+                let input = if l == 0 { &x } else { &post[l - 1] };
+                let act = spec.activations()[l];
+                let (z, a) = ((&pre[l], r0 * o), (&post[l], r0 * o));
+                let bias = (&self.params, off.b);
+                let n_k = w_pieces[l].len();
+                // Z = A_prev · W + b; A = f(Z). Split along K where W exceeds a binding: the partial sums
+                // build up in Z, and the last piece applies f.
+                for (j, ks) in w_pieces[l].iter().enumerate() {
+                    let a_in = ops::Strided { buffer: input, offset: r0 * i + ks.start, row_stride: i, col_stride: 1 };
+                    let w = Strided::rows(&self.params, off.w + ks.start * o, o);
+                    let (epilogue, dst) = match (j, n_k) {
+                        (_, 1) => (Epilogue::forward(bias, z, act), a),
+                        (0, _) => (Epilogue::bias_only(bias), z),
+                        (j, n) if j + 1 < n => (Epilogue::none().accumulating(Accumulate::Out), z),
+                        _ => (Epilogue::finish_forward(z, act), a),
+                    };
+                    forward.push(ops::matmul(ctx, (mb, o, ks.len()), a_in, w, epilogue, dst, &self.scratch)?);
+                }
+            }
+            if xent {
+                // A_L = softmax(Z_L), overwriting the identity output of the product.
+                let at = r0 * out_w;
+                forward.push(ops::softmax_rows(ctx, (mb, out_w), (&pre[last], at), (&post[last], at))?);
+            }
+        }
+
+        let mut loss = Vec::new();
+        let mut backward = Vec::new();
+        for rows in &row_pieces {
+            let (r0, mb) = (rows.start, rows.len());
+            let piece = ops::Piece { batch: b, first: r0 == 0 };
+            let at = r0 * out_w;
+            let shape = (mb, out_w);
+            match spec.loss() {
+                Loss::Mse => {
+                    let (pred, target) = ((&post[last], at), (&y, at));
+                    loss.push(ops::mse_loss(ctx, shape, piece, pred, target, (&self.loss, 0), b as f32)?);
+                    backward.push(ops::mse_grad(ctx, shape, piece, pred, target, (&loss_grad, at))?);
+                }
+                // The fused gradient is δ_L itself.
+                Loss::CrossEntropy => {
+                    let target = (&y, at);
+                    loss.push(ops::xent_loss(ctx, shape, piece, (&pre[last], at), target, (&self.loss, 0), b as f32)?);
+                    backward.push(ops::xent_grad(ctx, shape, piece, (&post[last], at), target, (&delta[last], at))?);
+                }
+            }
+            for l in (0..n_layers).rev() {
+                let (i, o) = spec.layer_shape(l);
+                let off = self.layout.layers[l];
+                let input = if l == 0 { &x } else { &post[l - 1] };
+                let d = (&delta[l], r0 * o);
+                if l == last && !xent {
+                    // δ_L = dA_L ⊙ f'(Z_L); hidden layers get their δ fused into the product below.
+                    let act = spec.activations()[l];
+                    backward.push(ops::activation_backward(ctx, act, mb * o, (&loss_grad, at), (&pre[l], at), d)?);
+                }
+                let acc = if piece.first { Accumulate::No } else { Accumulate::Out };
+                for ks in &w_pieces[l] {
+                    // dW[ks] = A_prev[:, ks]ᵀ · δ, summed over the pieces of the batch
+                    let a_t = ops::Strided { buffer: input, offset: r0 * i + ks.start, row_stride: 1, col_stride: i };
+                    backward.push(ops::matmul(
+                        ctx,
+                        (ks.len(), o, mb),
+                        a_t,
+                        Strided::rows(d.0, d.1, o),
+                        Epilogue::none().accumulating(acc),
+                        (&self.grads, off.w + ks.start * o),
+                        &self.scratch,
+                    )?);
+                }
+                // db = Σ_b δ_b
+                backward.push(ops::bias_grad_piece(ctx, (mb, o), piece.first, d, (&self.grads, off.b))?);
+                // δ_prev[:, ks] = (δ · W[ks]ᵀ) ⊙ f'(Z_prev[:, ks]), the derivative fused into the epilogue
+                if l > 0 {
+                    for ks in &w_pieces[l] {
+                        let z_prev = (&pre[l - 1], r0 * i + ks.start);
+                        backward.push(ops::matmul(
+                            ctx,
+                            (mb, ks.len(), o),
+                            Strided::rows(d.0, d.1, o),
+                            Strided::transposed(&self.params, off.w + ks.start * o, o),
+                            Epilogue::derivative(spec.activations()[l - 1], z_prev).with_row_stride(i),
+                            (&delta[l - 1], r0 * i + ks.start),
+                            &self.scratch,
+                        )?);
+                    }
+                }
+            }
+        }
+        Ok(BatchPlan { x, y, pre, post, delta, _loss_grad: loss_grad, piece_rows, forward, loss, backward })
+    }
+}
+
+/// Row ranges of layer `l`'s weights, each small enough for one storage binding; an error where even one
+/// row is too large.
+pub(super) fn weight_pieces(ctx: &GpuContext, spec: &MlpSpec, l: usize) -> Result<Vec<std::ops::Range<usize>>> {
+    let (i, o) = spec.layer_shape(l);
+    match ops::rows_per_binding(ctx, o) {
+        0 => Err(Error::DeviceLimit {
+            what: format!("one row of layer {}'s weights ({o} values)", l + 1),
+            limit: "max_storage_buffer_binding_size",
+            requested: (o * 4) as u64,
+            available: ctx.limits().max_storage_buffer_binding_size,
+        }),
+        rows => Ok(ops::pieces(i, rows)),
+    }
+}

@@ -1,0 +1,301 @@
+//! Builders of the row-wise and elementwise kernels: activations, losses and their gradients, softmax, the
+//! bias gradient, and the gather of batches from resident data.
+
+use bytemuck::{Pod, Zeroable};
+
+use super::{
+    Dispatch, F32, Span, aligned_rows_per_binding, bind, bind_aligned, elementwise_groups, offset_alignment, pieces,
+    u32_of,
+};
+use crate::error::{Error, Result};
+use crate::gpu::context::GpuContext;
+use crate::gpu::shaders::Kernel;
+use crate::model::Activation;
+
+/// Uniform of the activation kernels (`EltParams` in `activation.wgsl`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
+struct EltParams {
+    n: u32,
+    act: u32,
+    _pad: [u32; 2],
+}
+
+/// `dst = f(src)` over `n` elements.
+pub fn activation_forward<'a>(
+    ctx: &GpuContext,
+    act: Activation,
+    n: usize,
+    src: impl Into<Span<'a>>,
+    dst: impl Into<Span<'a>>,
+) -> Result<Dispatch> {
+    let p = EltParams { n: u32_of("activation size", n)?, act: act.shader_id(), _pad: [0; 2] };
+    let g = elementwise_groups(ctx, "activation_forward", n)?;
+    let src = bind_aligned(ctx, "activation input", src.into(), n)?;
+    let dst = bind_aligned(ctx, "activation output", dst.into(), n)?;
+    Ok(Dispatch::new(ctx, Kernel::ActivationForward, &p, &[src, src, dst], g))
+}
+
+/// `delta = grad ⊙ f'(pre)` over `n` elements.
+pub fn activation_backward<'a>(
+    ctx: &GpuContext,
+    act: Activation,
+    n: usize,
+    grad: impl Into<Span<'a>>,
+    pre: impl Into<Span<'a>>,
+    delta: impl Into<Span<'a>>,
+) -> Result<Dispatch> {
+    let p = EltParams { n: u32_of("activation size", n)?, act: act.shader_id(), _pad: [0; 2] };
+    let g = elementwise_groups(ctx, "activation_backward", n)?;
+    let grad = bind_aligned(ctx, "loss gradient", grad.into(), n)?;
+    let pre = bind_aligned(ctx, "pre-activation", pre.into(), n)?;
+    let delta = bind_aligned(ctx, "delta", delta.into(), n)?;
+    Ok(Dispatch::new(ctx, Kernel::ActivationBackward, &p, &[grad, pre, delta], g))
+}
+
+/// Uniform of the loss kernels (`LossParams` in `loss.wgsl`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
+struct LossParams {
+    n: u32,
+    rows: u32,
+    cols: u32,
+    out_off: u32,
+    scale: f32,
+    acc_weight: f32,
+    accumulate: u32,
+    _pad: u32,
+}
+
+impl LossParams {
+    fn new((rows, cols): (usize, usize), scale: f32, out_off: usize, acc_weight: f32) -> Result<Self> {
+        Ok(Self {
+            n: u32_of("loss size", rows * cols)?,
+            rows: u32_of("loss rows", rows)?,
+            cols: u32_of("loss columns", cols)?,
+            out_off: u32_of("loss offset", out_off)?,
+            scale,
+            acc_weight,
+            accumulate: 0,
+            _pad: 0,
+        })
+    }
+}
+
+/// Which rows of a batch a loss kernel sees: all of them, or one piece of a batch too large for one
+/// binding. The losses and gradients are always scaled by the whole batch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Piece {
+    /// Rows in the whole batch.
+    pub batch: usize,
+    /// The first piece writes the loss; later ones add to it.
+    pub first: bool,
+}
+
+impl Piece {
+    /// The whole batch of `rows` rows at once.
+    pub fn whole(rows: usize) -> Self {
+        Self { batch: rows, first: true }
+    }
+}
+
+/// `out = scale · (pred − target)` over (rows, cols): the MSE gradient with `scale = 2/(B·O)`, the fused
+/// softmax cross-entropy δ with `scale = 1/B`.
+pub fn loss_grad<'a>(
+    ctx: &GpuContext,
+    shape: (usize, usize),
+    scale: f32,
+    pred: impl Into<Span<'a>>,
+    target: impl Into<Span<'a>>,
+    out: impl Into<Span<'a>>,
+) -> Result<Dispatch> {
+    let n = shape.0 * shape.1;
+    let p = LossParams::new(shape, scale, 0, 0.0)?;
+    let g = elementwise_groups(ctx, "loss_grad", n)?;
+    let pred = bind_aligned(ctx, "prediction", pred.into(), n)?;
+    let target = bind_aligned(ctx, "target", target.into(), n)?;
+    let out = bind_aligned(ctx, "loss gradient", out.into(), n)?;
+    Ok(Dispatch::new(ctx, Kernel::LossGrad, &p, &[pred, target, out], g))
+}
+
+/// The MSE gradient `2 (A − Y) / (B·O)`, B the rows of the whole batch `piece` belongs to.
+pub fn mse_grad<'a>(
+    ctx: &GpuContext,
+    shape: (usize, usize),
+    piece: Piece,
+    pred: impl Into<Span<'a>>,
+    target: impl Into<Span<'a>>,
+    out: impl Into<Span<'a>>,
+) -> Result<Dispatch> {
+    loss_grad(ctx, shape, 2.0 / (piece.batch * shape.1).max(1) as f32, pred, target, out)
+}
+
+/// The fused softmax cross-entropy gradient `(A − Y) / B`, A the softmax output, B the whole batch's rows.
+pub fn xent_grad<'a>(
+    ctx: &GpuContext,
+    shape: (usize, usize),
+    piece: Piece,
+    probs: impl Into<Span<'a>>,
+    target: impl Into<Span<'a>>,
+    out: impl Into<Span<'a>>,
+) -> Result<Dispatch> {
+    loss_grad(ctx, shape, 1.0 / piece.batch.max(1) as f32, probs, target, out)
+}
+
+/// The loss kernels' common part: `kernel` over (rows, cols), sum scaled by `scale`.
+#[allow(clippy::too_many_arguments)]
+fn loss_kernel<'a>(
+    ctx: &GpuContext,
+    kernel: Kernel,
+    shape: (usize, usize),
+    scale: f32,
+    piece: Piece,
+    pred: Span<'a>,
+    target: Span<'a>,
+    out: (&'a wgpu::Buffer, usize),
+    acc_weight: f32,
+) -> Result<Dispatch> {
+    let n = shape.0 * shape.1;
+    let pred = bind_aligned(ctx, "prediction", pred, n)?;
+    let target = bind_aligned(ctx, "target", target, n)?;
+    let (out_b, out_off) = bind(ctx, "loss", out.into(), 2)?;
+    let mut p = LossParams::new(shape, scale, out_off, acc_weight)?;
+    p.accumulate = u32::from(!piece.first);
+    Ok(Dispatch::new(ctx, kernel, &p, &[pred, target, out_b], [1, 1, 1]))
+}
+
+/// `out[out_off] = mean((pred − target)²)` over (rows, cols); with `acc_weight ≠ 0` also
+/// `out[out_off + 1] += loss · acc_weight`. The mean is over `piece`'s whole batch; pieces after the
+/// first add to `out[out_off]`.
+pub fn mse_loss<'a>(
+    ctx: &GpuContext,
+    shape: (usize, usize),
+    piece: Piece,
+    pred: impl Into<Span<'a>>,
+    target: impl Into<Span<'a>>,
+    out: (&'a wgpu::Buffer, usize),
+    acc_weight: f32,
+) -> Result<Dispatch> {
+    let scale = 1.0 / (piece.batch * shape.1).max(1) as f32;
+    loss_kernel(ctx, Kernel::MseLoss, shape, scale, piece, pred.into(), target.into(), out, acc_weight)
+}
+
+/// `out[out_off] = mean_b Σ_j y (logsumexp(z_b) − z_bj)` from logits Z (rows, cols); accumulates like `mse_loss`.
+pub fn xent_loss<'a>(
+    ctx: &GpuContext,
+    shape: (usize, usize),
+    piece: Piece,
+    logits: impl Into<Span<'a>>,
+    target: impl Into<Span<'a>>,
+    out: (&'a wgpu::Buffer, usize),
+    acc_weight: f32,
+) -> Result<Dispatch> {
+    let scale = 1.0 / piece.batch.max(1) as f32;
+    loss_kernel(ctx, Kernel::XentLoss, shape, scale, piece, logits.into(), target.into(), out, acc_weight)
+}
+
+/// `out = softmax(z)` per row of (rows, cols).
+pub fn softmax_rows<'a>(
+    ctx: &GpuContext,
+    shape: (usize, usize),
+    z: impl Into<Span<'a>>,
+    out: impl Into<Span<'a>>,
+) -> Result<Dispatch> {
+    let n = shape.0 * shape.1;
+    let p = LossParams::new(shape, 1.0, 0, 0.0)?;
+    let g = elementwise_groups(ctx, "softmax_rows", shape.0)?;
+    let z = bind_aligned(ctx, "logits", z.into(), n)?;
+    let out = bind_aligned(ctx, "softmax output", out.into(), n)?;
+    Ok(Dispatch::new(ctx, Kernel::SoftmaxRows, &p, &[z, z, out], g))
+}
+
+/// Uniform of `bias_grad` (`GradParams` in `grad.wgsl`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
+struct GradParams {
+    rows: u32,
+    cols: u32,
+    off: u32,
+    accumulate: u32,
+}
+
+/// `out[out_off + c] = Σ_r delta[r][c]`, delta (rows, cols).
+pub fn bias_grad<'a>(
+    ctx: &GpuContext,
+    shape: (usize, usize),
+    delta: impl Into<Span<'a>>,
+    out: (&'a wgpu::Buffer, usize),
+) -> Result<Dispatch> {
+    bias_grad_piece(ctx, shape, true, delta, out)
+}
+
+/// As `bias_grad` for one piece of a batch's rows: the first piece writes the sum, later ones add to it.
+pub fn bias_grad_piece<'a>(
+    ctx: &GpuContext,
+    (rows, cols): (usize, usize),
+    first: bool,
+    delta: impl Into<Span<'a>>,
+    out: (&'a wgpu::Buffer, usize),
+) -> Result<Dispatch> {
+    let delta = bind_aligned(ctx, "delta", delta.into(), rows * cols)?;
+    let (out_b, off) = bind(ctx, "bias gradient", out.into(), cols)?;
+    let p = GradParams {
+        rows: u32_of("bias gradient rows", rows)?,
+        cols: u32_of("bias gradient columns", cols)?,
+        off: u32_of("bias gradient offset", off)?,
+        accumulate: u32::from(!first),
+    };
+    // One workgroup of 256 threads per 16 columns.
+    let g = elementwise_groups(ctx, "bias_grad", cols * 16)?;
+    Ok(Dispatch::new(ctx, Kernel::BiasGrad, &p, &[delta, delta, out_b], g))
+}
+
+/// Uniform of `gather_rows` (`GatherParams` in `data.wgsl`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
+struct GatherParams {
+    rows: u32,
+    cols: u32,
+    off: u32,
+    lo: u32,
+    hi: u32,
+    _pad: [u32; 3],
+}
+
+/// `out (rows, cols) = src[idx[off + r]]`: a batch gathered from a data set of `src_rows` rows resident
+/// on the GPU. A data set larger than one storage binding is read in pieces of rows, one dispatch each.
+pub fn gather_rows<'a>(
+    ctx: &GpuContext,
+    (rows, cols): (usize, usize),
+    (src, src_rows): (&'a wgpu::Buffer, usize),
+    idx: (&'a wgpu::Buffer, usize),
+    out: impl Into<Span<'a>>,
+) -> Result<Vec<Dispatch>> {
+    let per = aligned_rows_per_binding(ctx, cols);
+    if per == 0 {
+        return Err(Error::DeviceLimit {
+            what: format!("one aligned piece of a data set with rows of {cols} values"),
+            limit: "max_storage_buffer_binding_size",
+            requested: (offset_alignment(ctx) * cols) as u64 * F32,
+            available: ctx.limits().max_storage_buffer_binding_size,
+        });
+    }
+    let (idx_b, off) = bind(ctx, "row order", idx.into(), rows)?;
+    let out = bind_aligned(ctx, "gathered batch", out.into(), rows * cols)?;
+    let g = elementwise_groups(ctx, "gather_rows", rows * cols)?;
+    pieces(src_rows, per)
+        .into_iter()
+        .map(|r| {
+            let src_b = bind_aligned(ctx, "data set", (src, r.start * cols).into(), r.len() * cols)?;
+            let p = GatherParams {
+                rows: u32_of("batch rows", rows)?,
+                cols: u32_of("data columns", cols)?,
+                off: u32_of("row offset", off)?,
+                lo: u32_of("data rows", r.start)?,
+                hi: u32_of("data rows", r.end)?,
+                _pad: [0; 3],
+            };
+            Ok(Dispatch::new(ctx, Kernel::GatherRows, &p, &[src_b, idx_b, out], g))
+        })
+        .collect()
+}
