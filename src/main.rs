@@ -251,7 +251,30 @@ enum Command {
     },
 }
 
+/// The Vulkan loader and Mesa's window-system code print "error: XDG_RUNTIME_DIR is invalid or not set in the
+/// environment" on headless machines while wgpu looks for adapters: harmless, but it reads like a failure of
+/// this program. Where the variable is missing or names no directory, point it at a private directory
+/// first, as a login session would.
+#[cfg(unix)]
+fn ensure_runtime_dir() {
+    use std::os::unix::fs::{DirBuilderExt, MetadataExt};
+    if std::env::var_os("XDG_RUNTIME_DIR").is_some_and(|d| std::path::Path::new(&d).is_dir()) {
+        return;
+    }
+    let Ok(uid) = std::fs::metadata("/proc/self").map(|m| m.uid()) else { return };
+    let dir = std::env::temp_dir().join(format!("backprop-runtime-{uid}"));
+    let _ = std::fs::DirBuilder::new().mode(0o700).create(&dir);
+    if std::fs::symlink_metadata(&dir).is_ok_and(|m| m.is_dir() && m.uid() == uid) {
+        // SAFETY: called first thing in main, before any other thread exists.
+        unsafe { std::env::set_var("XDG_RUNTIME_DIR", &dir) };
+    }
+}
+
+#[cfg(not(unix))]
+fn ensure_runtime_dir() {}
+
 fn main() -> ExitCode {
+    ensure_runtime_dir();
     let cli = Cli::parse();
     let result: Result<()> = match cli.command {
         None => commands::train(&cli.train),

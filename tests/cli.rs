@@ -120,6 +120,22 @@ fn devices_lists_adapters_with_their_limits() {
     }
 }
 
+/// On a headless machine with no XDG_RUNTIME_DIR (CI runs as root without a login session), the Vulkan
+/// loader would print "error: XDG_RUNTIME_DIR is invalid" lines on a successful run; the binary gives it
+/// a private directory first.
+#[test]
+fn a_missing_runtime_dir_prints_no_spurious_errors() {
+    for vars in [vec![], vec![("XDG_RUNTIME_DIR", "/nonexistent/backprop-test")]] {
+        let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_backprop"));
+        c.env_remove("XDG_RUNTIME_DIR").envs(vars.clone());
+        let o = c.args(["devices"]).output().expect("the binary runs");
+        assert!(o.status.success(), "{vars:?}: {}", stderr(&o));
+        let err = stderr(&o);
+        assert!(!err.contains("XDG_RUNTIME_DIR") && !err.contains("error"), "{vars:?}: stderr:\n{err}");
+        assert!(stdout(&o).contains("max_storage_buffer_binding_size"), "{vars:?}: {}", stdout(&o));
+    }
+}
+
 #[test]
 fn adapter_filters_and_bad_flags_fail_with_one_clear_line() {
     let o = backprop(&["worked-example", "--adapter", "no-such-adapter-xyz"]);
