@@ -97,16 +97,17 @@ fn slice_mut(a: &mut Array2<f32>) -> &mut [f32] {
     a.as_slice_mut().expect("workspace arrays are contiguous")
 }
 
-/// `f` over matching rows of `z` and `a` (both (B, O), contiguous), in parallel for large arrays.
-fn rows_par(z: &mut Array2<f32>, a: &mut Array2<f32>, f: impl Fn(&mut [f32], &mut [f32]) + Sync) {
+/// `f` over matching blocks of whole rows of `z` and `a` (both (B, O), contiguous): all of them in one call
+/// for small arrays (one call per row would cost more than the work), blocks of about `PAR_CHUNK / 4`
+/// values on every core for large ones.
+fn row_blocks_par(z: &mut Array2<f32>, a: &mut Array2<f32>, f: impl Fn(&mut [f32], &mut [f32]) + Sync) {
     let o = z.ncols().max(1);
-    let big = z.len() >= PAR_CHUNK;
     let (z, a) = (slice_mut(z), slice_mut(a));
-    if big {
-        z.par_chunks_mut(o).zip(a.par_chunks_mut(o)).for_each(|(zr, ar)| f(zr, ar));
-    } else {
-        z.chunks_mut(o).zip(a.chunks_mut(o)).for_each(|(zr, ar)| f(zr, ar));
+    if z.len() < PAR_CHUNK {
+        return f(z, a);
     }
+    let block = (PAR_CHUNK / 4 / o).max(1) * o;
+    z.par_chunks_mut(block).zip(a.par_chunks_mut(block)).for_each(|(zb, ab)| f(zb, ab));
 }
 
 /// `f` over matching chunks of four equal-length slices, in parallel for large ones.
@@ -287,10 +288,11 @@ impl CpuBackend {
             matmul(input, wl, &mut z.view_mut());
             let a = &mut rest[0];
             let act = self.spec.activations()[l];
-            // Z += b; A = f(Z), row by row, on every core for large layers.
-            rows_par(z, a, |zr, ar| {
-                zr.iter_mut().zip(bias).for_each(|(z, &b)| *z += b);
-                activate_slice(act, zr, ar);
+            // Z += b; A = f(Z), in blocks of rows, on every core for large layers.
+            let o = off.outputs;
+            row_blocks_par(z, a, |zb, ab| {
+                zb.chunks_mut(o).for_each(|zr| zr.iter_mut().zip(bias).for_each(|(z, &b)| *z += b));
+                activate_slice(act, zb, ab);
             });
             if l == last && self.spec.loss() == Loss::CrossEntropy {
                 // softmax of each row, as cpu::softmax_rows, without allocating
