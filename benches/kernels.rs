@@ -48,6 +48,9 @@ fn kernels(c: &mut Criterion) {
     group.throughput(Throughput::Elements((n * n) as u64));
     let d = ops::activation_backward(&ctx, Activation::Sigmoid, n * n, &a, &z, &out).expect("dispatch");
     group.bench_function("activation_backward", |b| b.iter(|| ops::run(&ctx, &[&d]).expect("run")));
+    // db = Σ_b δ_b over an (n, n) δ.
+    let d = ops::bias_grad(&ctx, (n, n), &a, (&out, 0)).expect("dispatch");
+    group.bench_function("bias_grad", |b| b.iter(|| ops::run(&ctx, &[&d]).expect("run")));
     let adam = OptimConfig { kind: OptimizerKind::default_for("adam").expect("adam"), weight_decay: 0.0 };
     let (m, v, sc, loss) = (buf(n * n), buf(n * n), buf(6), buf(2));
     let state = ops::OptimBuffers { m: &m, v: &v, scalars: &sc, loss: &loss };
