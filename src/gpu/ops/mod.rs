@@ -65,8 +65,9 @@ pub fn offset_alignment(ctx: &GpuContext) -> usize {
 }
 
 /// The most f32 values one storage binding holds on this device.
+/// (Whole 16-byte vectors, since the matmul's operands are bound in those.)
 pub fn binding_capacity(ctx: &GpuContext) -> usize {
-    (ctx.limits().max_storage_buffer_binding_size / F32) as usize
+    (ctx.limits().max_storage_buffer_binding_size / 16 * 4) as usize
 }
 
 /// The most rows of `cols` values that one binding holds wherever it starts in a buffer (it may have to
