@@ -1,6 +1,10 @@
 //! `backprop bench`: training-step time of the standard configurations of DESIGN.md on the CPU and GPU
 //! backends, measured the same way for both (median of timed steps after warm-up), plus the batch size at
 //! which the GPU starts to beat the CPU.
+//!
+//! Two figures per configuration: `ms_per_step`, one step at a time (batch uploaded, the step, its loss read
+//! back, waiting for each), with the GPU's time split into those parts; and `train_ms_per_step`, steps as
+//! `train` runs them (data resident, up to 32 steps a submit, one read-back per group of steps).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -79,6 +83,10 @@ pub struct BenchResult {
     pub gflops: f64,
     pub peak_fraction: Option<f64>,
     pub split: Option<Split>,
+    /// ms per step as `train` runs them (`train_rate`); not measured in the crossover search.
+    pub train_ms_per_step: Option<f64>,
+    /// Steps per group (per read-back) in that measurement.
+    pub train_group: Option<usize>,
 }
 
 impl BenchResult {
@@ -96,6 +104,8 @@ impl BenchResult {
             "kernel_ms": self.split.map(|s| s.kernel_ms),
             "readback_ms": self.split.map(|s| s.readback_ms),
             "kernel_timer": self.split.map(|s| s.kernel_timer),
+            "train_ms_per_step": self.train_ms_per_step,
+            "train_group": self.train_group,
         })
     }
 }
@@ -130,6 +140,45 @@ fn time_steps(budget: &Budget, mut step: impl FnMut() -> Result<f64>) -> Result<
     Ok(samples)
 }
 
+/// Resident data for a group is at most this many bytes.
+const TRAIN_DATA_BYTES: usize = 256 << 20;
+
+/// Steps as `train` runs them: the batch repeated into a resident training set of `k` batches, then groups
+/// of `k` steps through `run_steps`, each ended by the read-back of the loss sum (which waits for the GPU).
+/// `k` makes a group last about 0.3 s at `step_ms` (at most 32, as `train` submits, and what fits
+/// `TRAIN_DATA_BYTES`). Returns (median ms per step over the timed groups, k).
+pub fn train_rate(
+    backend: &mut dyn Backend,
+    x: &Array2<f32>,
+    y: &Array2<f32>,
+    step_ms: f64,
+    budget: &Budget,
+) -> Result<(f64, usize)> {
+    let batch = x.nrows().max(1);
+    let bytes_per_batch = batch * (x.ncols() + y.ncols()) * 4;
+    let by_time = if step_ms > 0.0 { (300.0 / step_ms) as usize } else { 32 };
+    let k = by_time.min(32).min(TRAIN_DATA_BYTES / bytes_per_batch.max(1)).max(1);
+    let tile = |a: &Array2<f32>| {
+        let views: Vec<_> = (0..k).map(|_| a.view()).collect();
+        ndarray::concatenate(ndarray::Axis(0), &views).map_err(|e| Error::Invalid(format!("bench data: {e}")))
+    };
+    backend.set_data(tile(x)?.view(), tile(y)?.view())?;
+    let rows: Vec<usize> = (0..k * batch).collect();
+    let mut group = || -> Result<f64> {
+        let t = Instant::now();
+        backend.run_steps(&rows, batch, 0.1)?;
+        backend.take_loss_sum()?;
+        Ok(t.elapsed().as_secs_f64() * 1e3 / k as f64)
+    };
+    group()?;
+    let start = Instant::now();
+    let mut samples = Vec::new();
+    while samples.len() < 3 || (samples.len() * k < budget.steps && start.elapsed() < budget.max_time) {
+        samples.push(group()?);
+    }
+    Ok((median(&mut samples), k))
+}
+
 fn spec_of(c: &Config, batch: usize) -> Result<(MlpSpec, Params<f32>, Array2<f32>, Array2<f32>)> {
     let spec = MlpSpec::uniform(c.sizes.to_vec(), Activation::Sigmoid, Loss::Mse)?;
     let params = Params::init(&spec, 1);
@@ -139,6 +188,10 @@ fn spec_of(c: &Config, batch: usize) -> Result<(MlpSpec, Params<f32>, Array2<f32
 
 /// One configuration on the CPU backend, at `batch` rows.
 pub fn cpu(c: &Config, batch: usize, budget: &Budget, peak: Option<f64>) -> Result<BenchResult> {
+    cpu_with(c, batch, budget, peak, true)
+}
+
+fn cpu_with(c: &Config, batch: usize, budget: &Budget, peak: Option<f64>, train: bool) -> Result<BenchResult> {
     let (spec, params, x, y) = spec_of(c, batch)?;
     let mut backend = CpuBackend::new(spec.clone(), params)?;
     let mut samples = time_steps(budget, || {
@@ -149,6 +202,11 @@ pub fn cpu(c: &Config, batch: usize, budget: &Budget, peak: Option<f64>) -> Resu
     let steps = samples.len();
     let ms = median(&mut samples);
     let gflops = spec.step_flops(batch) / (ms * 1e6);
+    let (train_ms_per_step, train_group) = if train {
+        train_rate(&mut backend, &x, &y, ms, budget).map(|(t, k)| (Some(t), Some(k)))?
+    } else {
+        (None, None)
+    };
     let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
     Ok(BenchResult {
         config: c.name.into(),
@@ -160,11 +218,24 @@ pub fn cpu(c: &Config, batch: usize, budget: &Budget, peak: Option<f64>) -> Resu
         gflops,
         peak_fraction: peak.map(|p| gflops / p),
         split: None,
+        train_ms_per_step,
+        train_group,
     })
 }
 
 /// One configuration on the GPU backend, at `batch` rows; every step is timed part by part.
 pub fn gpu(ctx: &Arc<GpuContext>, c: &Config, batch: usize, budget: &Budget, peak: Option<f64>) -> Result<BenchResult> {
+    gpu_with(ctx, c, batch, budget, peak, true)
+}
+
+fn gpu_with(
+    ctx: &Arc<GpuContext>,
+    c: &Config,
+    batch: usize,
+    budget: &Budget,
+    peak: Option<f64>,
+    train: bool,
+) -> Result<BenchResult> {
     let (spec, params, x, y) = spec_of(c, batch)?;
     let mut model = GpuMlp::new(ctx.clone(), spec.clone(), &params)?;
     let mut parts = Vec::new();
@@ -184,6 +255,8 @@ pub fn gpu(ctx: &Arc<GpuContext>, c: &Config, batch: usize, budget: &Budget, pea
     let steps = samples.len();
     let ms = median(&mut samples);
     let gflops = spec.step_flops(batch) / (ms * 1e6);
+    let (train_ms_per_step, train_group) =
+        if train { train_rate(&mut model, &x, &y, ms, budget).map(|(t, k)| (Some(t), Some(k)))? } else { (None, None) };
     let a = ctx.adapter();
     Ok(BenchResult {
         config: c.name.into(),
@@ -195,6 +268,8 @@ pub fn gpu(ctx: &Arc<GpuContext>, c: &Config, batch: usize, budget: &Budget, pea
         gflops,
         peak_fraction: peak.map(|p| gflops / p),
         split: Some(split),
+        train_ms_per_step,
+        train_group,
     })
 }
 
@@ -211,8 +286,8 @@ pub struct Crossover {
 pub fn crossover(ctx: &Arc<GpuContext>, c: &Config, batches: &[usize], budget: &Budget) -> Result<Crossover> {
     let mut points = Vec::new();
     for &b in batches {
-        let cpu = cpu(c, b, budget, None)?.ms_per_step;
-        let gpu = gpu(ctx, c, b, budget, None)?.ms_per_step;
+        let cpu = cpu_with(c, b, budget, None, false)?.ms_per_step;
+        let gpu = gpu_with(ctx, c, b, budget, None, false)?.ms_per_step;
         points.push((b, cpu, gpu));
     }
     let first_gpu_win = points.iter().find(|(_, c, g)| g < c).map(|p| p.0);

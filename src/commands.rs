@@ -704,8 +704,16 @@ pub fn bench(args: &crate::BenchArgs) -> Result<()> {
         return Ok(());
     }
     println!(
-        "{:<6} {:<4} {:>5} {:>6} {:>11} {:>9} {:>6}  {:<28} device",
-        "config", "back", "batch", "steps", "ms/step", "GFLOP/s", "%peak", "upload / kernels / readback ms"
+        "{:<6} {:<4} {:>5} {:>6} {:>11} {:>9} {:>6}  {:<28} {:>14}  device",
+        "config",
+        "back",
+        "batch",
+        "steps",
+        "ms/step",
+        "GFLOP/s",
+        "%peak",
+        "upload / kernels / readback ms",
+        "train ms/step"
     );
     for r in &results {
         let peak = r.peak_fraction.map(|p| format!("{:.1}", 100.0 * p)).unwrap_or_else(|| "-".into());
@@ -713,11 +721,19 @@ pub fn bench(args: &crate::BenchArgs) -> Result<()> {
             .split
             .map(|s| format!("{:.3} / {:.3} ({}) / {:.3}", s.upload_ms, s.kernel_ms, s.kernel_timer, s.readback_ms))
             .unwrap_or_else(|| "-".into());
+        let train = match (r.train_ms_per_step, r.train_group) {
+            (Some(t), Some(k)) => format!("{t:.4} ({k})"),
+            _ => "-".into(),
+        };
         println!(
-            "{:<6} {:<4} {:>5} {:>6} {:>11.4} {:>9.2} {:>6}  {:<28} {}",
-            r.config, r.backend, r.batch, r.steps, r.ms_per_step, r.gflops, peak, split, r.adapter
+            "{:<6} {:<4} {:>5} {:>6} {:>11.4} {:>9.2} {:>6}  {:<28} {:>14}  {}",
+            r.config, r.backend, r.batch, r.steps, r.ms_per_step, r.gflops, peak, split, train, r.adapter
         );
     }
+    println!(
+        "ms/step: one step at a time, waiting for each; train ms/step: steps as `train` runs them (data resident, \
+         (N) steps a group, one read-back per group)"
+    );
     for n in &notes {
         println!("note: {n}");
     }

@@ -200,6 +200,9 @@ fn bench_prints_every_configuration_and_backend_as_json() {
             assert!(!r[k].is_null(), "{k} missing in {r}");
         }
         assert!(r["ms_per_step"].as_f64().unwrap() > 0.0);
+        // Steps as train runs them: groups of resident-data steps, one read-back each.
+        assert!(r["train_ms_per_step"].as_f64().unwrap() > 0.0, "{r}");
+        assert!((1..=32).contains(&r["train_group"].as_u64().unwrap()), "{r}");
         if r["backend"] == "gpu" {
             assert!(r["kernel_ms"].as_f64().unwrap() > 0.0 && r["kernel_timer"].is_string(), "{r}");
         }
@@ -210,6 +213,7 @@ fn bench_prints_every_configuration_and_backend_as_json() {
     assert_eq!(points.len(), 2, "batches 1 and 2");
     let text = backprop(&["bench", "--configs", "seed", "--steps", "3", "--backend", "cpu"]);
     assert!(stdout(&text).contains("ms/step") && stdout(&text).contains("seed"), "{}", stdout(&text));
+    assert!(stdout(&text).contains("train ms/step"), "{}", stdout(&text));
     let bad = backprop(&["bench", "--configs", "huge"]);
     assert!(!bad.status.success() && stderr(&bad).contains("unknown configuration 'huge'"));
 }
