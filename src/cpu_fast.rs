@@ -53,6 +53,16 @@ impl std::fmt::Debug for WorkspaceBox {
 /// `c = a · b` through the `gemm` crate (AVX-512/AVX2/NEON kernels chosen at run time), on every core
 /// when the product is large enough to pay for the threads. a (M, K), b (K, N), c (M, N), any strides.
 fn matmul(a: ArrayView2<f32>, b: ArrayView2<f32>, c: &mut ArrayViewMut2<f32>) {
+    gemm_into(a, b, c, None);
+}
+
+/// `c = c + s · a · b`: the product added to what `c` holds, scaled, in the GEMM's own epilogue.
+fn matmul_add(a: ArrayView2<f32>, b: ArrayView2<f32>, c: &mut ArrayViewMut2<f32>, s: f32) {
+    gemm_into(a, b, c, Some(s));
+}
+
+/// `c = a · b` (`add` None) or `c = c + s · a · b` (`add` Some(s)).
+fn gemm_into(a: ArrayView2<f32>, b: ArrayView2<f32>, c: &mut ArrayViewMut2<f32>, add: Option<f32>) {
     let (m, k) = a.dim();
     let n = b.ncols();
     assert!(b.nrows() == k && c.dim() == (m, n), "matmul shapes: ({m}, {k}) · {:?} -> {:?}", b.dim(), c.dim());
@@ -69,21 +79,43 @@ fn matmul(a: ArrayView2<f32>, b: ArrayView2<f32>, c: &mut ArrayViewMut2<f32>) {
             c.as_mut_ptr(),
             sc[1],
             sc[0],
-            false,
+            add.is_some(),
             a.as_ptr(),
             sa[1],
             sa[0],
             b.as_ptr(),
             sb[1],
             sb[0],
-            0.0,
             1.0,
+            add.unwrap_or(1.0),
             false,
             false,
             false,
             par,
         );
     }
+}
+
+/// A zeroed vector of `n` values whose large aligned part the kernel may back with 2 MiB pages (Linux; a
+/// hint only): the GEMM walks weight matrices and activations of many MiB, where 4 KiB pages cost TLB misses.
+/// The hint is given before the first write, which is when the pages are chosen.
+fn zeroed(n: usize) -> Vec<f32> {
+    let v = vec![0.0f32; n];
+    #[cfg(target_os = "linux")]
+    {
+        const HUGE: usize = 2 << 20;
+        let (start, end) = (v.as_ptr() as usize, v.as_ptr() as usize + n * size_of::<f32>());
+        let (lo, hi) = (start.next_multiple_of(HUGE), end / HUGE * HUGE);
+        if hi > lo {
+            // SAFETY: [lo, hi) lies inside the vector's allocation; MADV_HUGEPAGE changes no contents.
+            unsafe { libc::madvise(lo as *mut libc::c_void, hi - lo, libc::MADV_HUGEPAGE) };
+        }
+    }
+    v
+}
+
+fn zeros2(shape: (usize, usize)) -> Array2<f32> {
+    Array2::from_shape_vec(shape, zeroed(shape.0 * shape.1)).expect("length matches shape")
 }
 
 /// Elementwise work smaller than this many values stays on one thread.
@@ -248,8 +280,12 @@ impl CpuBackend {
         let optim = OptimConfig::sgd();
         let state = OptimState::new(&optim, layout.len);
         Ok(Self {
-            grads: vec![0.0; layout.len],
-            params: params.to_flat(),
+            grads: zeroed(layout.len),
+            params: {
+                let mut flat = zeroed(layout.len);
+                flat.copy_from_slice(&params.to_flat());
+                flat
+            },
             spec,
             layout,
             optim,
@@ -269,7 +305,7 @@ impl CpuBackend {
             None => {
                 let shapes: Vec<(usize, usize)> =
                     (0..self.spec.layers()).map(|l| (b, self.spec.layer_shape(l).1)).collect();
-                let make = || shapes.iter().map(|&s| Array2::zeros(s)).collect::<Vec<_>>();
+                let make = || shapes.iter().map(|&s| zeros2(s)).collect::<Vec<_>>();
                 Box::new(Workspace { pre: make(), post: make(), grad: make(), delta: make() })
             }
         }
@@ -310,7 +346,17 @@ impl CpuBackend {
     }
 
     /// One forward, loss, backward; leaves the gradients in `self.grads`. Returns the loss.
-    fn forward_backward(&mut self, x: ArrayView2<f32>, y: ArrayView2<f32>, w: &mut Workspace) -> f32 {
+    /// With `sgd_lr` Some(lr), plain SGD is applied as the backward pass goes instead: each layer's
+    /// `W ← W − lr·A_prevᵀ·δ` is one GEMM that adds into W (after `δ·Wᵀ` has used the old W), so the weight
+    /// gradients are never written and the optimizer pass is skipped. `self.grads` then holds only the
+    /// bias gradients.
+    fn forward_backward(
+        &mut self,
+        x: ArrayView2<f32>,
+        y: ArrayView2<f32>,
+        w: &mut Workspace,
+        sgd_lr: Option<f32>,
+    ) -> f32 {
         self.forward(x, w);
         let n_layers = self.spec.layers();
         let last = n_layers - 1;
@@ -337,21 +383,34 @@ impl CpuBackend {
                 let f = move |d: &mut [f32], g: &[f32], a: &[f32], z: &[f32]| derivative_slice(act, d, g, a, z);
                 par_zip4(d, g, a, z, f);
             }
-            let input = if l == 0 { x } else { w.post[l - 1].view() };
             let delta = w.delta[l].view();
-            // dW = A_prevᵀ · δ
-            let mut dw = view_mut(&mut self.grads, off.w, (off.inputs, off.outputs));
-            matmul(input.t(), delta, &mut dw);
+            // dA_prev = δ · Wᵀ, with W as the forward pass used it
+            if l > 0 {
+                let wl = view(&self.params, off.w, (off.inputs, off.outputs));
+                matmul(delta, wl.t(), &mut w.grad[l - 1].view_mut());
+            }
+            let input = if l == 0 { x } else { w.post[l - 1].view() };
             // db = Σ_b δ_b
             let db = &mut self.grads[off.b..off.b + off.outputs];
             db.iter_mut().for_each(|v| *v = 0.0);
             for row in delta.rows() {
                 db.iter_mut().zip(row).for_each(|(s, &d)| *s += d);
             }
-            // dA_prev = δ · Wᵀ
-            if l > 0 {
-                let wl = view(&self.params, off.w, (off.inputs, off.outputs));
-                matmul(delta, wl.t(), &mut w.grad[l - 1].view_mut());
+            match sgd_lr {
+                // dW = A_prevᵀ · δ
+                None => matmul(input.t(), delta, &mut view_mut(&mut self.grads, off.w, (off.inputs, off.outputs))),
+                // W ← W − lr · A_prevᵀ · δ; b ← b − lr · db
+                Some(lr) => {
+                    matmul_add(
+                        input.t(),
+                        delta,
+                        &mut view_mut(&mut self.params, off.w, (off.inputs, off.outputs)),
+                        -lr,
+                    );
+                    let (p, g) =
+                        (&mut self.params[off.b..off.b + off.outputs], &self.grads[off.b..off.b + off.outputs]);
+                    p.iter_mut().zip(g).for_each(|(p, &g)| *p -= lr * g);
+                }
             }
         }
         loss
@@ -381,16 +440,32 @@ impl CpuBackend {
         parts.into_par_iter().for_each(|(p, g, m, v)| optim::update(&cfg, p, g, m, v, s));
     }
 
-    fn run_step(&mut self, x: ArrayView2<f32>, y: ArrayView2<f32>, lr: f32) -> Result<(f32, Box<Workspace>)> {
+    /// One training step. `keep_grads` asks for the gradients to be left in `self.grads` (for a trace);
+    /// otherwise plain SGD without weight decay or clipping runs fused into the backward pass.
+    fn run_step(
+        &mut self,
+        x: ArrayView2<f32>,
+        y: ArrayView2<f32>,
+        lr: f32,
+        keep_grads: bool,
+    ) -> Result<(f32, Box<Workspace>)> {
         check_batch(&self.spec, x.dim(), Some(y.dim()))?;
         let b = x.nrows();
         let mut w = self.workspace(b);
-        let loss = self.forward_backward(x, y, &mut w);
+        let fused = !keep_grads
+            && self.optim.kind == optim::OptimizerKind::Sgd
+            && self.optim.weight_decay == 0.0
+            && self.max_grad_norm.is_none();
+        let loss = self.forward_backward(x, y, &mut w, fused.then_some(lr));
         if let Some(max) = self.max_grad_norm {
             let c = optim::clip_coefficient(&self.grads, max);
             self.grads.iter_mut().for_each(|g| *g *= c);
         }
-        self.update(lr);
+        if fused {
+            self.state.step += 1;
+        } else {
+            self.update(lr);
+        }
         if !loss.is_finite() && self.diverged_at.is_none() {
             self.diverged_at = Some(self.state.step);
         }
@@ -411,7 +486,7 @@ impl Backend for CpuBackend {
     }
     fn set_params(&mut self, p: &Params<f32>) -> Result<()> {
         p.check(&self.spec)?;
-        self.params = p.to_flat();
+        self.params.copy_from_slice(&p.to_flat());
         Ok(())
     }
     fn set_optimizer(&mut self, cfg: OptimConfig) -> Result<()> {
@@ -432,7 +507,7 @@ impl Backend for CpuBackend {
         Ok(())
     }
     fn step(&mut self, x: ArrayView2<f32>, y: ArrayView2<f32>, lr: f32, want_loss: bool) -> Result<Option<f32>> {
-        let (loss, w) = self.run_step(x, y, lr)?;
+        let (loss, w) = self.run_step(x, y, lr, false)?;
         self.work.insert(x.nrows(), WorkspaceBox(w));
         Ok(want_loss.then_some(loss))
     }
@@ -459,10 +534,8 @@ impl Backend for CpuBackend {
             for chunk in rows.chunks(batch.max(1)) {
                 // The batch is gathered into buffers kept per batch size: no allocation per step.
                 let b = chunk.len();
-                let (mut xb, mut yb) = self
-                    .batch_buf
-                    .remove(&b)
-                    .unwrap_or_else(|| (Array2::zeros((b, x.ncols())), Array2::zeros((b, y.ncols()))));
+                let (mut xb, mut yb) =
+                    self.batch_buf.remove(&b).unwrap_or_else(|| (zeros2((b, x.ncols())), zeros2((b, y.ncols()))));
                 for (k, &r) in chunk.iter().enumerate() {
                     xb.row_mut(k).assign(&x.row(r));
                     yb.row_mut(k).assign(&y.row(r));
@@ -491,7 +564,7 @@ impl Backend for CpuBackend {
         Ok(std::mem::take(&mut self.loss_sum))
     }
     fn traced_step(&mut self, x: ArrayView2<f32>, y: ArrayView2<f32>, lr: f32) -> Result<Trace<f32>> {
-        let (loss, w) = self.run_step(x, y, lr)?;
+        let (loss, w) = self.run_step(x, y, lr, true)?;
         let grads = Params::from_flat(&self.spec, &self.grads)?;
         let trace =
             Trace { pre: w.pre.clone(), post: w.post.clone(), loss, delta: w.delta.clone(), grads, input_grad: None };

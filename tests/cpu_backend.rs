@@ -10,7 +10,10 @@ use backprop::{Activation, Backend, CpuBackend, Loss, MlpSpec, Params};
 
 use common::{assert_close, f32_exact, random, rng};
 
-fn compare(spec: &MlpSpec, cfg: OptimConfig, batch: usize, steps: usize, lr: f64) {
+/// `steps` steps on the backend and on the reference. `traced` steps through `traced_step`, which keeps the
+/// gradients and checks them and the layers' values too; otherwise through `step`, where plain SGD runs fused
+/// into the backward pass.
+fn compare_steps(spec: &MlpSpec, cfg: OptimConfig, batch: usize, steps: usize, lr: f64, traced: bool) {
     let init = Params::init(spec, 5);
     let mut r = rng(5);
     let x = f32_exact(&random(&mut r, batch, spec.input_width(), 1.0));
@@ -24,7 +27,13 @@ fn compare(spec: &MlpSpec, cfg: OptimConfig, batch: usize, steps: usize, lr: f64
     backend.set_optimizer(cfg).unwrap();
     let mut flat = init.to_f64().to_flat();
     let (mut m, mut v) = (vec![0.0; flat.len()], vec![0.0; flat.len()]);
-    let name = format!("{:?} {:?} {} batch {batch}", spec.sizes(), spec.activations()[0], cfg.kind.name());
+    let name = format!(
+        "{:?} {:?} {} batch {batch}{}",
+        spec.sizes(),
+        spec.activations()[0],
+        cfg.kind.name(),
+        if traced { " traced" } else { "" }
+    );
     for step in 0..steps {
         let p = Params::from_flat(spec, &flat).unwrap();
         let want = cpu::forward_backward(spec, &p, x.view(), y.view()).unwrap();
@@ -36,6 +45,11 @@ fn compare(spec: &MlpSpec, cfg: OptimConfig, batch: usize, steps: usize, lr: f64
             &mut v,
             StepScalars::new(&cfg, lr, step as u64 + 1),
         );
+        if !traced {
+            let loss = backend.step(x32.view(), y32.view(), lr as f32, true).unwrap().expect("asked for the loss");
+            assert_close(&format!("{name}: loss at step {step}"), &[loss], &[want.loss], 1e-6, 1e-4);
+            continue;
+        }
         let got = backend.traced_step(x32.view(), y32.view(), lr as f32).unwrap();
         assert_close(&format!("{name}: loss at step {step}"), &[got.loss], &[want.loss], 1e-6, 1e-4);
         if step == 0 {
@@ -66,6 +80,10 @@ fn compare(spec: &MlpSpec, cfg: OptimConfig, batch: usize, steps: usize, lr: f64
     assert_close(&format!("{name}: predictions"), pred.as_slice().unwrap(), &want, 1e-5, 1e-3);
 }
 
+fn compare(spec: &MlpSpec, cfg: OptimConfig, batch: usize, steps: usize, lr: f64) {
+    compare_steps(spec, cfg, batch, steps, lr, true);
+}
+
 #[test]
 fn small_shapes_on_one_thread_every_activation() {
     for act in Activation::ALL {
@@ -86,6 +104,25 @@ fn large_shapes_take_the_threaded_paths() {
     let momentum = OptimConfig { kind: OptimizerKind::Momentum { momentum: 0.9 }, weight_decay: 0.0 };
     let spec = MlpSpec::with_output(vec![129, 257, 7], Activation::Sigmoid, Output::Identity, Loss::Mse).unwrap();
     compare(&spec, momentum, 300, 3, 0.01);
+}
+
+#[test]
+fn plain_sgd_fused_into_the_backward_pass_matches_the_reference() {
+    // `step` with plain SGD adds −lr·A_prevᵀ·δ into W in the GEMM and never writes the weight gradients.
+    let spec = MlpSpec::with_output(vec![7, 13, 5, 3], Activation::Sigmoid, Output::Sigmoid, Loss::Mse).unwrap();
+    compare_steps(&spec, OptimConfig::sgd(), 11, 5, 0.1, false);
+    let spec = MlpSpec::with_output(vec![1, 1, 1], Activation::Tanh, Output::Identity, Loss::Mse).unwrap();
+    compare_steps(&spec, OptimConfig::sgd(), 1, 5, 0.1, false);
+    // threaded GEMM, softmax output
+    let spec =
+        MlpSpec::with_output(vec![129, 257, 131, 10], Activation::Relu, Output::Softmax, Loss::CrossEntropy).unwrap();
+    compare_steps(&spec, OptimConfig::sgd(), 300, 3, 0.05, false);
+    // weight decay and momentum keep the separate optimizer pass, through `step` as well
+    let wd = OptimConfig { kind: OptimizerKind::Sgd, weight_decay: 0.01 };
+    let spec = MlpSpec::with_output(vec![129, 257, 7], Activation::Sigmoid, Output::Identity, Loss::Mse).unwrap();
+    compare_steps(&spec, wd, 300, 3, 0.05, false);
+    let momentum = OptimConfig { kind: OptimizerKind::Momentum { momentum: 0.9 }, weight_decay: 0.0 };
+    compare_steps(&spec, momentum, 300, 3, 0.05, false);
 }
 
 #[test]
