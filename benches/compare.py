@@ -6,7 +6,8 @@ PyTorch (in this process, the step of pytorch_baseline.py), so both see the same
 The ratio is backprop's ms per step over PyTorch's; below 1 backprop is faster. Two ratios: "step", one step at a
 time with a wait for each (backprop's `ms_per_step`), and "train", steps back to back with one wait per group
 (backprop's `train_ms_per_step`: data resident, up to 32 steps a submit, as `train` runs). The tables give each
-round's ratio, the median and the range, against the targets of issue 4:
+round's ratio, the median, the range and "best" (the fastest round of each side, one over the other: a shared
+machine's load only adds time), against the targets of issue 4:
 
     CPU  (backprop --backend cpu vs PyTorch on the CPU):   seed, small <= 0.1    mnist, wide <= 1.0
     CUDA (backprop --backend gpu vs PyTorch on CUDA):     seed, small <= 0.2    mnist <= 0.5    wide <= 1.0
@@ -86,17 +87,22 @@ def main():
                   f"{ours['train_ms_per_step']:.4f} ms  pytorch {theirs['train_ms_per_step']:.4f} ms  ratio "
                   f"{rounds[-1]['train_ratio']:.3f}", file=sys.stderr)
 
-    def summarise(key):
+    def summarise(key, field):
         out = []
         for c in configs:
-            ratios = [x[key] for x in rounds if x["config"] == c]
+            mine = [x for x in rounds if x["config"] == c]
+            ratios = [x[key] for x in mine]
+            # best against best: each side's fastest round. A shared machine's load only ever adds time, so
+            # this is the least disturbed comparison; the median says how the rounds went.
+            best = min(x["backprop"][field] for x in mine) / min(x["pytorch"][field] for x in mine)
             target = TARGETS[args.device][c]
             out.append({"config": c, "ratios": ratios, "median": statistics.median(ratios), "min": min(ratios),
-                        "max": max(ratios), "target": target, "met": sum(x <= target for x in ratios)})
+                        "max": max(ratios), "best": best, "target": target,
+                        "met": sum(x <= target for x in ratios)})
         return out
 
-    summary = summarise("ratio")
-    train_summary = summarise("train_ratio")
+    summary = summarise("ratio", "ms_per_step")
+    train_summary = summarise("train_ratio", "train_ms_per_step")
     first = rounds[0]
     machine = {"backprop_adapter": first["backprop"]["adapter"], "pytorch_device": first["pytorch"]["adapter"],
                "torch": torch.__version__}
@@ -109,11 +115,11 @@ def main():
     for title, rows in [("step (one at a time, a wait for each)", summary),
                         ("train (steps back to back, one wait per group)", train_summary)]:
         print(f"{title}:")
-        print(f"{'config':<6} {'median':>7} {'range':>15} {'target':>7}  met  rounds")
+        print(f"{'config':<6} {'median':>7} {'range':>15} {'best':>6} {'target':>7}  met  rounds")
         for s in rows:
             each = " ".join(f"{x:.3f}" for x in s["ratios"])
-            print(f"{s['config']:<6} {s['median']:>7.3f} {s['min']:>7.3f}–{s['max']:<7.3f} {s['target']:>7.2f}  "
-                  f"{s['met']}/{len(s['ratios'])}  {each}")
+            print(f"{s['config']:<6} {s['median']:>7.3f} {s['min']:>7.3f}–{s['max']:<7.3f} {s['best']:>6.3f} "
+                  f"{s['target']:>7.2f}  {s['met']}/{len(s['ratios'])}  {each}")
 
 
 if __name__ == "__main__":
