@@ -392,8 +392,9 @@ impl CpuBackend {
             let input = if l == 0 { x } else { w.post[l - 1].view() };
             // db = Σ_b δ_b
             let db = &mut self.grads[off.b..off.b + off.outputs];
-            db.iter_mut().for_each(|v| *v = 0.0);
-            for row in delta.rows() {
+            db.fill(0.0);
+            // over slices, not ndarray rows, so the loop is vectorised
+            for row in slice(&w.delta[l]).chunks_exact(off.outputs) {
                 db.iter_mut().zip(row).for_each(|(s, &d)| *s += d);
             }
             match sgd_lr {
