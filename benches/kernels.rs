@@ -1,4 +1,4 @@
-//! Single GPU kernels on the adapter wgpu picks: the matrix product in both tilings and all three
+//! Single GPU kernels on the adapter wgpu picks: the matrix product in every tiling and all three
 //! orientations of a layer, the activation backward pass, and the Adam update. Each iteration submits one
 //! dispatch and waits for it, so launch and wait are in the timed region (as they are in a step).
 //!
@@ -24,7 +24,7 @@ fn kernels(c: &mut Criterion) {
     let mut group = c.benchmark_group(format!("kernels/{n}"));
     group.sample_size(20);
     group.throughput(Throughput::Elements((2 * n * n * n) as u64));
-    for tile in [Tile::Small, Tile::Big] {
+    for tile in Tile::ALL {
         let products = [
             (
                 "forward A·W",

@@ -219,3 +219,109 @@ fn matmul_big(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_i
         }
     }
 }
+
+// matmul_huge: a workgroup of 16x16 threads computes a 128x128 tile of C, each thread an 8x8 block in
+// registers (rows lid.y + 16i, columns lid.x + 16j), stepping K by 8: twice the arithmetic per value read
+// from workgroup memory of `matmul_big`, for devices with registers to spare (64 accumulators a thread).
+// Both tiles are stored K-major, so the inner loop reads a row of each; every thread loads exactly one vec4
+// of each operand per step where the layout allows (the same flags as matmul_big).
+const HM: u32 = 128u;
+const HN: u32 = 128u;
+const HK: u32 = 8u;
+
+var<workgroup> huge_a: array<f32, 1024>; // (HK, HM)
+var<workgroup> huge_b: array<f32, 1024>; // (HK, HN)
+
+fn fill_huge_a(tid: u32, row0: u32, k0: u32) {
+    if ((p.flags & A_VEC_K) != 0u) {
+        let r = tid / 2u;
+        let kq = (tid % 2u) * 4u;
+        let gr = row0 + r;
+        let gk = k0 + kq;
+        if (gr < p.m && gk + 3u < p.k) {
+            let v = a[(p.a_off + gr * p.a_rs + gk) >> 2u];
+            for (var i = 0u; i < 4u; i++) { huge_a[(kq + i) * HM + r] = v[i]; }
+        } else {
+            for (var i = 0u; i < 4u; i++) { huge_a[(kq + i) * HM + r] = load_a(gr, gk + i); }
+        }
+    } else if ((p.flags & A_VEC_M) != 0u) {
+        let k = tid / 32u;
+        let mq = (tid % 32u) * 4u;
+        let gm = row0 + mq;
+        let gk = k0 + k;
+        if (gm + 3u < p.m && gk < p.k) {
+            let v = a[(p.a_off + gm + gk * p.a_cs) >> 2u];
+            for (var i = 0u; i < 4u; i++) { huge_a[k * HM + mq + i] = v[i]; }
+        } else {
+            for (var i = 0u; i < 4u; i++) { huge_a[k * HM + mq + i] = load_a(gm + i, gk); }
+        }
+    } else {
+        for (var e = tid; e < HM * HK; e += THREADS) {
+            let r = e / HK;
+            let k = e % HK;
+            huge_a[k * HM + r] = load_a(row0 + r, k0 + k);
+        }
+    }
+}
+
+fn fill_huge_b(tid: u32, k0: u32, col0: u32) {
+    if ((p.flags & B_VEC_N) != 0u) {
+        let k = tid / 32u;
+        let nq = (tid % 32u) * 4u;
+        let gk = k0 + k;
+        let gn = col0 + nq;
+        if (gk < p.k && gn + 3u < p.n) {
+            let v = b[(p.b_off + gk * p.b_rs + gn) >> 2u];
+            for (var i = 0u; i < 4u; i++) { huge_b[k * HN + nq + i] = v[i]; }
+        } else {
+            for (var i = 0u; i < 4u; i++) { huge_b[k * HN + nq + i] = load_b(gk, gn + i); }
+        }
+    } else if ((p.flags & B_VEC_K) != 0u) {
+        let n = tid / 2u;
+        let kq = (tid % 2u) * 4u;
+        let gk = k0 + kq;
+        let gn = col0 + n;
+        if (gk + 3u < p.k && gn < p.n) {
+            let v = b[(p.b_off + gk + gn * p.b_cs) >> 2u];
+            for (var i = 0u; i < 4u; i++) { huge_b[(kq + i) * HN + n] = v[i]; }
+        } else {
+            for (var i = 0u; i < 4u; i++) { huge_b[(kq + i) * HN + n] = load_b(gk + i, gn); }
+        }
+    } else {
+        for (var e = tid; e < HK * HN; e += THREADS) { huge_b[e] = load_b(k0 + e / HN, col0 + e % HN); }
+    }
+}
+
+@compute @workgroup_size(16, 16, 1)
+fn matmul_huge(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
+    let row0 = wid.y * HM;
+    let col0 = wid.x * HN;
+    let tid = lid.y * 16u + lid.x;
+    var acc: array<f32, 64>;
+    for (var i = 0u; i < 64u; i++) { acc[i] = 0.0; }
+
+    for (var k0 = 0u; k0 < p.k; k0 += HK) {
+        fill_huge_a(tid, row0, k0);
+        fill_huge_b(tid, k0, col0);
+        workgroupBarrier();
+        for (var kk = 0u; kk < HK; kk++) {
+            var ra: array<f32, 8>;
+            var rb: array<f32, 8>;
+            for (var i = 0u; i < 8u; i++) {
+                ra[i] = huge_a[kk * HM + lid.y + 16u * i];
+                rb[i] = huge_b[kk * HN + lid.x + 16u * i];
+            }
+            for (var i = 0u; i < 8u; i++) {
+                for (var j = 0u; j < 8u; j++) {
+                    acc[i * 8u + j] = fma(ra[i], rb[j], acc[i * 8u + j]);
+                }
+            }
+        }
+        workgroupBarrier();
+    }
+    for (var i = 0u; i < 8u; i++) {
+        for (var j = 0u; j < 8u; j++) {
+            store(row0 + lid.y + 16u * i, col0 + lid.x + 16u * j, acc[i * 8u + j]);
+        }
+    }
+}

@@ -19,10 +19,10 @@ const RTOL: f64 = 1e-4;
 const SHAPES: [(usize, usize, usize); 8] =
     [(1, 1, 1), (1, 7, 3), (3, 1, 5), (5, 13, 1), (7, 33, 31), (17, 29, 65), (33, 65, 17), (67, 31, 97)];
 
-/// Every shape with both tilings of the product, plus one shape spanning several big tiles.
+/// Every shape with every tiling of the product, plus shapes spanning several big and huge tiles.
 fn tiled() -> impl Iterator<Item = (Tile, (usize, usize, usize))> {
-    let shapes = SHAPES.into_iter().chain([(130, 70, 129)]);
-    shapes.flat_map(|s| [(Tile::Small, s), (Tile::Big, s)])
+    let shapes = SHAPES.into_iter().chain([(130, 70, 129), (259, 11, 131)]);
+    shapes.flat_map(|s| Tile::ALL.map(|t| (t, s)))
 }
 
 fn nan_buffer(ctx: &GpuContext, len: usize) -> wgpu::Buffer {
@@ -88,14 +88,15 @@ fn matmul_forward_with_bias_and_every_fused_activation() {
     }
 }
 
-/// The vectorised tile loads of the big tiling: operands whose contiguous direction, row stride and offset
+/// The vectorised tile loads of the big and huge tilings: operands whose contiguous direction, row stride and offset
 /// are multiples of 4, in all four layouts (A along K or M, B along N or K), at shapes whose edges cut
 /// through vectors and tiles. Each product's flags are checked, so the vector path is the one tested.
 #[test]
-fn matmul_big_loads_aligned_operands_as_vectors() {
+fn matmul_big_and_huge_load_aligned_operands_as_vectors() {
     let ctx = gpu();
     let mut r = rng(21);
-    for (m, n, k) in [(64, 64, 16), (67, 70, 45), (130, 132, 101), (5, 9, 7), (4, 4, 4)] {
+    let shapes = [(64, 64, 16), (67, 70, 45), (130, 132, 101), (5, 9, 7), (4, 4, 4), (257, 129, 37)];
+    for (tile, (m, n, k)) in [Tile::Big, Tile::Huge].into_iter().flat_map(|t| shapes.map(|s| (t, s))) {
         for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
             let a = f32_exact(&random(&mut r, m, k, 1.0));
             let b = f32_exact(&random(&mut r, k, n, 1.0));
@@ -124,14 +125,13 @@ fn matmul_big_loads_aligned_operands_as_vectors() {
             };
             let out = nan_buffer(&ctx, m * n);
             let scratch = nan_buffer(&ctx, 1);
-            let d =
-                ops::matmul_tiled(&ctx, Tile::Big, (m, n, k), sa, sb, Epilogue::none(), (&out, 0), &scratch).unwrap();
+            let d = ops::matmul_tiled(&ctx, tile, (m, n, k), sa, sb, Epilogue::none(), (&out, 0), &scratch).unwrap();
             let flags = d.params::<ops::MatmulParams>().unwrap().flags;
             let want_flags =
                 (if ta { ops::A_VEC_M } else { ops::A_VEC_K }) | (if tb { ops::B_VEC_K } else { ops::B_VEC_N });
-            assert_eq!(flags, want_flags, "({m},{n},{k}) ta {ta} tb {tb}: vector loads");
+            assert_eq!(flags, want_flags, "{tile:?} ({m},{n},{k}) ta {ta} tb {tb}: vector loads");
             ops::run(&ctx, &[&d]).unwrap();
-            let name = format!("vectorised product ({m},{n},{k}) ta {ta} tb {tb}");
+            let name = format!("{tile:?} vectorised product ({m},{n},{k}) ta {ta} tb {tb}");
             assert_close(&name, &read(&ctx, &out, 0, m * n), &flat(&a.dot(&b)), ATOL, RTOL);
         }
     }

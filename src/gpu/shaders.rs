@@ -60,6 +60,7 @@ pub enum Slot {
 pub enum Kernel {
     Matmul,
     MatmulBig,
+    MatmulHuge,
     ActivationForward,
     ActivationBackward,
     LossGrad,
@@ -92,9 +93,10 @@ const OPTIMIZER: &[Slot] = &[
 ];
 
 impl Kernel {
-    pub const ALL: [Kernel; 16] = [
+    pub const ALL: [Kernel; 17] = [
         Self::Matmul,
         Self::MatmulBig,
+        Self::MatmulHuge,
         Self::ActivationForward,
         Self::ActivationBackward,
         Self::LossGrad,
@@ -113,7 +115,7 @@ impl Kernel {
 
     pub fn file(self) -> ShaderFile {
         match self {
-            Self::Matmul | Self::MatmulBig => ShaderFile::Linear,
+            Self::Matmul | Self::MatmulBig | Self::MatmulHuge => ShaderFile::Linear,
             Self::ActivationForward | Self::ActivationBackward => ShaderFile::Activation,
             Self::LossGrad | Self::MseLoss | Self::XentLoss | Self::SoftmaxRows => ShaderFile::Loss,
             Self::BiasGrad => ShaderFile::Grad,
@@ -128,6 +130,7 @@ impl Kernel {
         match self {
             Self::Matmul => "matmul",
             Self::MatmulBig => "matmul_big",
+            Self::MatmulHuge => "matmul_huge",
             Self::ActivationForward => "activation_forward",
             Self::ActivationBackward => "activation_backward",
             Self::LossGrad => "loss_grad",
@@ -148,7 +151,7 @@ impl Kernel {
     /// The bindings of group 0, in binding order.
     pub fn slots(self) -> &'static [Slot] {
         match self {
-            Self::Matmul | Self::MatmulBig => {
+            Self::Matmul | Self::MatmulBig | Self::MatmulHuge => {
                 &[Slot::Uniform, Slot::Read, Slot::Read, Slot::Read, Slot::ReadWrite, Slot::ReadWrite]
             }
             Self::Sgd | Self::Momentum | Self::Adam | Self::OptimPrepare | Self::GradNorm | Self::GradNormFinish => {

@@ -1,5 +1,5 @@
 //! The strided, tiled matrix product of `linear.wgsl` (all three products of a layer): its uniform, flags,
-//! epilogues, the two tilings and the autotune that picks between them.
+//! epilogues, the three tilings and the autotune that picks between them.
 
 use bytemuck::{Pod, Zeroable};
 
@@ -155,13 +155,15 @@ impl<'a> Epilogue<'a> {
     }
 }
 
-/// The two tilings of the matrix product in `linear.wgsl`.
+/// The three tilings of the matrix product in `linear.wgsl`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Tile {
     /// `matmul`: 32x32 per workgroup, 2x2 per thread.
     Small,
     /// `matmul_big`: 64x64 per workgroup, 4x4 per thread in registers.
     Big,
+    /// `matmul_huge`: 128x128 per workgroup, 8x8 per thread in registers.
+    Huge,
 }
 
 impl Tile {
@@ -169,15 +171,19 @@ impl Tile {
         match self {
             Tile::Small => Kernel::Matmul,
             Tile::Big => Kernel::MatmulBig,
+            Tile::Huge => Kernel::MatmulHuge,
         }
     }
     fn size(self) -> usize {
         match self {
             Tile::Small => 32,
             Tile::Big => 64,
+            Tile::Huge => 128,
         }
     }
-    /// The choice without measuring: the big tile once both output dimensions fill it.
+    pub const ALL: [Tile; 3] = [Tile::Small, Tile::Big, Tile::Huge];
+    /// The choice without measuring: the big tile once both output dimensions fill it (the huge one only
+    /// where timing chose it: it needs 64 registers of accumulators a thread and 128² outputs a workgroup).
     pub fn heuristic(m: usize, n: usize) -> Tile {
         if m >= 64 && n >= 64 { Tile::Big } else { Tile::Small }
     }
@@ -186,12 +192,13 @@ impl Tile {
 /// Products with at least this many multiply-adds are timed once per adapter and shape (`autotune`).
 pub const AUTOTUNE_MACS: usize = 1 << 24;
 
-/// Picks the tiling for a product: `BACKPROP_MATMUL_TILE=small|big` forces one; large products are timed
-/// both ways once per adapter and shape and the faster kept; small ones use `Tile::heuristic`.
+/// Picks the tiling for a product: `BACKPROP_MATMUL_TILE=small|big|huge` forces one; large products are
+/// timed with each tiling once per adapter and shape and the fastest kept; small ones use `Tile::heuristic`.
 pub fn choose_tile(ctx: &GpuContext, (m, n, k): (usize, usize, usize), transposed: (bool, bool)) -> Result<Tile> {
     match std::env::var("BACKPROP_MATMUL_TILE").as_deref() {
         Ok("small") => return Ok(Tile::Small),
         Ok("big") => return Ok(Tile::Big),
+        Ok("huge") => return Ok(Tile::Huge),
         _ => {}
     }
     if m.saturating_mul(n).saturating_mul(k) < AUTOTUNE_MACS {
@@ -206,7 +213,7 @@ pub fn choose_tile(ctx: &GpuContext, (m, n, k): (usize, usize, usize), transpose
     Ok(t)
 }
 
-/// Times both tilings on scratch buffers of the product's shape (best of three after a warm-up run).
+/// Times every tiling on scratch buffers of the product's shape (best of three after a warm-up run).
 fn autotune(ctx: &GpuContext, (m, n, k): (usize, usize, usize), (ta, tb): (bool, bool)) -> Result<Tile> {
     let a = buffer::storage(ctx, "autotune A", m * k)?;
     let b = buffer::storage(ctx, "autotune B", k * n)?;
@@ -215,7 +222,8 @@ fn autotune(ctx: &GpuContext, (m, n, k): (usize, usize, usize), (ta, tb): (bool,
     let sa = if ta { Strided::transposed(&a, 0, m) } else { Strided::rows(&a, 0, k) };
     let sb = if tb { Strided::transposed(&b, 0, k) } else { Strided::rows(&b, 0, n) };
     let mut best = (f64::INFINITY, Tile::heuristic(m, n));
-    for tile in [Tile::Small, Tile::Big] {
+    // A tiling wider than the output would leave most of each workgroup idle: not worth timing.
+    for tile in Tile::ALL.into_iter().filter(|t| t.size() <= 32 || (m >= t.size() && n >= t.size())) {
         let d = matmul_tiled(ctx, tile, (m, n, k), sa, sb, Epilogue::none(), (&c, 0), &scratch)?;
         run(ctx, &[&d])?;
         for _ in 0..3 {
@@ -279,7 +287,7 @@ pub fn matmul_tiled(
     let c_extent = if m == 0 || n == 0 { 0 } else { (m - 1) * ldc + n };
     let (bind_a, a_off) = bind_rounded(ctx, "matmul operand A", a.into_span(), a.extent(m, k), 16)?;
     let (bind_b, b_off) = bind_rounded(ctx, "matmul operand B", b.into_span(), b.extent(k, n), 16)?;
-    if tile == Tile::Big && std::env::var_os("BACKPROP_NO_VEC4").is_none() {
+    if tile != Tile::Small && std::env::var_os("BACKPROP_NO_VEC4").is_none() {
         flags |= vector_loads(a_off, a.row_stride, a.col_stride, A_VEC_K, A_VEC_M);
         flags |= vector_loads(b_off, b.row_stride, b.col_stride, B_VEC_N, B_VEC_K);
     }
