@@ -7,10 +7,11 @@
 // A workgroup of 16 × 16 threads sums 16 columns: thread (x, y) adds rows y, y + 16, y + 32, ... of column
 // x, so a row's 16 columns are read side by side, and the 16 partial sums of each column are then added in a
 // fixed tree order. Sixteen times the threads of one thread per column (the batch usually dwarfs the output
-// width), and still deterministic. With `accumulate` set the sum is added to `out` (a batch taken in pieces
-// of rows).
+// width), and still deterministic. The sum is multiplied by `scale` (1 for the gradient); with `accumulate`
+// set it is added to `out` (a batch taken in pieces of rows, or, with scale −lr, plain SGD applied straight
+// to the bias: b ← b − lr·db).
 
-struct GradParams { rows: u32, cols: u32, out_off: u32, accumulate: u32, }
+struct GradParams { rows: u32, cols: u32, out_off: u32, accumulate: u32, scale: f32, _p0: u32, _p1: u32, _p2: u32, }
 
 @group(0) @binding(0) var<uniform> p: GradParams;
 @group(0) @binding(1) var<storage, read> delta: array<f32>;
@@ -38,7 +39,7 @@ fn bias_grad(
         workgroupBarrier();
     }
     if (lid.y == 0u && c < p.cols) {
-        var v = lane_sums[lid.x];
+        var v = lane_sums[lid.x] * p.scale;
         if (p.accumulate != 0u) { v += out[p.out_off + c]; }
         out[p.out_off + c] = v;
     }

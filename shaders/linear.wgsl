@@ -19,7 +19,7 @@ struct MatmulParams {
     m: u32, n: u32, k: u32, flags: u32,
     a_off: u32, a_rs: u32, a_cs: u32, b_off: u32,
     b_rs: u32, b_cs: u32, bias_off: u32, out_off: u32,
-    pre_off: u32, act: u32, ldc: u32, _pad0: u32,
+    pre_off: u32, act: u32, ldc: u32, scale: f32,
 }
 
 // flags
@@ -44,7 +44,9 @@ const B_VEC_K: u32 = 256u;
 @group(0) @binding(4) var<storage, read_write> out: array<f32>;
 @group(0) @binding(5) var<storage, read_write> pre: array<f32>;
 
-// The epilogue of both variants: partial sums, bias, pre-activation store, activation, bounds-checked.
+// The epilogue of every tiling: the product scaled by `scale` (1, or −lr where plain SGD adds the weight
+// gradient straight into W through ACC_OUT), partial sums, bias, pre-activation store, activation,
+// bounds-checked.
 fn store(r: u32, c: u32, acc: f32) {
     if (r < p.m && c < p.n) {
         let o = p.out_off + r * p.ldc + c;
@@ -53,7 +55,7 @@ fn store(r: u32, c: u32, acc: f32) {
             out[o] = acc * activate_derivative(p.act, pre[q]);
             return;
         }
-        var v = acc;
+        var v = acc * p.scale;
         if ((p.flags & ACC_OUT) != 0u) { v += out[o]; }
         if ((p.flags & ACC_PRE) != 0u) { v += pre[q]; }
         if ((p.flags & ADD_BIAS) != 0u) { v += bias[p.bias_off + c]; }

@@ -186,3 +186,28 @@ fn resident_data_and_many_steps_per_submit_match_the_cpu_backend() {
     // A row index past the data is an error, not a GPU fault.
     assert!(g.run_steps(&[53], 8, 0.01).is_err());
 }
+
+/// Plain SGD runs fused into the backward pass on both backends; with resident data, a partial last batch
+/// (a second batch size, so a second plan) and the learning rate changing between calls.
+#[test]
+fn resident_data_with_fused_sgd_matches_the_cpu_backend() {
+    let spec = MlpSpec::with_output(vec![6, 19, 7, 3], Activation::Sigmoid, Output::Sigmoid, Loss::Mse).unwrap();
+    let init = Params::init(&spec, 22);
+    let mut r = rng(22);
+    let x = random(&mut r, 29, 6, 1.0).mapv(|v| v as f32);
+    let y = random(&mut r, 29, 3, 1.0).mapv(|v| (v as f32).abs());
+    let mut g = GpuMlp::new(gpu(), spec.clone(), &init).unwrap();
+    let mut c = CpuBackend::new(spec, init).unwrap();
+    let order: Vec<usize> = (0..29).map(|i| (i * 11) % 29).collect();
+    for b in [&mut g as &mut dyn Backend, &mut c] {
+        b.set_data(x.view(), y.view()).unwrap();
+        for lr in [0.5, 0.5, 0.25, 1.0] {
+            b.run_steps(&order, 8, lr).unwrap();
+        }
+    }
+    let (gp, cp) = (g.params().unwrap(), c.params().unwrap());
+    assert_close("params after 16 fused SGD steps", &gp.to_flat(), &flat_f64(&cp), 1e-5, 1e-4);
+    assert_eq!(g.optimizer_state().unwrap().step, 16);
+    let (gl, cl) = (g.take_loss_sum().unwrap(), c.take_loss_sum().unwrap());
+    assert_close("loss summed over the fused steps", &[gl as f32], &[cl], 1e-5, 1e-4);
+}

@@ -114,6 +114,32 @@ fn a_model_and_batch_larger_than_a_binding_train_like_the_reference() {
     assert_close("split predictions", &got.iter().copied().collect::<Vec<_>>(), &want_out, 1e-5, 1e-3);
 }
 
+/// Plain SGD fused into the backward pass (each W piece updated by a product adding −lr·A_prevᵀ·δ into it,
+/// after δ_prev has read the old W) with weight matrices split across bindings and the batch in one piece,
+/// the learning rate changing from step to step: the same losses and parameters as the reference.
+#[test]
+fn fused_sgd_on_split_weights_trains_like_the_reference() {
+    let ctx = small_device(CAP);
+    let spec = split_spec(Output::Sigmoid, Loss::Mse);
+    let init = Params::init(&spec, 6);
+    let mut r = rng(6);
+    let batch = 7; // 7 rows of 97 values fit one binding: the batch is one piece
+    let x = f32_exact(&random(&mut r, batch, 13, 1.0));
+    let y = f32_exact(&random(&mut r, batch, 5, 0.5));
+    let (x32, y32) = (x.mapv(|v| v as f32), y.mapv(|v| v as f32));
+    let mut model = GpuMlp::new(ctx, spec.clone(), &init).unwrap();
+    let mut flat = init.to_f64().to_flat();
+    for (step, lr) in [0.3, 0.3, 0.1, 0.2].into_iter().enumerate() {
+        let p = Params::from_flat(&spec, &flat).unwrap();
+        let t = cpu::forward_backward(&spec, &p, x.view(), y.view()).unwrap();
+        let got = model.step(x32.view(), y32.view(), lr as f32, true).unwrap().unwrap();
+        assert_close(&format!("fused SGD loss at step {step}"), &[got], &[t.loss], 1e-6, 1e-4);
+        flat.iter_mut().zip(t.grads.to_flat()).for_each(|(p, g)| *p -= lr * g);
+    }
+    assert_close("fused SGD parameters after 4 steps", &model.params().unwrap().to_flat(), &flat, 1e-5, 1e-3);
+    assert_eq!(model.optimizer_state().unwrap().step, 4);
+}
+
 /// Training from data resident on the GPU, itself larger than a binding (gathered in pieces), with
 /// softmax cross-entropy, Adam and gradient clipping (its norm summed over the parameters' pieces): the
 /// same parameters, optimizer state and summed loss as the CPU backend, and bit-identical from run to run.

@@ -28,7 +28,7 @@ use crate::gpu::buffer;
 use crate::gpu::context::GpuContext;
 use crate::gpu::ops::{self, Dispatch, OptimParams};
 use crate::model::{MlpSpec, ParamLayout, Params};
-use crate::optim::{OptimConfig, OptimState, StepScalars};
+use crate::optim::{OptimConfig, OptimState, OptimizerKind, StepScalars};
 
 /// An MLP whose training runs entirely in WGSL kernels.
 pub struct GpuMlp {
@@ -118,7 +118,10 @@ impl GpuMlp {
     fn ensure_plan(&mut self, batch: usize) -> Result<()> {
         if !self.plans.contains_key(&batch) {
             let what = format!("making the buffers for batch size {batch}");
-            let plan = self.ctx.catch_oom(&what, || self.build_plan(batch))?;
+            let mut plan = self.ctx.catch_oom(&what, || self.build_plan(batch))?;
+            if let Some(lr) = self.lr {
+                plan.set_sgd_lr(&self.ctx, lr);
+            }
             self.plans.insert(batch, plan);
         }
         Ok(())
@@ -141,14 +144,15 @@ impl GpuMlp {
         Ok(())
     }
 
-    /// One training step in one submit: forward, loss, backward, optimizer update.
-    fn encode_step(&mut self, batch: usize, lr: f32, want_loss: bool) -> Result<Option<f32>> {
+    /// One training step in one submit: forward, loss, backward, optimizer update. `keep_grads` asks for
+    /// the gradients to be written (a trace reads them) where plain SGD would otherwise be fused.
+    fn encode_step(&mut self, batch: usize, lr: f32, want_loss: bool, keep_grads: bool) -> Result<Option<f32>> {
         self.set_lr(lr)?;
         self.step += 1;
         let ctx = &*self.ctx;
         let plan = self.plan(batch)?;
         let mut enc = ctx.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("train step") });
-        ops::encode_all(ctx, &mut enc, self.step_dispatches(plan));
+        ops::encode_all(ctx, &mut enc, self.step_dispatches(plan, keep_grads));
         if want_loss {
             enc.copy_buffer_to_buffer(&self.loss, 0, &self.loss_staging, 0, 4);
         }
@@ -186,20 +190,36 @@ impl GpuMlp {
         Ok(())
     }
 
-    /// Rewrites the optimizer's uniform when the learning rate changes (once per epoch at most).
+    /// Rewrites the optimizer's uniforms, and those of the fused SGD updates, when the learning rate changes
+    /// (once per epoch at most).
     fn set_lr(&mut self, lr: f32) -> Result<()> {
         if self.lr != Some(lr) {
             for d in &mut self.update {
                 d.update_params::<OptimParams>(&self.ctx, |p| p.lr = lr);
+            }
+            for plan in self.plans.values_mut() {
+                plan.set_sgd_lr(&self.ctx, lr);
             }
             self.lr = Some(lr);
         }
         Ok(())
     }
 
-    /// Every dispatch of one training step on a plan's batch: forward, loss, backward, optimizer.
-    fn step_dispatches<'a>(&'a self, plan: &'a BatchPlan) -> impl Iterator<Item = &'a Dispatch> {
-        plan.forward.iter().chain(plan.loss.iter()).chain(plan.backward.iter()).chain(self.update.iter())
+    /// Plain SGD with neither weight decay nor clipping: the update can be fused into the backward pass.
+    fn sgd_fusable(&self) -> bool {
+        self.optim.kind == OptimizerKind::Sgd && self.optim.weight_decay == 0.0 && self.max_grad_norm.is_none()
+    }
+
+    /// Every dispatch of one training step on a plan's batch: forward, loss, backward, optimizer. With plain
+    /// SGD (and the gradients not asked for) the backward pass updates the parameters itself, and of the
+    /// optimizer only `optim_prepare` runs (the step count and the divergence check).
+    fn step_dispatches<'a>(&'a self, plan: &'a BatchPlan, keep_grads: bool) -> impl Iterator<Item = &'a Dispatch> {
+        let fused = plan.backward_sgd.as_ref().filter(|_| !keep_grads && self.sgd_fusable());
+        let (backward, update) = match fused {
+            Some(list) => (list.iter(), self.update[..1].iter()),
+            None => (plan.backward.iter(), self.update.iter()),
+        };
+        plan.forward.iter().chain(plan.loss.iter()).chain(backward).chain(update)
     }
 
     /// Uploads a training set once; `run_steps` then trains on rows of it with no per-step upload.
@@ -266,7 +286,7 @@ impl GpuMlp {
             for &(off, b) in &chunks {
                 let plan = self.plan(b)?;
                 let gathers = data.gathers.get(&(b, off)).ok_or_else(|| Error::Gpu("gather missing".into()))?;
-                for d in gathers.iter().chain(self.step_dispatches(plan)) {
+                for d in gathers.iter().chain(self.step_dispatches(plan, false)) {
                     d.encode(ctx, &mut pass);
                 }
             }
@@ -349,7 +369,7 @@ impl Backend for GpuMlp {
 
     fn step(&mut self, x: ArrayView2<f32>, y: ArrayView2<f32>, lr: f32, want_loss: bool) -> Result<Option<f32>> {
         self.upload(x, Some(y))?;
-        self.encode_step(x.nrows(), lr, want_loss)
+        self.encode_step(x.nrows(), lr, want_loss, false)
     }
 
     fn set_data(&mut self, x: ArrayView2<f32>, y: ArrayView2<f32>) -> Result<()> {
@@ -397,7 +417,8 @@ impl Backend for GpuMlp {
     }
 
     fn traced_step(&mut self, x: ArrayView2<f32>, y: ArrayView2<f32>, lr: f32) -> Result<Trace<f32>> {
-        let loss = self.step(x, y, lr, true)?.unwrap_or(f32::NAN);
+        self.upload(x, Some(y))?;
+        let loss = self.encode_step(x.nrows(), lr, true, true)?.unwrap_or(f32::NAN);
         let b = x.nrows();
         let plan = self.plan(b)?;
         let (mut pre, mut post, mut delta) = (Vec::new(), Vec::new(), Vec::new());

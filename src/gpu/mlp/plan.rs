@@ -24,6 +24,26 @@ pub(super) struct BatchPlan {
     pub(super) forward: Vec<Dispatch>,
     pub(super) loss: Vec<Dispatch>,
     pub(super) backward: Vec<Dispatch>,
+    /// The backward pass with plain SGD fused in (the weight and bias gradients added into the parameters,
+    /// scaled by −lr, as they are computed), for a batch taken in one piece; `None` otherwise.
+    pub(super) backward_sgd: Option<Vec<Dispatch>>,
+    /// Positions in `backward_sgd` of its products and of its bias sums, whose uniforms carry −lr.
+    pub(super) sgd_products: Vec<usize>,
+    pub(super) sgd_biases: Vec<usize>,
+}
+
+impl BatchPlan {
+    /// Writes −lr into the fused SGD dispatches.
+    pub(super) fn set_sgd_lr(&mut self, ctx: &GpuContext, lr: f32) {
+        if let Some(list) = self.backward_sgd.as_mut() {
+            for &i in &self.sgd_products {
+                list[i].update_params::<ops::MatmulParams>(ctx, |p| p.scale = -lr);
+            }
+            for &i in &self.sgd_biases {
+                list[i].update_params::<ops::GradParams>(ctx, |p| p.scale = -lr);
+            }
+        }
+    }
 }
 
 impl GpuMlp {
@@ -107,9 +127,15 @@ impl GpuMlp {
             }
         }
 
-        let mut loss = Vec::new();
-        let mut backward = Vec::new();
-        for rows in &row_pieces {
+        // The backward pass of one piece of the batch into `list`. With `sgd`, plain SGD is fused in: each
+        // layer's δ_prev is computed first (it needs W as the forward pass used it), then `W += −lr·A_prevᵀ·δ`
+        // is one product adding into W and `b += −lr·Σδ` one column sum; their positions in `list` go to
+        // `lr_slots` (products, biases), whose uniforms carry −lr.
+        let backward_piece = |rows: &std::ops::Range<usize>,
+                              sgd: bool,
+                              list: &mut Vec<Dispatch>,
+                              lr_slots: &mut (Vec<usize>, Vec<usize>)|
+         -> Result<()> {
             let (r0, mb) = (rows.start, rows.len());
             let piece = ops::Piece { batch: b, first: r0 == 0 };
             let at = r0 * out_w;
@@ -117,14 +143,12 @@ impl GpuMlp {
             match spec.loss() {
                 Loss::Mse => {
                     let (pred, target) = ((&post[last], at), (&y, at));
-                    loss.push(ops::mse_loss(ctx, shape, piece, pred, target, (&self.loss, 0), b as f32)?);
-                    backward.push(ops::mse_grad(ctx, shape, piece, pred, target, (&loss_grad, at))?);
+                    list.push(ops::mse_grad(ctx, shape, piece, pred, target, (&loss_grad, at))?);
                 }
                 // The fused gradient is δ_L itself.
                 Loss::CrossEntropy => {
                     let target = (&y, at);
-                    loss.push(ops::xent_loss(ctx, shape, piece, (&pre[last], at), target, (&self.loss, 0), b as f32)?);
-                    backward.push(ops::xent_grad(ctx, shape, piece, (&post[last], at), target, (&delta[last], at))?);
+                    list.push(ops::xent_grad(ctx, shape, piece, (&post[last], at), target, (&delta[last], at))?);
                 }
             }
             for l in (0..n_layers).rev() {
@@ -135,29 +159,16 @@ impl GpuMlp {
                 if l == last && !xent {
                     // δ_L = dA_L ⊙ f'(Z_L); hidden layers get their δ fused into the product below.
                     let act = spec.activations()[l];
-                    backward.push(ops::activation_backward(ctx, act, mb * o, (&loss_grad, at), (&pre[l], at), d)?);
+                    list.push(ops::activation_backward(ctx, act, mb * o, (&loss_grad, at), (&pre[l], at), d)?);
                 }
-                let acc = if piece.first { Accumulate::No } else { Accumulate::Out };
-                for ks in &w_pieces[l] {
-                    // dW[ks] = A_prev[:, ks]ᵀ · δ, summed over the pieces of the batch
-                    let a_t = ops::Strided { buffer: input, offset: r0 * i + ks.start, row_stride: 1, col_stride: i };
-                    backward.push(ops::matmul(
-                        ctx,
-                        (ks.len(), o, mb),
-                        a_t,
-                        Strided::rows(d.0, d.1, o),
-                        Epilogue::none().accumulating(acc),
-                        (&self.grads, off.w + ks.start * o),
-                        &self.scratch,
-                    )?);
-                }
-                // db = Σ_b δ_b
-                backward.push(ops::bias_grad_piece(ctx, (mb, o), piece.first, d, (&self.grads, off.b))?);
                 // δ_prev[:, ks] = (δ · W[ks]ᵀ) ⊙ f'(Z_prev[:, ks]), the derivative fused into the epilogue
-                if l > 0 {
+                let input_grads = |list: &mut Vec<Dispatch>| -> Result<()> {
+                    if l == 0 {
+                        return Ok(());
+                    }
                     for ks in &w_pieces[l] {
                         let z_prev = (&pre[l - 1], r0 * i + ks.start);
-                        backward.push(ops::matmul(
+                        list.push(ops::matmul(
                             ctx,
                             (mb, ks.len(), o),
                             Strided::rows(d.0, d.1, o),
@@ -167,10 +178,76 @@ impl GpuMlp {
                             &self.scratch,
                         )?);
                     }
+                    Ok(())
+                };
+                if sgd {
+                    input_grads(list)?;
+                }
+                let acc = if piece.first { Accumulate::No } else { Accumulate::Out };
+                for ks in &w_pieces[l] {
+                    // dW[ks] = A_prev[:, ks]ᵀ · δ, summed over the pieces of the batch; or W[ks] −= lr·that
+                    let a_t = ops::Strided { buffer: input, offset: r0 * i + ks.start, row_stride: 1, col_stride: i };
+                    let (epilogue, target) = if sgd {
+                        lr_slots.0.push(list.len());
+                        (Epilogue::add_scaled(0.0), &self.params)
+                    } else {
+                        (Epilogue::none().accumulating(acc), &self.grads)
+                    };
+                    let (shape, d_rows) = ((ks.len(), o, mb), Strided::rows(d.0, d.1, o));
+                    let out = (target, off.w + ks.start * o);
+                    list.push(ops::matmul(ctx, shape, a_t, d_rows, epilogue, out, &self.scratch)?);
+                }
+                // db = Σ_b δ_b; or b −= lr·that
+                if sgd {
+                    lr_slots.1.push(list.len());
+                    list.push(ops::bias_sgd(ctx, (mb, o), 0.0, d, (&self.params, off.b))?);
+                } else {
+                    list.push(ops::bias_grad_piece(ctx, (mb, o), piece.first, d, (&self.grads, off.b))?);
+                    input_grads(list)?;
                 }
             }
+            Ok(())
+        };
+
+        let mut loss = Vec::new();
+        let mut backward = Vec::new();
+        let mut unused = (Vec::new(), Vec::new());
+        for rows in &row_pieces {
+            let (r0, mb) = (rows.start, rows.len());
+            let piece = ops::Piece { batch: b, first: r0 == 0 };
+            let (at, shape) = (r0 * out_w, (mb, out_w));
+            loss.push(match spec.loss() {
+                Loss::Mse => ops::mse_loss(ctx, shape, piece, (&post[last], at), (&y, at), (&self.loss, 0), b as f32)?,
+                Loss::CrossEntropy => {
+                    ops::xent_loss(ctx, shape, piece, (&pre[last], at), (&y, at), (&self.loss, 0), b as f32)?
+                }
+            });
+            backward_piece(rows, false, &mut backward, &mut unused)?;
         }
-        Ok(BatchPlan { x, y, pre, post, delta, _loss_grad: loss_grad, piece_rows, forward, loss, backward })
+        // Fused SGD needs every piece's δ_prev before any W changes, so it is built for whole batches only.
+        let mut sgd_slots = (Vec::new(), Vec::new());
+        let backward_sgd = if row_pieces.len() == 1 {
+            let mut list = Vec::new();
+            backward_piece(&row_pieces[0], true, &mut list, &mut sgd_slots)?;
+            Some(list)
+        } else {
+            None
+        };
+        Ok(BatchPlan {
+            x,
+            y,
+            pre,
+            post,
+            delta,
+            _loss_grad: loss_grad,
+            piece_rows,
+            forward,
+            loss,
+            backward,
+            backward_sgd,
+            sgd_products: sgd_slots.0,
+            sgd_biases: sgd_slots.1,
+        })
     }
 }
 

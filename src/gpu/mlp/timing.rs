@@ -73,7 +73,7 @@ impl GpuMlp {
             beginning_of_pass_write_index: Some(0),
             end_of_pass_write_index: Some(1),
         });
-        ops::encode_timed(ctx, &mut enc, self.step_dispatches(plan), writes);
+        ops::encode_timed(ctx, &mut enc, self.step_dispatches(plan, false), writes);
         if let Some(t) = &self.timer {
             enc.resolve_query_set(&t.queries, 0..2, &t.resolve, 0);
             enc.copy_buffer_to_buffer(&t.resolve, 0, &t.staging, 0, 16);

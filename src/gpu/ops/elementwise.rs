@@ -212,11 +212,14 @@ pub fn softmax_rows<'a>(
 /// Uniform of `bias_grad` (`GradParams` in `grad.wgsl`).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
-struct GradParams {
-    rows: u32,
-    cols: u32,
-    off: u32,
-    accumulate: u32,
+pub struct GradParams {
+    pub rows: u32,
+    pub cols: u32,
+    pub off: u32,
+    pub accumulate: u32,
+    /// The column sums are multiplied by this (1, or −lr for a fused SGD update of the bias).
+    pub scale: f32,
+    pub _pad: [u32; 3],
 }
 
 /// `out[out_off + c] = Σ_r delta[r][c]`, delta (rows, cols).
@@ -232,8 +235,32 @@ pub fn bias_grad<'a>(
 /// As `bias_grad` for one piece of a batch's rows: the first piece writes the sum, later ones add to it.
 pub fn bias_grad_piece<'a>(
     ctx: &GpuContext,
-    (rows, cols): (usize, usize),
+    shape: (usize, usize),
     first: bool,
+    delta: impl Into<Span<'a>>,
+    out: (&'a wgpu::Buffer, usize),
+) -> Result<Dispatch> {
+    column_sums(ctx, shape, !first, 1.0, delta, out)
+}
+
+/// Plain SGD on a bias, fused with its gradient: `bias ← bias − lr·Σ_b δ_b`, bias at `out`. Its
+/// learning rate is `−GradParams::scale` (`Dispatch::update_params`).
+pub fn bias_sgd<'a>(
+    ctx: &GpuContext,
+    shape: (usize, usize),
+    lr: f32,
+    delta: impl Into<Span<'a>>,
+    out: (&'a wgpu::Buffer, usize),
+) -> Result<Dispatch> {
+    column_sums(ctx, shape, true, -lr, delta, out)
+}
+
+/// `out[c] = (accumulate ? out[c] : 0) + scale · Σ_r delta[r][c]`.
+fn column_sums<'a>(
+    ctx: &GpuContext,
+    (rows, cols): (usize, usize),
+    accumulate: bool,
+    scale: f32,
     delta: impl Into<Span<'a>>,
     out: (&'a wgpu::Buffer, usize),
 ) -> Result<Dispatch> {
@@ -243,7 +270,9 @@ pub fn bias_grad_piece<'a>(
         rows: u32_of("bias gradient rows", rows)?,
         cols: u32_of("bias gradient columns", cols)?,
         off: u32_of("bias gradient offset", off)?,
-        accumulate: u32::from(!first),
+        accumulate: u32::from(accumulate),
+        scale,
+        _pad: [0; 3],
     };
     // One workgroup of 256 threads per 16 columns.
     let g = elementwise_groups(ctx, "bias_grad", cols * 16)?;

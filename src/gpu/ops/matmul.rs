@@ -29,7 +29,8 @@ pub struct MatmulParams {
     pub pre_off: u32,
     pub act: u32,
     pub ldc: u32,
-    pub _pad: u32,
+    /// The product is multiplied by this before the rest of the epilogue (1, or −lr for a fused SGD update).
+    pub scale: f32,
 }
 
 /// Add `bias[bias_off + n]` to every row.
@@ -107,6 +108,9 @@ pub struct Epilogue<'a> {
     pub accumulate: Accumulate,
     /// The row stride of C (and of Z / pre), when C is a block of columns of a wider matrix; N otherwise.
     pub row_stride: Option<usize>,
+    /// C is multiplied by this first (not with `derivative_at`): 1, or −lr where plain SGD adds the weight
+    /// gradient into W (with `Accumulate::Out`).
+    pub scale: f32,
 }
 
 impl<'a> Epilogue<'a> {
@@ -121,7 +125,7 @@ impl<'a> Epilogue<'a> {
         activation: Activation,
         derivative_at: Option<(&'a wgpu::Buffer, usize)>,
     ) -> Self {
-        Self { bias, pre, activation, derivative_at, accumulate: Accumulate::No, row_stride: None }
+        Self { bias, pre, activation, derivative_at, accumulate: Accumulate::No, row_stride: None, scale: 1.0 }
     }
 
     /// The same epilogue, adding the partial sum at `acc` first.
@@ -129,6 +133,10 @@ impl<'a> Epilogue<'a> {
         Self { accumulate: acc, ..self }
     }
 
+    /// `out + s·C`: a scaled product added to what `out` holds (SGD's `W ← W − lr·dW` with s = −lr).
+    pub fn add_scaled(s: f32) -> Self {
+        Self { scale: s, ..Self::none().accumulating(Accumulate::Out) }
+    }
     /// The same epilogue, writing C with row stride `ldc`.
     pub fn with_row_stride(self, ldc: usize) -> Self {
         Self { row_stride: Some(ldc), ..self }
@@ -318,7 +326,7 @@ pub fn matmul_tiled(
         pre_off: u32_of("pre-activation offset", pre_off)?,
         act: epilogue.activation.shader_id(),
         ldc: u32_of("output row stride", ldc)?,
-        _pad: 0,
+        scale: epilogue.scale,
     };
     let gx = n.div_ceil(tile.size());
     let gy = m.div_ceil(tile.size());
