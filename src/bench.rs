@@ -179,7 +179,10 @@ pub fn train_rate(
     Ok((median(&mut samples), k))
 }
 
-fn spec_of(c: &Config, batch: usize) -> Result<(MlpSpec, Params<f32>, Array2<f32>, Array2<f32>)> {
+/// A configuration's network, its initial parameters, and one batch of inputs and targets.
+type Setup = (MlpSpec, Params<f32>, Array2<f32>, Array2<f32>);
+
+fn spec_of(c: &Config, batch: usize) -> Result<Setup> {
     let spec = MlpSpec::uniform(c.sizes.to_vec(), Activation::Sigmoid, Loss::Mse)?;
     let params = Params::init(&spec, 1);
     let (x, y) = batch_data(&spec, batch);

@@ -177,12 +177,11 @@ pub fn check_batch(spec: &MlpSpec, x_shape: (usize, usize), y_shape: Option<(usi
     Ok(())
 }
 
+/// Per layer: the pre-activations Z_l and the activations A_l.
+pub type Activations<T> = (Vec<Array2<T>>, Vec<Array2<T>>);
+
 /// Forward pass: returns (Z_l, A_l) for every layer. X (B, I_0).
-pub fn forward<T: Real>(
-    spec: &MlpSpec,
-    params: &Params<T>,
-    x: ArrayView2<T>,
-) -> Result<(Vec<Array2<T>>, Vec<Array2<T>>)> {
+pub fn forward<T: Real>(spec: &MlpSpec, params: &Params<T>, x: ArrayView2<T>) -> Result<Activations<T>> {
     params.check(spec)?;
     check_batch(spec, x.dim(), None)?;
     let mut pre = Vec::with_capacity(spec.layers());

@@ -776,7 +776,8 @@ fn metadata_problems_are_errors_and_a_missing_format_points_to_init() {
     let e = assert_load_err(&path, "no format key");
     assert!(e.contains("--init"), "a file without format should point to --init: {e}");
 
-    let cases: Vec<(&str, Box<dyn FnOnce(&mut HashMap<String, String>)>)> = vec![
+    type Edit = Box<dyn FnOnce(&mut HashMap<String, String>)>;
+    let cases: Vec<(&str, Edit)> = vec![
         ("other format", Box::new(|m| drop(m.insert("format".into(), "gguf".into())))),
         ("version 2", Box::new(|m| drop(m.insert("format_version".into(), "2".into())))),
         ("no version", Box::new(|m| drop(m.remove("format_version")))),

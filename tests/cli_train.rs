@@ -110,6 +110,7 @@ fn assert_slices_close(what: &str, got: &[f64], want: &[f64], atol: f64, rtol: f
     let mut worst: Option<(f64, usize)> = None;
     for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
         let d = (g - w).abs();
+        #[allow(clippy::neg_cmp_op_on_partial_ord)] // a NaN difference must fail, so not `d > tolerance`
         if !(d <= atol + rtol * w.abs()) && worst.is_none_or(|(wd, _)| d > wd || d.is_nan()) {
             worst = Some((d, i));
         }
@@ -403,11 +404,11 @@ fn eval_and_predict_a_model_trained_on_the_digits() {
     // predict on a CSV of features only (64 columns, no labels, no header), and on one with the labels.
     let n = 100;
     let mut features = String::new();
-    let mut with_labels = String::from((0..64).map(|j| format!("p{j}")).collect::<Vec<_>>().join(",") + ",label\n");
-    for r in 0..n {
+    let mut with_labels = (0..64).map(|j| format!("p{j}")).collect::<Vec<_>>().join(",") + ",label\n";
+    for (r, label) in labels.iter().enumerate().take(n) {
         let cells: Vec<String> = digits.x.row(r).iter().map(|v| v.to_string()).collect();
         features += &(cells.join(",") + "\n");
-        with_labels += &format!("{},{}\n", cells.join(","), labels[r]);
+        with_labels += &format!("{},{}\n", cells.join(","), label);
     }
     for (name, contents) in [("features.csv", features), ("labelled.csv", with_labels)] {
         let input = dir.path().join(name);

@@ -500,7 +500,7 @@ fn all_finite(a: &ndarray::Array2<f32>) -> bool {
 /// The invariants of a data set loaded from `path` with `spec`.
 fn check_csv_dataset(ds: &Dataset, path: &Path, spec: TargetSpec) -> TestCaseResult {
     prop_assert_eq!(&ds.name, &path.display().to_string());
-    prop_assert!(ds.len() >= 1, "no rows");
+    prop_assert!(!ds.is_empty(), "no rows");
     prop_assert!(ds.features() >= 1, "no features");
     prop_assert_eq!(ds.x.nrows(), ds.y.nrows(), "x and y have different row counts");
     prop_assert!(all_finite(&ds.x), "x holds a non-finite value");
@@ -543,7 +543,7 @@ fn check_csv_file(path: &Path, spec: TargetSpec, width: usize, stats: &Stats) ->
     match r {
         Ok(ds) => {
             prop_assert_eq!(&ds.name, &path.display().to_string());
-            prop_assert!(ds.len() >= 1, "no rows");
+            prop_assert!(!ds.is_empty(), "no rows");
             prop_assert_eq!(ds.features(), width, "load_csv_features: wrong width");
             prop_assert_eq!(ds.y.dim(), (ds.len(), 0), "load_csv_features: y is not empty");
             prop_assert!(all_finite(&ds.x), "load_csv_features: x holds a non-finite value");

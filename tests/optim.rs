@@ -546,7 +546,7 @@ fn straight_and_resumed<B: Backend>(
     x: &Array2<f32>,
     y: &Array2<f32>,
     lr: f32,
-) -> ((Params<f32>, OptimState), (Params<f32>, OptimState), (Params<f32>, OptimState)) {
+) -> [(Params<f32>, OptimState); 3] {
     let init = Params::init(spec, 91);
     let mut a = make(&init);
     a.set_optimizer(cfg).unwrap();
@@ -573,11 +573,11 @@ fn straight_and_resumed<B: Backend>(
     for _ in 0..6 {
         d.step(x.view(), y.view(), lr, false).unwrap();
     }
-    (
+    [
         (a.params().unwrap(), a.optimizer_state().unwrap()),
         (c.params().unwrap(), c.optimizer_state().unwrap()),
         (d.params().unwrap(), d.optimizer_state().unwrap()),
-    )
+    ]
 }
 
 fn bits(v: &[f32]) -> Vec<u32> {
@@ -593,7 +593,7 @@ fn resuming_from_the_optimizer_state_is_exact_on_the_cpu() {
         (OptimConfig { kind: MOMENTUM, weight_decay: 0.01 }, 0.1),
     ] {
         let make = |p: &Params<f32>| CpuBackend::new(spec.clone(), p.clone()).unwrap();
-        let (straight, resumed, fresh) = straight_and_resumed(&spec, &make, cfg, &x, &y, lr);
+        let [straight, resumed, fresh] = straight_and_resumed(&spec, &make, cfg, &x, &y, lr);
         let name = cfg.kind.name();
         assert_eq!(bits(&resumed.0.to_flat()), bits(&straight.0.to_flat()), "{name}: resumed parameters");
         assert_eq!(bits(&resumed.1.m), bits(&straight.1.m), "{name}: resumed m");
@@ -612,7 +612,7 @@ fn resuming_from_the_optimizer_state_on_the_gpu_matches_an_uninterrupted_run() {
         (OptimConfig { kind: MOMENTUM, weight_decay: 0.01 }, 0.1),
     ] {
         let make = |p: &Params<f32>| GpuMlp::new(gpu(), spec.clone(), p).unwrap();
-        let (straight, resumed, fresh) = straight_and_resumed(&spec, &make, cfg, &x, &y, lr);
+        let [straight, resumed, fresh] = straight_and_resumed(&spec, &make, cfg, &x, &y, lr);
         let name = format!("gpu {}", cfg.kind.name());
         assert_close(
             &format!("{name}: resumed parameters"),

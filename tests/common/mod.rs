@@ -57,6 +57,7 @@ pub fn assert_close(name: &str, got: &[f32], want: &[f64], atol: f64, rtol: f64)
         if !ok && first_bad.is_none() {
             first_bad = Some(i);
         }
+        #[allow(clippy::neg_cmp_op_on_partial_ord)] // NaN must count as the worst, so not `d > worst.0`
         if !(d <= worst.0) {
             worst = (if d.is_nan() { f64::INFINITY } else { d }, i);
         }
