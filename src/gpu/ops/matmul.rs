@@ -221,7 +221,9 @@ pub fn choose_tile(ctx: &GpuContext, (m, n, k): (usize, usize, usize), transpose
     Ok(t)
 }
 
-/// Times every tiling on scratch buffers of the product's shape (best of three after a warm-up run).
+/// Times every tiling on scratch buffers of the product's shape (best of three after a warm-up run). Where
+/// one run is short (a fast GPU, where submitting and waiting would dominate), each timing is of enough runs
+/// back to back in one submit to take about `AUTOTUNE_TARGET_MS`, as in a training step.
 fn autotune(ctx: &GpuContext, (m, n, k): (usize, usize, usize), (ta, tb): (bool, bool)) -> Result<Tile> {
     let a = buffer::storage(ctx, "autotune A", m * k)?;
     let b = buffer::storage(ctx, "autotune B", k * n)?;
@@ -234,16 +236,33 @@ fn autotune(ctx: &GpuContext, (m, n, k): (usize, usize, usize), (ta, tb): (bool,
     for tile in Tile::ALL.into_iter().filter(|t| t.size() <= 32 || (m >= t.size() && n >= t.size())) {
         let d = matmul_tiled(ctx, tile, (m, n, k), sa, sb, Epilogue::none(), (&c, 0), &scratch)?;
         run(ctx, &[&d])?;
+        let once = timed(ctx, &[&d])?;
+        let reps = repetitions(once);
+        let batch = vec![&d; reps];
         for _ in 0..3 {
-            let t = std::time::Instant::now();
-            run(ctx, &[&d])?;
-            let s = t.elapsed().as_secs_f64();
+            let s = timed(ctx, &batch)? / reps as f64;
             if s < best.0 {
                 best = (s, tile);
             }
         }
     }
     Ok(best.1)
+}
+
+/// Milliseconds each autotune timing aims for.
+const AUTOTUNE_TARGET_MS: f64 = 2.0;
+
+/// Runs back to back in one autotune timing, when one run took `once` seconds: 1 for a run of
+/// `AUTOTUNE_TARGET_MS` or more, up to 64 for very short ones.
+fn repetitions(once: f64) -> usize {
+    ((AUTOTUNE_TARGET_MS * 1e-3 / once.max(1e-9)).ceil() as usize).clamp(1, 64)
+}
+
+/// Seconds to run `dispatches` in one submit and wait for them.
+fn timed(ctx: &GpuContext, dispatches: &[&Dispatch]) -> Result<f64> {
+    let t = std::time::Instant::now();
+    run(ctx, dispatches)?;
+    Ok(t.elapsed().as_secs_f64())
 }
 
 /// `C (M, N) = f(op(A) (M, K) · op(B) (K, N) + bias)`, C row-major at `out_off` of `out`, with the tiling
@@ -348,5 +367,19 @@ fn vector_loads(off: usize, rs: usize, cs: usize, along_cols: u32, along_rows: u
         along_rows
     } else {
         0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::repetitions;
+
+    #[test]
+    fn short_autotune_runs_are_repeated_long_ones_are_not() {
+        assert_eq!(repetitions(5e-3), 1, "a run past the target is timed alone");
+        assert_eq!(repetitions(2e-3), 1);
+        assert_eq!(repetitions(0.5e-3), 4);
+        assert_eq!(repetitions(100e-6), 20, "a 100 µs run (mostly submit and wait) is repeated");
+        assert_eq!(repetitions(0.0), 64, "never more than 64");
     }
 }
