@@ -177,7 +177,8 @@ impl GpuMlp {
         Params::from_flat(&self.spec, &v)
     }
 
-    /// The gradients of the last step.
+    /// The gradients of the last step that wrote them: a traced step, or any step of an optimizer other
+    /// than plain SGD (plain SGD is applied inside the backward pass, without writing them).
     pub fn gradients(&self) -> Result<Params<f32>> {
         self.read_flat(&self.grads)
     }
