@@ -87,6 +87,8 @@ pub struct BenchResult {
     pub train_ms_per_step: Option<f64>,
     /// Steps per group (per read-back) in that measurement.
     pub train_group: Option<usize>,
+    /// GPU: kernel launches in one such step (the batch's gather included); what a launch-bound step costs.
+    pub dispatches_per_step: Option<usize>,
 }
 
 impl BenchResult {
@@ -106,6 +108,7 @@ impl BenchResult {
             "kernel_timer": self.split.map(|s| s.kernel_timer),
             "train_ms_per_step": self.train_ms_per_step,
             "train_group": self.train_group,
+            "dispatches_per_step": self.dispatches_per_step,
         })
     }
 }
@@ -223,6 +226,7 @@ fn cpu_with(c: &Config, batch: usize, budget: &Budget, peak: Option<f64>, train:
         split: None,
         train_ms_per_step,
         train_group,
+        dispatches_per_step: None,
     })
 }
 
@@ -273,6 +277,7 @@ fn gpu_with(
         split: Some(split),
         train_ms_per_step,
         train_group,
+        dispatches_per_step: if train { model.dispatches_per_step(batch) } else { None },
     })
 }
 

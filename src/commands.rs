@@ -704,7 +704,7 @@ pub fn bench(args: &crate::BenchArgs) -> Result<()> {
         return Ok(());
     }
     println!(
-        "{:<6} {:<4} {:>5} {:>6} {:>11} {:>9} {:>6}  {:<28} {:>14}  device",
+        "{:<6} {:<4} {:>5} {:>6} {:>11} {:>9} {:>6}  {:<28} {:>14} {:>8}  device",
         "config",
         "back",
         "batch",
@@ -713,7 +713,8 @@ pub fn bench(args: &crate::BenchArgs) -> Result<()> {
         "GFLOP/s",
         "%peak",
         "upload / kernels / readback ms",
-        "train ms/step"
+        "train ms/step",
+        "launches"
     );
     for r in &results {
         let peak = r.peak_fraction.map(|p| format!("{:.1}", 100.0 * p)).unwrap_or_else(|| "-".into());
@@ -725,14 +726,15 @@ pub fn bench(args: &crate::BenchArgs) -> Result<()> {
             (Some(t), Some(k)) => format!("{t:.4} ({k})"),
             _ => "-".into(),
         };
+        let launches = r.dispatches_per_step.map_or_else(|| "-".into(), |n| n.to_string());
         println!(
-            "{:<6} {:<4} {:>5} {:>6} {:>11.4} {:>9.2} {:>6}  {:<28} {:>14}  {}",
-            r.config, r.backend, r.batch, r.steps, r.ms_per_step, r.gflops, peak, split, train, r.adapter
+            "{:<6} {:<4} {:>5} {:>6} {:>11.4} {:>9.2} {:>6}  {:<28} {:>14} {:>8}  {}",
+            r.config, r.backend, r.batch, r.steps, r.ms_per_step, r.gflops, peak, split, train, launches, r.adapter
         );
     }
     println!(
         "ms/step: one step at a time, waiting for each; train ms/step: steps as `train` runs them (data resident, \
-         (N) steps a group, one read-back per group)"
+         (N) steps a group, one read-back per group); launches: GPU kernels per such step"
     );
     for n in &notes {
         println!("note: {n}");

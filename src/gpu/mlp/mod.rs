@@ -223,6 +223,14 @@ impl GpuMlp {
         plan.forward.iter().chain(plan.loss.iter()).chain(backward).chain(update)
     }
 
+    /// Kernel launches in one step of `run_steps` on batches of `batch` (once it has run at that size): the
+    /// gather of the batch, forward, loss, backward and optimizer.
+    pub fn dispatches_per_step(&self, batch: usize) -> Option<usize> {
+        let plan = self.plans.get(&batch)?;
+        let gathers = self.data.as_ref().and_then(|d| d.gathers.get(&(batch, 0))).map_or(0, Vec::len);
+        Some(gathers + self.step_dispatches(plan, false).count())
+    }
+
     /// Uploads a training set once; `run_steps` then trains on rows of it with no per-step upload.
     pub fn set_data(&mut self, x: ArrayView2<f32>, y: ArrayView2<f32>) -> Result<()> {
         check_batch(&self.spec, x.dim(), Some(y.dim()))?;
