@@ -40,6 +40,17 @@ fn activate_derivative(act: u32, z: f32) -> f32 {
     }
 }
 
+// f'(z) from a = f(z), the same value as activate_derivative(act, z) where a was computed by activate:
+// sigmoid a(1 − a), relu a > 0, tanh 1 − a², identity 1.
+fn derivative_from_output(act: u32, a: f32) -> f32 {
+    switch act {
+        case 1u: { return a * (1.0 - a); }
+        case 2u: { return select(0.0, 1.0, a > 0.0); }
+        case 3u: { return 1.0 - a * a; }
+        default: { return 1.0; }
+    }
+}
+
 // The flat index of this invocation in a 1-D problem dispatched as (x, y) workgroups of WG threads.
 fn flat_index(gid: vec3<u32>, groups: vec3<u32>) -> u32 {
     return gid.x + gid.y * groups.x * WG;

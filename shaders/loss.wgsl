@@ -1,8 +1,9 @@
 // loss.wgsl: the losses and their gradients.
 //
-//   loss_grad     out = scale (A − Y)                     A (B, O), Y (B, O) → (B, O)
-//                 MSE: dL/dA = 2 (A − Y) / (B·O), scale = 2/(B·O)
-//                 softmax cross-entropy, fused: δ_L = (softmax(Z) − Y) / B, scale = 1/B
+//   loss_grad     δ_L = scale (A − Y) ⊙ f'(Z_L)           A (B, O), Y (B, O) → (B, O), f' taken from A
+//                 MSE: dL/dA = 2 (A − Y) / (B·O), scale = 2/(B·O), times the output activation's f'
+//                 (identity: dL/dA itself)
+//                 softmax cross-entropy, fused: δ_L = (softmax(Z) − Y) / B, scale = 1/B, act identity
 //   mse_loss      L = mean((A − Y)²)                       → out[out_off]
 //   xent_loss     L = mean_b Σ_j y_bj (logsumexp(z_b) − z_bj)   Z (B, O), Y (B, O) → out[out_off]
 //   softmax_rows  A = softmax(Z) per row                   Z (B, O) → A (B, O)
@@ -15,7 +16,7 @@
 
 struct LossParams {
     n: u32, rows: u32, cols: u32, out_off: u32,
-    scale: f32, acc_weight: f32, accumulate: u32, _pad0: u32,
+    scale: f32, acc_weight: f32, accumulate: u32, act: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: LossParams;
@@ -26,7 +27,10 @@ struct LossParams {
 @compute @workgroup_size(256, 1, 1)
 fn loss_grad(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
     let i = flat_index(gid, groups);
-    if (i < p.n) { out[i] = p.scale * (pred[i] - expected[i]); }
+    if (i < p.n) {
+        let a = pred[i];
+        out[i] = p.scale * (a - expected[i]) * derivative_from_output(p.act, a);
+    }
 }
 
 var<workgroup> partial: array<f32, 256>;

@@ -205,10 +205,10 @@ fn bench_prints_every_configuration_and_backend_as_json() {
         assert!((1..=32).contains(&r["train_group"].as_u64().unwrap()), "{r}");
         if r["backend"] == "gpu" {
             assert!(r["kernel_ms"].as_f64().unwrap() > 0.0 && r["kernel_timer"].is_string(), "{r}");
-            // seed: gather X and Y, 2 forward products, the MSE loss, its gradient, δ_L, then per layer the W
-            // and b updates with plain SGD fused in (2 + 2) and one δ_prev product, and `optim_prepare`: 13.
-            // small has one more layer: 4 more. The separate SGD pass would add one.
-            let want = if r["config"] == "seed" { 13 } else { 17 };
+            // seed: gather X and Y, 2 forward products, the MSE loss, δ_L (the loss gradient and f' fused),
+            // then per layer the W and b updates with plain SGD fused in (2 + 2) and one δ_prev product, and
+            // `optim_prepare`: 12. small has one more layer: 4 more. The separate SGD pass would add one.
+            let want = if r["config"] == "seed" { 12 } else { 16 };
             assert_eq!(r["dispatches_per_step"].as_u64(), Some(want), "{r}");
         } else {
             assert!(r["dispatches_per_step"].is_null(), "{r}");

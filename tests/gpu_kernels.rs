@@ -315,6 +315,30 @@ fn mse_loss_and_gradient() {
     }
 }
 
+/// The last layer's δ under MSE in one kernel: 2 (A − Y) / (B·O) ⊙ f'(Z), f' taken from A = f(Z), for every
+/// output activation, at shapes past one workgroup.
+#[test]
+fn mse_delta_fuses_the_output_activations_derivative() {
+    let ctx = gpu();
+    let mut r = rng(15);
+    for act in Activation::ALL {
+        for (b, o) in [(1usize, 1usize), (13, 10), (67, 5), (257, 3)] {
+            let z = f32_exact(&random(&mut r, b, o, 3.0));
+            let a = to_f32(&cpu::activation_forward(act, z.view())).iter().map(|&v| v as f64).collect::<Vec<_>>();
+            let a = Array2::from_shape_vec((b, o), a).unwrap();
+            let target = f32_exact(&random(&mut r, b, o, 1.0));
+            let ab = buffer::storage_init(&ctx, "A", &to_f32(&a)).unwrap();
+            let tb = buffer::storage_init(&ctx, "target", &to_f32(&target)).unwrap();
+            let delta = nan_buffer(&ctx, b * o);
+            let d = ops::mse_delta(&ctx, (b, o), ops::Piece::whole(b), act, &ab, &tb, &delta).unwrap();
+            ops::run(&ctx, &[&d]).unwrap();
+            let want = cpu::activation_backward(act, cpu::mse_grad(a.view(), target.view()).view(), z.view());
+            let name = format!("{act:?} delta_L ({b},{o})");
+            assert_close(&name, &read(&ctx, &delta, 0, b * o), &flat(&want), 1e-7, 1e-4);
+        }
+    }
+}
+
 #[test]
 fn bias_grad_column_sums() {
     let ctx = gpu();

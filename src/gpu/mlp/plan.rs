@@ -16,8 +16,6 @@ pub(super) struct BatchPlan {
     pub(super) pre: Vec<wgpu::Buffer>,
     pub(super) post: Vec<wgpu::Buffer>,
     pub(super) delta: Vec<wgpu::Buffer>,
-    /// dL/dA_L (B, O_L) for MSE (hidden layers' δ comes straight out of the fused input-gradient product).
-    pub(super) _loss_grad: wgpu::Buffer,
     /// Rows per piece of the batch: the whole batch unless its buffers exceed one storage binding.
     pub(super) piece_rows: usize,
     /// The forward pass of every piece, then their losses, then their backward passes.
@@ -84,7 +82,6 @@ impl GpuMlp {
         let x = buffer::storage(ctx, "input batch", b * spec.input_width())?;
         let y = buffer::storage(ctx, "target batch", b * out_w)?;
         let (mut pre, mut post, mut delta) = (Vec::new(), Vec::new(), Vec::new());
-        let loss_grad = buffer::storage(ctx, "dA_L", b * out_w)?;
         for l in 0..n_layers {
             let o = spec.layer_shape(l).1;
             pre.push(buffer::storage(ctx, &format!("Z{l}"), b * o)?);
@@ -140,27 +137,18 @@ impl GpuMlp {
             let piece = ops::Piece { batch: b, first: r0 == 0 };
             let at = r0 * out_w;
             let shape = (mb, out_w);
-            match spec.loss() {
-                Loss::Mse => {
-                    let (pred, target) = ((&post[last], at), (&y, at));
-                    list.push(ops::mse_grad(ctx, shape, piece, pred, target, (&loss_grad, at))?);
-                }
-                // The fused gradient is δ_L itself.
-                Loss::CrossEntropy => {
-                    let target = (&y, at);
-                    list.push(ops::xent_grad(ctx, shape, piece, (&post[last], at), target, (&delta[last], at))?);
-                }
-            }
+            // δ_L in one kernel: the loss gradient times the output activation's derivative (MSE), or the
+            // fused softmax cross-entropy gradient.
+            let (pred, target, d_last) = ((&post[last], at), (&y, at), (&delta[last], at));
+            list.push(match spec.loss() {
+                Loss::Mse => ops::mse_delta(ctx, shape, piece, spec.activations()[last], pred, target, d_last)?,
+                Loss::CrossEntropy => ops::xent_grad(ctx, shape, piece, pred, target, d_last)?,
+            });
             for l in (0..n_layers).rev() {
                 let (i, o) = spec.layer_shape(l);
                 let off = self.layout.layers[l];
                 let input = if l == 0 { &x } else { &post[l - 1] };
                 let d = (&delta[l], r0 * o);
-                if l == last && !xent {
-                    // δ_L = dA_L ⊙ f'(Z_L); hidden layers get their δ fused into the product below.
-                    let act = spec.activations()[l];
-                    list.push(ops::activation_backward(ctx, act, mb * o, (&loss_grad, at), (&pre[l], at), d)?);
-                }
                 // δ_prev[:, ks] = (δ · W[ks]ᵀ) ⊙ f'(Z_prev[:, ks]), the derivative fused into the epilogue
                 let input_grads = |list: &mut Vec<Dispatch>| -> Result<()> {
                     if l == 0 {
@@ -239,7 +227,6 @@ impl GpuMlp {
             pre,
             post,
             delta,
-            _loss_grad: loss_grad,
             piece_rows,
             forward,
             loss,

@@ -64,7 +64,8 @@ struct LossParams {
     scale: f32,
     acc_weight: f32,
     accumulate: u32,
-    _pad: u32,
+    /// `loss_grad`: the output activation whose derivative multiplies the gradient (identity: none).
+    act: u32,
 }
 
 impl LossParams {
@@ -77,7 +78,7 @@ impl LossParams {
             scale,
             acc_weight,
             accumulate: 0,
-            _pad: 0,
+            act: Activation::Identity.shader_id(),
         })
     }
 }
@@ -109,8 +110,21 @@ pub fn loss_grad<'a>(
     target: impl Into<Span<'a>>,
     out: impl Into<Span<'a>>,
 ) -> Result<Dispatch> {
+    loss_delta(ctx, shape, scale, Activation::Identity, pred, target, out)
+}
+
+/// `out = scale (A − Y) ⊙ f'(Z)`, f' taken from A = f(Z): the last layer's δ in one kernel.
+fn loss_delta<'a>(
+    ctx: &GpuContext,
+    shape: (usize, usize),
+    scale: f32,
+    act: Activation,
+    pred: impl Into<Span<'a>>,
+    target: impl Into<Span<'a>>,
+    out: impl Into<Span<'a>>,
+) -> Result<Dispatch> {
     let n = shape.0 * shape.1;
-    let p = LossParams::new(shape, scale, 0, 0.0)?;
+    let p = LossParams { act: act.shader_id(), ..LossParams::new(shape, scale, 0, 0.0)? };
     let g = elementwise_groups(ctx, "loss_grad", n)?;
     let pred = bind_aligned(ctx, "prediction", pred.into(), n)?;
     let target = bind_aligned(ctx, "target", target.into(), n)?;
@@ -128,6 +142,20 @@ pub fn mse_grad<'a>(
     out: impl Into<Span<'a>>,
 ) -> Result<Dispatch> {
     loss_grad(ctx, shape, 2.0 / (piece.batch * shape.1).max(1) as f32, pred, target, out)
+}
+
+/// The last layer's δ under MSE, `2 (A − Y) / (B·O) ⊙ f'(Z)` with A = f(Z) the output, in one kernel (the
+/// gradient and the activation's derivative fused).
+pub fn mse_delta<'a>(
+    ctx: &GpuContext,
+    shape: (usize, usize),
+    piece: Piece,
+    output: Activation,
+    pred: impl Into<Span<'a>>,
+    target: impl Into<Span<'a>>,
+    out: impl Into<Span<'a>>,
+) -> Result<Dispatch> {
+    loss_delta(ctx, shape, 2.0 / (piece.batch * shape.1).max(1) as f32, output, pred, target, out)
 }
 
 /// The fused softmax cross-entropy gradient `(A − Y) / B`, A the softmax output, B the whole batch's rows.
