@@ -118,75 +118,81 @@ fn matmul(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) w
     }
 }
 
+// The tiles of the two register-blocked tilings (matmul_big, matmul_huge), both K-major: (tk, tm) of op(A) and
+// (tk, tn) of op(B), 1024 values each (64 × 16 or 128 × 8). Each entry point has its own copy.
+var<workgroup> tile_ka: array<f32, 1024>;
+var<workgroup> tile_kb: array<f32, 1024>;
+
+// tile_ka = op(A)[row0 .., k0 ..] as (tk, tm), with tm · tk = 1024, so each of the 256 threads fills 4 values:
+// with A_VEC_K one vec4 along K, with A_VEC_M one along M; a vector that would cross the matrix's edge is loaded
+// value by value.
+fn fill_tile_a(tid: u32, row0: u32, k0: u32, tm: u32, tk: u32) {
+    if ((p.flags & A_VEC_K) != 0u) {
+        let r = tid / (tk / 4u);
+        let kq = (tid % (tk / 4u)) * 4u;
+        let gr = row0 + r;
+        let gk = k0 + kq;
+        if (gr < p.m && gk + 3u < p.k) {
+            let v = a[(p.a_off + gr * p.a_rs + gk) >> 2u];
+            for (var i = 0u; i < 4u; i++) { tile_ka[(kq + i) * tm + r] = v[i]; }
+        } else {
+            for (var i = 0u; i < 4u; i++) { tile_ka[(kq + i) * tm + r] = load_a(gr, gk + i); }
+        }
+    } else if ((p.flags & A_VEC_M) != 0u) {
+        let k = tid / (tm / 4u);
+        let mq = (tid % (tm / 4u)) * 4u;
+        let gm = row0 + mq;
+        let gk = k0 + k;
+        if (gm + 3u < p.m && gk < p.k) {
+            let v = a[(p.a_off + gm + gk * p.a_cs) >> 2u];
+            for (var i = 0u; i < 4u; i++) { tile_ka[k * tm + mq + i] = v[i]; }
+        } else {
+            for (var i = 0u; i < 4u; i++) { tile_ka[k * tm + mq + i] = load_a(gm + i, gk); }
+        }
+    } else {
+        for (var e = tid; e < tm * tk; e += THREADS) {
+            let r = e / tk;
+            let k = e % tk;
+            tile_ka[k * tm + r] = load_a(row0 + r, k0 + k);
+        }
+    }
+}
+
+// tile_kb = op(B)[k0 .., col0 ..] as (tk, tn): with B_VEC_N one vec4 along N per thread, with B_VEC_K one along K.
+fn fill_tile_b(tid: u32, k0: u32, col0: u32, tn: u32, tk: u32) {
+    if ((p.flags & B_VEC_N) != 0u) {
+        let k = tid / (tn / 4u);
+        let nq = (tid % (tn / 4u)) * 4u;
+        let gk = k0 + k;
+        let gn = col0 + nq;
+        if (gk < p.k && gn + 3u < p.n) {
+            let v = b[(p.b_off + gk * p.b_rs + gn) >> 2u];
+            for (var i = 0u; i < 4u; i++) { tile_kb[k * tn + nq + i] = v[i]; }
+        } else {
+            for (var i = 0u; i < 4u; i++) { tile_kb[k * tn + nq + i] = load_b(gk, gn + i); }
+        }
+    } else if ((p.flags & B_VEC_K) != 0u) {
+        let n = tid / (tk / 4u);
+        let kq = (tid % (tk / 4u)) * 4u;
+        let gk = k0 + kq;
+        let gn = col0 + n;
+        if (gk + 3u < p.k && gn < p.n) {
+            let v = b[(p.b_off + gk + gn * p.b_cs) >> 2u];
+            for (var i = 0u; i < 4u; i++) { tile_kb[(kq + i) * tn + n] = v[i]; }
+        } else {
+            for (var i = 0u; i < 4u; i++) { tile_kb[(kq + i) * tn + n] = load_b(gk + i, gn); }
+        }
+    } else {
+        for (var e = tid; e < tk * tn; e += THREADS) { tile_kb[e] = load_b(k0 + e / tn, col0 + e % tn); }
+    }
+}
+
 // matmul_big: a workgroup of 16x16 threads computes a 64x64 tile of C, each thread a 4x4 block held in
 // registers (rows lid.y + 16i, columns lid.x + 16j, so the workgroup's loads and stores stay contiguous),
 // stepping K by 16: four times the arithmetic per value loaded from workgroup memory of `matmul`.
 const BM: u32 = 64u;
 const BN: u32 = 64u;
 const BK: u32 = 16u;
-
-var<workgroup> big_a: array<f32, 1024>; // (BM, BK)
-var<workgroup> big_b: array<f32, 1024>; // (BK, BN)
-
-// big_a = op(A)[row0 .., k0 ..]: with A_VEC_K each of the 256 threads loads 4 values along K (64 rows × 4),
-// with A_VEC_M 4 along M (16 k × 16); a vector that would cross the matrix's edge is loaded value by value.
-fn fill_big_a(tid: u32, row0: u32, k0: u32) {
-    if ((p.flags & A_VEC_K) != 0u) {
-        let r = tid / 4u;
-        let kq = (tid % 4u) * 4u;
-        let gr = row0 + r;
-        let gk = k0 + kq;
-        if (gr < p.m && gk + 3u < p.k) {
-            let v = a[(p.a_off + gr * p.a_rs + gk) >> 2u];
-            for (var i = 0u; i < 4u; i++) { big_a[r * BK + kq + i] = v[i]; }
-        } else {
-            for (var i = 0u; i < 4u; i++) { big_a[r * BK + kq + i] = load_a(gr, gk + i); }
-        }
-    } else if ((p.flags & A_VEC_M) != 0u) {
-        let k = tid / 16u;
-        let mq = (tid % 16u) * 4u;
-        let gm = row0 + mq;
-        let gk = k0 + k;
-        if (gm + 3u < p.m && gk < p.k) {
-            let v = a[(p.a_off + gm + gk * p.a_cs) >> 2u];
-            for (var i = 0u; i < 4u; i++) { big_a[(mq + i) * BK + k] = v[i]; }
-        } else {
-            for (var i = 0u; i < 4u; i++) { big_a[(mq + i) * BK + k] = load_a(gm + i, gk); }
-        }
-    } else {
-        for (var e = tid; e < BM * BK; e += THREADS) { big_a[e] = load_a(row0 + e / BK, k0 + e % BK); }
-    }
-}
-
-// big_b = op(B)[k0 .., col0 ..]: with B_VEC_N 4 values along N per thread (16 k × 16), with B_VEC_K 4 along K
-// (64 columns × 4).
-fn fill_big_b(tid: u32, k0: u32, col0: u32) {
-    if ((p.flags & B_VEC_N) != 0u) {
-        let k = tid / 16u;
-        let nq = (tid % 16u) * 4u;
-        let gk = k0 + k;
-        let gn = col0 + nq;
-        if (gk < p.k && gn + 3u < p.n) {
-            let v = b[(p.b_off + gk * p.b_rs + gn) >> 2u];
-            for (var i = 0u; i < 4u; i++) { big_b[k * BN + nq + i] = v[i]; }
-        } else {
-            for (var i = 0u; i < 4u; i++) { big_b[k * BN + nq + i] = load_b(gk, gn + i); }
-        }
-    } else if ((p.flags & B_VEC_K) != 0u) {
-        let n = tid / 4u;
-        let kq = (tid % 4u) * 4u;
-        let gk = k0 + kq;
-        let gn = col0 + n;
-        if (gk + 3u < p.k && gn < p.n) {
-            let v = b[(p.b_off + gk + gn * p.b_cs) >> 2u];
-            for (var i = 0u; i < 4u; i++) { big_b[(kq + i) * BN + n] = v[i]; }
-        } else {
-            for (var i = 0u; i < 4u; i++) { big_b[(kq + i) * BN + n] = load_b(gk + i, gn); }
-        }
-    } else {
-        for (var e = tid; e < BK * BN; e += THREADS) { big_b[e] = load_b(k0 + e / BN, col0 + e % BN); }
-    }
-}
 
 @compute @workgroup_size(16, 16, 1)
 fn matmul_big(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
@@ -197,15 +203,15 @@ fn matmul_big(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_i
     for (var i = 0u; i < 16u; i++) { acc[i] = 0.0; }
 
     for (var k0 = 0u; k0 < p.k; k0 += BK) {
-        fill_big_a(tid, row0, k0);
-        fill_big_b(tid, k0, col0);
+        fill_tile_a(tid, row0, k0, BM, BK);
+        fill_tile_b(tid, k0, col0, BN, BK);
         workgroupBarrier();
         for (var kk = 0u; kk < BK; kk++) {
             var ra: array<f32, 4>;
             var rb: array<f32, 4>;
             for (var i = 0u; i < 4u; i++) {
-                ra[i] = big_a[(lid.y + 16u * i) * BK + kk];
-                rb[i] = big_b[kk * BN + lid.x + 16u * i];
+                ra[i] = tile_ka[kk * BM + lid.y + 16u * i];
+                rb[i] = tile_kb[kk * BN + lid.x + 16u * i];
             }
             for (var i = 0u; i < 4u; i++) {
                 for (var j = 0u; j < 4u; j++) {
@@ -225,74 +231,9 @@ fn matmul_big(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_i
 // matmul_huge: a workgroup of 16x16 threads computes a 128x128 tile of C, each thread an 8x8 block in
 // registers (rows lid.y + 16i, columns lid.x + 16j), stepping K by 8: twice the arithmetic per value read
 // from workgroup memory of `matmul_big`, for devices with registers to spare (64 accumulators a thread).
-// Both tiles are stored K-major, so the inner loop reads a row of each; every thread loads exactly one vec4
-// of each operand per step where the layout allows (the same flags as matmul_big).
 const HM: u32 = 128u;
 const HN: u32 = 128u;
 const HK: u32 = 8u;
-
-var<workgroup> huge_a: array<f32, 1024>; // (HK, HM)
-var<workgroup> huge_b: array<f32, 1024>; // (HK, HN)
-
-fn fill_huge_a(tid: u32, row0: u32, k0: u32) {
-    if ((p.flags & A_VEC_K) != 0u) {
-        let r = tid / 2u;
-        let kq = (tid % 2u) * 4u;
-        let gr = row0 + r;
-        let gk = k0 + kq;
-        if (gr < p.m && gk + 3u < p.k) {
-            let v = a[(p.a_off + gr * p.a_rs + gk) >> 2u];
-            for (var i = 0u; i < 4u; i++) { huge_a[(kq + i) * HM + r] = v[i]; }
-        } else {
-            for (var i = 0u; i < 4u; i++) { huge_a[(kq + i) * HM + r] = load_a(gr, gk + i); }
-        }
-    } else if ((p.flags & A_VEC_M) != 0u) {
-        let k = tid / 32u;
-        let mq = (tid % 32u) * 4u;
-        let gm = row0 + mq;
-        let gk = k0 + k;
-        if (gm + 3u < p.m && gk < p.k) {
-            let v = a[(p.a_off + gm + gk * p.a_cs) >> 2u];
-            for (var i = 0u; i < 4u; i++) { huge_a[k * HM + mq + i] = v[i]; }
-        } else {
-            for (var i = 0u; i < 4u; i++) { huge_a[k * HM + mq + i] = load_a(gm + i, gk); }
-        }
-    } else {
-        for (var e = tid; e < HM * HK; e += THREADS) {
-            let r = e / HK;
-            let k = e % HK;
-            huge_a[k * HM + r] = load_a(row0 + r, k0 + k);
-        }
-    }
-}
-
-fn fill_huge_b(tid: u32, k0: u32, col0: u32) {
-    if ((p.flags & B_VEC_N) != 0u) {
-        let k = tid / 32u;
-        let nq = (tid % 32u) * 4u;
-        let gk = k0 + k;
-        let gn = col0 + nq;
-        if (gk < p.k && gn + 3u < p.n) {
-            let v = b[(p.b_off + gk * p.b_rs + gn) >> 2u];
-            for (var i = 0u; i < 4u; i++) { huge_b[k * HN + nq + i] = v[i]; }
-        } else {
-            for (var i = 0u; i < 4u; i++) { huge_b[k * HN + nq + i] = load_b(gk, gn + i); }
-        }
-    } else if ((p.flags & B_VEC_K) != 0u) {
-        let n = tid / 2u;
-        let kq = (tid % 2u) * 4u;
-        let gk = k0 + kq;
-        let gn = col0 + n;
-        if (gk + 3u < p.k && gn < p.n) {
-            let v = b[(p.b_off + gk + gn * p.b_cs) >> 2u];
-            for (var i = 0u; i < 4u; i++) { huge_b[(kq + i) * HN + n] = v[i]; }
-        } else {
-            for (var i = 0u; i < 4u; i++) { huge_b[(kq + i) * HN + n] = load_b(gk + i, gn); }
-        }
-    } else {
-        for (var e = tid; e < HK * HN; e += THREADS) { huge_b[e] = load_b(k0 + e / HN, col0 + e % HN); }
-    }
-}
 
 @compute @workgroup_size(16, 16, 1)
 fn matmul_huge(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
@@ -303,15 +244,15 @@ fn matmul_huge(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_
     for (var i = 0u; i < 64u; i++) { acc[i] = 0.0; }
 
     for (var k0 = 0u; k0 < p.k; k0 += HK) {
-        fill_huge_a(tid, row0, k0);
-        fill_huge_b(tid, k0, col0);
+        fill_tile_a(tid, row0, k0, HM, HK);
+        fill_tile_b(tid, k0, col0, HN, HK);
         workgroupBarrier();
         for (var kk = 0u; kk < HK; kk++) {
             var ra: array<f32, 8>;
             var rb: array<f32, 8>;
             for (var i = 0u; i < 8u; i++) {
-                ra[i] = huge_a[kk * HM + lid.y + 16u * i];
-                rb[i] = huge_b[kk * HN + lid.x + 16u * i];
+                ra[i] = tile_ka[kk * HM + lid.y + 16u * i];
+                rb[i] = tile_kb[kk * HN + lid.x + 16u * i];
             }
             for (var i = 0u; i < 8u; i++) {
                 for (var j = 0u; j < 8u; j++) {

@@ -141,7 +141,7 @@ pub fn mse_grad<'a>(
     target: impl Into<Span<'a>>,
     out: impl Into<Span<'a>>,
 ) -> Result<Dispatch> {
-    loss_grad(ctx, shape, 2.0 / (piece.batch * shape.1).max(1) as f32, pred, target, out)
+    mse_delta(ctx, shape, piece, Activation::Identity, pred, target, out)
 }
 
 /// The last layer's δ under MSE, `2 (A − Y) / (B·O) ⊙ f'(Z)` with A = f(Z) the output, in one kernel (the
