@@ -1,79 +1,175 @@
-//! Atomic file writes: a temporary file beside the target, flushed to disk, then renamed over it, so a
-//! failed or killed run never leaves a half-written file or corrupts an earlier result.
+//! Output files: atomic writes through `tempfile` (a named temporary file beside the target, flushed to
+//! disk, then persisted over it, so a failed or killed run never leaves a half-written file or corrupts an
+//! earlier result), appends, and the checks that an output path can be written at all, made before any
+//! work starts.
+//!
+//! Temporary files are named `.{name}.{pid}.{random}.tmp{.ext}`: a run killed with SIGKILL cannot remove
+//! its own, so the next write beside the same target removes those whose process is gone.
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
+
+use tempfile::{Builder, NamedTempFile};
 
 use crate::error::{Error, Result};
 
-/// A temporary path in the same directory as `path`, keeping its extension (some writers look at it).
-pub fn temp_path(path: &Path) -> PathBuf {
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "out".into());
-    let ext = path.extension().map(|e| format!(".{}", e.to_string_lossy())).unwrap_or_default();
-    let tmp = format!(".{name}.{}.tmp{ext}", std::process::id());
-    path.with_file_name(tmp)
-}
-
-/// Checks that `path` can be an output file: not a directory, and its directory exists.
+/// Checks that `path` can be an output file, before any work is done: a non-empty name that does not end
+/// in `/`, not a directory, in a directory that exists and where a file can be created (not a read-only
+/// file system), and a name the file system accepts (not too long).
 pub fn check_output_path(path: &Path) -> Result<()> {
-    if path.as_os_str().is_empty() {
-        return Err(Error::Invalid("an output path is empty".into()));
+    check_name(path)?;
+    let dir = parent(path);
+    match std::fs::metadata(dir) {
+        Ok(m) if m.is_dir() => {}
+        Ok(_) => return Err(io_other(path, format!("{} is not a directory", dir.display()))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(io_other(path, format!("directory {} does not exist", dir.display())));
+        }
+        Err(e) => return Err(Error::io(dir, e)),
     }
-    if path.is_dir() {
-        return Err(Error::io(path, std::io::Error::other("is a directory, not a file")));
+    match std::fs::metadata(path) {
+        Ok(m) if m.is_dir() => return Err(io_other(path, "is a directory, not a file".into())),
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        // A name too long, a component that is not a directory, no permission to look.
+        Err(e) => return Err(Error::io(path, e)),
     }
-    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    if dir.exists() && !dir.is_dir() {
-        return Err(Error::io(path, std::io::Error::other(format!("{} is not a directory", dir.display()))));
-    }
-    if !dir.is_dir() {
-        return Err(Error::io(path, std::io::Error::other(format!("directory {} does not exist", dir.display()))));
-    }
-    Ok(())
+    // Creating (and dropping) a temporary file finds a read-only file system or a directory without write
+    // permission now, not after the first epoch.
+    temp_file(path).map(drop)
 }
 
-/// Removes temporary files that killed runs left beside `path` (`.NAME.PID.tmp.EXT` whose process is gone).
-/// Only where processes can be looked up (`/proc`); elsewhere they stay, harmless.
-fn remove_stale_temps(path: &Path) {
-    let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else { return };
-    let dir = if dir.as_os_str().is_empty() { Path::new(".") } else { dir };
-    if !Path::new("/proc/self").exists() {
-        return;
-    }
-    let prefix = format!(".{}.", name.to_string_lossy());
-    let Ok(entries) = std::fs::read_dir(dir) else { return };
-    for e in entries.flatten() {
-        let file = e.file_name().to_string_lossy().into_owned();
-        let pid =
-            file.strip_prefix(&prefix).and_then(|rest| rest.split('.').next()).and_then(|p| p.parse::<u32>().ok());
-        if let Some(pid) = pid {
-            let tmp_name = temp_path(path).file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-            let expected = tmp_name.replacen(&std::process::id().to_string(), &pid.to_string(), 1);
-            if file == expected && pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists() {
-                let _ = std::fs::remove_file(e.path());
-            }
+/// Whether `a` and `b` name the same file: the same inode where both exist, else the same canonical path
+/// (the directory resolved, so `./m.csv` and `m.csv` match even before the file exists).
+pub fn same_file(a: &Path, b: &Path) -> bool {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        if let (Ok(x), Ok(y)) = (std::fs::metadata(a), std::fs::metadata(b)) {
+            return (x.dev(), x.ino()) == (y.dev(), y.ino());
         }
+    }
+    let resolve = |p: &Path| {
+        std::fs::canonicalize(p).ok().or_else(|| {
+            let dir = std::fs::canonicalize(parent(p)).ok()?;
+            Some(dir.join(p.file_name()?))
+        })
+    };
+    match (resolve(a), resolve(b)) {
+        (Some(x), Some(y)) => x == y,
+        _ => a == b,
     }
 }
 
 /// Writes `bytes` to `path` atomically.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    write_atomic_with(path, |tmp| {
-        let mut f = std::fs::File::create(tmp).map_err(|e| Error::io(path, e))?;
-        f.write_all(bytes).map_err(|e| Error::io(path, e))?;
-        f.sync_all().map_err(|e| Error::io(path, e))
+    check_name(path)?;
+    let mut tmp = temp_file(path)?;
+    tmp.write_all(bytes).map_err(|e| Error::io(path, e))?;
+    persist(path, tmp)
+}
+
+/// Lets `write` produce the file at a temporary path (writers that open files by name), then persists it
+/// over `path`. On any error the temporary file is removed and `path` is left as it was.
+pub fn write_atomic_with(path: &Path, write: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
+    check_name(path)?;
+    let tmp = temp_file(path)?;
+    write(tmp.path())?;
+    persist(path, tmp)
+}
+
+/// Appends `bytes` to the existing file `path` (not flushed to disk: a killed process loses nothing that
+/// was written, a crash of the machine may).
+pub fn append(path: &Path, bytes: &[u8]) -> Result<()> {
+    let mut f = std::fs::OpenOptions::new().append(true).open(path).map_err(|e| Error::io(path, e))?;
+    f.write_all(bytes).map_err(|e| Error::io(path, e))
+}
+
+fn io_other(path: &Path, msg: String) -> Error {
+    Error::io(path, std::io::Error::other(msg))
+}
+
+/// The directory a file name lives in (`.` for a bare name).
+fn parent(path: &Path) -> &Path {
+    path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."))
+}
+
+/// The checks on the name itself: not empty, not ending in a separator (which `Path` would drop).
+fn check_name(path: &Path) -> Result<()> {
+    let text = path.as_os_str().to_string_lossy();
+    if text.is_empty() {
+        return Err(Error::Invalid("an output path is empty".into()));
+    }
+    if text.ends_with('/') || text.ends_with(std::path::MAIN_SEPARATOR) {
+        return Err(io_other(path, "ends in a path separator, so it names a directory; give a file name".into()));
+    }
+    if path.file_name().is_none() {
+        return Err(io_other(path, "names no file".into()));
+    }
+    Ok(())
+}
+
+/// The fixed parts of a temporary file's name beside `path`: `.{stem}.` before the pid and `.tmp{.ext}`
+/// after the random part. The stem is the file name cut to 64 bytes and the extension kept only when
+/// short, so the temporary name fits wherever the target's does.
+fn temp_affixes(path: &Path) -> (String, String) {
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let mut end = name.len().min(64);
+    while !name.is_char_boundary(end) {
+        end -= 1;
+    }
+    let ext = path.extension().map(|e| e.to_string_lossy().into_owned()).filter(|e| e.len() <= 16);
+    (format!(".{}.", &name[..end]), format!(".tmp{}", ext.map(|e| format!(".{e}")).unwrap_or_default()))
+}
+
+/// Random characters `tempfile` puts in a name.
+const RANDOM_LEN: usize = 6;
+
+fn temp_file(path: &Path) -> Result<NamedTempFile> {
+    remove_stale_temps(path);
+    let (stem, suffix) = temp_affixes(path);
+    let prefix = format!("{stem}{}.", std::process::id());
+    let mut b = Builder::new();
+    b.prefix(&prefix).suffix(&suffix).rand_bytes(RANDOM_LEN);
+    #[cfg(unix)]
+    {
+        // As `File::create` would: readable by others unless the umask says otherwise (tempfile's default
+        // is owner-only).
+        use std::os::unix::fs::PermissionsExt;
+        b.permissions(std::fs::Permissions::from_mode(0o666));
+    }
+    b.tempfile_in(parent(path)).map_err(|e| {
+        // tempfile adds the temporary name ("... at path ..."), which would only confuse.
+        let why = e.to_string();
+        let why = why.split(" at path ").next().unwrap_or(&why);
+        io_other(path, format!("cannot create a file in {}: {why}", parent(path).display()))
     })
 }
 
-/// Lets `write` produce the file at a temporary path, then renames it over `path`. On any error the
-/// temporary file is removed and `path` is left as it was.
-pub fn write_atomic_with(path: &Path, write: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
-    check_output_path(path)?;
-    remove_stale_temps(path);
-    let tmp = temp_path(path);
-    let result = write(&tmp).and_then(|()| std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e)));
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
+/// Flushes the temporary file to disk and renames it over `path`.
+fn persist(path: &Path, tmp: NamedTempFile) -> Result<()> {
+    tmp.as_file().sync_all().map_err(|e| Error::io(path, e))?;
+    tmp.persist(path).map(drop).map_err(|e| Error::io(path, e.error))
+}
+
+/// Removes temporary files that killed runs left beside `path` (named as [`temp_file`] names them, with
+/// the pid of a process that is gone). Only where processes can be looked up (`/proc`); elsewhere they
+/// stay, harmless.
+fn remove_stale_temps(path: &Path) {
+    if !Path::new("/proc/self").exists() {
+        return;
     }
-    result
+    let (stem, suffix) = temp_affixes(path);
+    let Ok(entries) = std::fs::read_dir(parent(path)) else { return };
+    for e in entries.flatten() {
+        let file = e.file_name().to_string_lossy().into_owned();
+        let Some(rest) = file.strip_prefix(&stem).and_then(|r| r.strip_suffix(&suffix)) else { continue };
+        let Some((pid, random)) = rest.split_once('.') else { continue };
+        let ours = random.len() == RANDOM_LEN && random.chars().all(|c| c.is_ascii_alphanumeric());
+        if let (true, Ok(pid)) = (ours, pid.parse::<u32>()) {
+            if pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists() {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
+    }
 }

@@ -70,9 +70,12 @@ fn assert_same_checkpoint(what: &str, a: &Checkpoint, b: &Checkpoint) {
 // 1. SIGKILL during training never corrupts the checkpoint
 // ---------------------------------------------------------------------------------------------------------
 
-/// The pid in a temporary file name `.{file}.{pid}.tmp{ext}` (as `fsutil::temp_path` makes them).
+/// The pid in a temporary file name `.{file}.{pid}.{random}.tmp{ext}` (as `fsutil` names them).
 fn temp_pid(name: &str, file: &str, ext: &str) -> Option<u32> {
-    name.strip_prefix(&format!(".{file}."))?.strip_suffix(&format!(".tmp{ext}"))?.parse().ok()
+    let rest = name.strip_prefix(&format!(".{file}."))?.strip_suffix(&format!(".tmp{ext}"))?;
+    let (pid, random) = rest.split_once('.')?;
+    (random.len() == 6 && random.chars().all(|c| c.is_ascii_alphanumeric())).then_some(())?;
+    pid.parse().ok()
 }
 
 /// Checks the directory after a killed or finished run: `ck.safetensors` loads (if present) and is at an
