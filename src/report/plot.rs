@@ -1,10 +1,8 @@
-//! Per-epoch metrics: the CSV log and the loss/accuracy plot.
-//!
-//! Both outputs are written atomically (see [`crate::fsutil`]): a failed write leaves no partial file
-//! and an existing file untouched. The plot uses a font compiled into the binary (DejaVu Sans Mono,
+//! The loss/accuracy plot, drawn with plotters into a PNG that also carries its rows as a text chunk, so
+//! a resumed run can redraw the whole history. The font is compiled into the binary (DejaVu Sans Mono,
 //! `assets/fonts/`), so it needs no system fonts.
 
-use std::fmt::Write as _;
+use std::io::Read;
 use std::ops::Range;
 use std::path::Path;
 use std::sync::OnceLock;
@@ -15,63 +13,20 @@ use plotters::coord::types::RangedCoordf64;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
+use super::layout::{
+    LINEAR_LIMIT, Panel, Series, YAxis, choose_y_axis, format_linear_tick, format_log_tick, legend_position,
+    tick_decimals,
+};
+use super::metrics::{metrics_csv, parse_metrics_csv};
+use super::{EpochMetrics, png_text};
 use crate::error::{Error, Result};
-use crate::fsutil::{write_atomic, write_atomic_with};
-
-/// One epoch of training, as logged.
-#[derive(Clone, Debug, PartialEq)]
-pub struct EpochMetrics {
-    /// 1-based epoch number.
-    pub epoch: usize,
-    /// Mean training loss over the epoch.
-    pub train_loss: f64,
-    /// Loss on the test set after the epoch, when there is one.
-    pub test_loss: Option<f64>,
-    /// Fraction (0..1) of test samples classified correctly; classification only.
-    pub test_accuracy: Option<f64>,
-    /// Wall time in seconds since training started, at the end of this epoch.
-    pub seconds: f64,
-    /// Learning rate used in this epoch.
-    pub lr: f64,
-}
-
-/// The CSV header line (without the newline).
-pub const CSV_HEADER: &str = "epoch,train_loss,test_loss,test_accuracy,seconds,lr";
+use crate::fsutil::write_atomic_with;
 
 /// The size in pixels (width, height) that [`plot_png`] draws.
 pub const DEFAULT_PLOT_SIZE: (u32, u32) = (900, 600);
 
 /// The smallest and largest width or height [`plot_png_sized`] accepts.
 pub const PLOT_SIZE_LIMITS: (u32, u32) = (200, 10_000);
-
-/// The metrics as CSV text: [`CSV_HEADER`], then one row per epoch. A missing value is an empty cell.
-///
-/// Floats are written so that they parse back to the same value: in decimal (`0.0123`), or in
-/// exponent form (`1.5e-7`) when very small or very large; non-finite values as `NaN`, `inf`, `-inf`.
-pub fn metrics_csv(rows: &[EpochMetrics]) -> String {
-    let mut out = String::with_capacity(CSV_HEADER.len() + 1 + rows.len() * 64);
-    out.push_str(CSV_HEADER);
-    out.push('\n');
-    for r in rows {
-        // Writing to a String cannot fail.
-        let _ = writeln!(
-            out,
-            "{},{},{},{},{},{}",
-            r.epoch,
-            csv_float(r.train_loss),
-            r.test_loss.map(csv_float).unwrap_or_default(),
-            r.test_accuracy.map(csv_float).unwrap_or_default(),
-            csv_float(r.seconds),
-            csv_float(r.lr),
-        );
-    }
-    out
-}
-
-/// Writes [`metrics_csv`] to `path` atomically.
-pub fn write_metrics_csv(path: &Path, rows: &[EpochMetrics]) -> Result<()> {
-    write_atomic(path, metrics_csv(rows).as_bytes())
-}
 
 /// Draws the loss (and, when logged, test accuracy) per epoch to a PNG of [`DEFAULT_PLOT_SIZE`].
 ///
@@ -109,34 +64,45 @@ pub fn plot_png_sized(path: &Path, rows: &[EpochMetrics], title: &str, size: (u3
     write_atomic_with(path, |tmp| {
         // plotters is not ours: turn any panic inside it into an error rather than a crash.
         let drawn = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| draw_png(tmp, rows, title, size)));
+        let cannot = |msg: &str| Error::io(path, std::io::Error::other(format!("cannot draw the plot: {msg}")));
         match drawn {
             Ok(Ok(())) => {}
-            Ok(Err(msg)) => return Err(Error::io(path, std::io::Error::other(format!("cannot draw the plot: {msg}")))),
-            Err(_) => {
-                return Err(Error::io(
-                    path,
-                    std::io::Error::other("cannot draw the plot: the plotting library panicked"),
-                ));
-            }
+            Ok(Err(msg)) => return Err(cannot(&msg)),
+            Err(_) => return Err(cannot("the plotting library panicked")),
         }
-        // The encoder does not flush to disk; do it before the rename makes the file visible.
-        std::fs::File::open(tmp).and_then(|f| f.sync_all()).map_err(|e| Error::io(path, e))
+        // The rows go into the PNG too, so that a resumed run can redraw the whole history.
+        let png = std::fs::read(tmp).map_err(|e| Error::io(path, e))?;
+        let with_rows = png_text::with_text(&png, HISTORY_KEY, &metrics_csv(rows))
+            .ok_or_else(|| cannot("the encoder wrote no complete PNG"))?;
+        std::fs::write(tmp, with_rows).map_err(|e| Error::io(path, e))
     })
 }
 
-/// A float for the CSV: shortest round-trip form, in exponent notation outside 1e-5..1e16.
-fn csv_float(v: f64) -> String {
-    let a = v.abs();
-    if a != 0.0 && a.is_finite() && !(1e-5..1e16).contains(&a) { format!("{v:e}") } else { format!("{v}") }
+/// The rows a plot written by [`plot_png`] was drawn from; `None` for a PNG that does not carry them.
+///
+/// Errors: [`Error::Io`] if the file cannot be read, [`Error::Data`] if it is not a PNG or its rows do
+/// not parse.
+pub fn read_plot_history(path: &Path) -> Result<Option<Vec<EpochMetrics>>> {
+    let f = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    let mut png = Vec::new();
+    f.take(MAX_PLOT_BYTES).read_to_end(&mut png).map_err(|e| Error::io(path, e))?;
+    if !png_text::is_png(&png) {
+        return Err(Error::data(path, "is not a PNG file"));
+    }
+    match png_text::text(&png, HISTORY_KEY, MAX_PLOT_BYTES) {
+        Some(csv) => parse_metrics_csv(&csv).map(Some).map_err(|m| Error::data(path, format!("its rows: {m}"))),
+        None => Ok(None),
+    }
 }
 
-// ---------------------------------------------------------------------------------------------------
-// Plotting
-// ---------------------------------------------------------------------------------------------------
+/// The keyword of the PNG text chunk that holds the rows.
+const HISTORY_KEY: &str = "backprop-metrics";
+/// The largest plot read back, and the most text inflated from it.
+const MAX_PLOT_BYTES: u64 = 256 << 20;
 
 /// The family name the embedded font is registered under with plotters.
 const FONT: &str = "backprop-dejavu-sans-mono";
-static FONT_BYTES: &[u8] = include_bytes!("../assets/fonts/DejaVuSansMono.ttf");
+static FONT_BYTES: &[u8] = include_bytes!("../../assets/fonts/DejaVuSansMono.ttf");
 
 /// Registers the embedded font with plotters, once per process.
 fn ensure_font() -> std::result::Result<(), &'static str> {
@@ -153,53 +119,8 @@ const ACCURACY_COLOR: RGBColor = RGBColor(34, 150, 60);
 const GRID_COLOR: RGBColor = RGBColor(225, 225, 225);
 const TEXT_COLOR: RGBColor = RGBColor(40, 40, 40);
 
-/// Finite values beyond this are drawn at this value on a linear axis, so that the axis span stays finite.
-const LINEAR_LIMIT: f64 = 1e300;
 /// Draw a marker on every point when a series has at most this many (otherwise only on isolated points).
 const MARKER_MAX_POINTS: usize = 40;
-
-/// One line: values per epoch, `None` (or non-finite) where there is none.
-struct Series {
-    label: &'static str,
-    color: RGBColor,
-    points: Vec<(i64, Option<f64>)>,
-}
-
-impl Series {
-    fn finite_values(&self) -> impl Iterator<Item = f64> + '_ {
-        self.points.iter().filter_map(|&(_, v)| v.filter(|v| v.is_finite()))
-    }
-
-    /// The runs of consecutive finite points (in row order), each drawn as one unbroken line.
-    fn runs(&self, map: impl Fn(f64) -> f64) -> Vec<Vec<(i64, f64)>> {
-        let mut runs = vec![];
-        let mut run = vec![];
-        for &(x, v) in &self.points {
-            match v.filter(|v| v.is_finite()) {
-                Some(v) => run.push((x, map(v))),
-                None if !run.is_empty() => runs.push(std::mem::take(&mut run)),
-                None => {}
-            }
-        }
-        if !run.is_empty() {
-            runs.push(run);
-        }
-        runs
-    }
-}
-
-struct Panel {
-    caption: &'static str,
-    y_desc: &'static str,
-    series: Vec<Series>,
-    /// Whether to draw a legend (not for a single series named by the caption). It goes in the
-    /// corner with the fewest points.
-    legend: bool,
-    /// The values are fractions, shown in percent on an axis kept within 0..100 where the data allows.
-    percent: bool,
-    /// Log scale allowed (positive values spanning more than two decades).
-    allow_log: bool,
-}
 
 /// Font sizes, scaled with the image.
 #[derive(Clone, Copy)]
@@ -280,54 +201,6 @@ fn draw_png(tmp: &Path, rows: &[EpochMetrics], title: &str, size: (u32, u32)) ->
         draw_panel(&body, &loss, x_range, sizes)?;
     }
     root.present().map_err(|e| e.to_string())
-}
-
-/// The y axis a panel gets from its finite values.
-enum YAxis {
-    Linear(Range<f64>),
-    Log(Range<f64>),
-}
-
-fn choose_y_axis(values: &[f64], panel: &Panel) -> YAxis {
-    let lo = values.iter().copied().fold(f64::INFINITY, f64::min);
-    let hi = values.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-    if values.is_empty() {
-        return YAxis::Linear(if panel.percent { 0.0..100.0 } else { 0.0..1.0 });
-    }
-    if panel.allow_log && lo > 0.0 && hi / lo > 100.0 {
-        let (ln_lo, ln_hi) = (lo.ln(), hi.ln());
-        let pad = 0.05 * (ln_hi - ln_lo);
-        let end = (ln_hi + pad).exp().min(f64::MAX);
-        // plotters' log axis loops (practically) forever when end / start overflows: keep 300 decades.
-        let start = (ln_lo - pad).exp().max(f64::MIN_POSITIVE).max(end * 1e-300);
-        return YAxis::Log(start..end);
-    }
-    let (lo, hi) = (lo.clamp(-LINEAR_LIMIT, LINEAR_LIMIT), hi.clamp(-LINEAR_LIMIT, LINEAR_LIMIT));
-    let pad = if hi > lo {
-        (hi - lo) * 0.06
-    } else if lo != 0.0 {
-        lo.abs() * 0.1
-    } else {
-        1.0
-    };
-    let (mut start, mut end) = (lo - pad, hi + pad);
-    if panel.percent {
-        // Keep a percentage axis within 0..100 when the data is.
-        if lo >= 0.0 {
-            start = start.max(0.0);
-        }
-        if hi <= 100.0 {
-            end = end.min(100.0);
-        }
-    } else if lo >= 0.0 {
-        // A loss is not negative: do not show negative values below it.
-        start = start.max(0.0);
-    }
-    if end <= start {
-        // A constant 0 or 100 percent, clipped to nothing above.
-        (start, end) = (lo - pad, hi + pad);
-    }
-    YAxis::Linear(start..end)
 }
 
 fn draw_panel<DB: DrawingBackend>(
@@ -454,80 +327,4 @@ where
         plot.strip_coord_spec().draw(&Text::new(msg, ((px / 2) as i32, (py / 2) as i32), style)).map_err(e)?;
     }
     Ok(())
-}
-
-/// The corner of the plot that the fewest points fall in (the right ones first).
-fn legend_position(
-    panel: &Panel,
-    x_range: &Range<i64>,
-    axis_fraction: &dyn Fn(f64) -> f64,
-    map: &dyn Fn(f64) -> f64,
-) -> SeriesLabelPosition {
-    let x_span = (x_range.end as f64 - x_range.start as f64).max(1.0);
-    let points: Vec<(f64, f64)> = panel
-        .series
-        .iter()
-        .flat_map(|s| s.runs(map).into_iter().flatten())
-        .map(|(x, y)| ((x as f64 - x_range.start as f64) / x_span, axis_fraction(y)))
-        .collect();
-    // (position, x fraction test, y fraction test): a legend covers about 40% of the width, 25% of the height.
-    type Corner = (SeriesLabelPosition, fn(f64) -> bool, fn(f64) -> bool);
-    let corners: [Corner; 4] = [
-        (SeriesLabelPosition::UpperRight, |x| x >= 0.55, |y| y >= 0.7),
-        (SeriesLabelPosition::LowerRight, |x| x >= 0.55, |y| y <= 0.3),
-        (SeriesLabelPosition::UpperLeft, |x| x <= 0.45, |y| y >= 0.7),
-        (SeriesLabelPosition::LowerLeft, |x| x <= 0.45, |y| y <= 0.3),
-    ];
-    let covered = |(_, in_x, in_y): &Corner| points.iter().filter(|&&(x, y)| in_x(x) && in_y(y)).count();
-    // min_by_key keeps the first of equal counts.
-    corners.iter().min_by_key(|c| covered(c)).map_or(SeriesLabelPosition::UpperRight, |c| c.0.clone())
-}
-
-/// The fewest decimals (up to 8) that write every tick exactly, to a millionth of the axis `span`.
-fn tick_decimals(ticks: &[f64], span: f64) -> usize {
-    let tolerance = (span.abs() * 1e-6).max(f64::MIN_POSITIVE);
-    (0..=8)
-        .find(|&d| {
-            ticks.iter().all(|t| format!("{t:.d$}").parse::<f64>().is_ok_and(|back| (back - t).abs() <= tolerance))
-        })
-        .unwrap_or(8)
-}
-
-/// A linear-axis tick with `decimals` decimals; in exponent form when huge or tiny.
-fn format_linear_tick(v: f64, decimals: usize) -> String {
-    if v == 0.0 {
-        return "0".into();
-    }
-    let a = v.abs();
-    if !(1e-4..1e6).contains(&a) {
-        return trim_exp(format!("{v:.2e}"));
-    }
-    format!("{v:.decimals$}")
-}
-
-/// A log-axis tick at `d × 10^k`: label only the powers of ten (and 2 and 5 when few decades show).
-fn format_log_tick(v: f64, decades: f64) -> String {
-    if !(v > 0.0 && v.is_finite()) {
-        return String::new();
-    }
-    let exp = v.log10().floor();
-    let mantissa = (v / 10f64.powf(exp)).round() as i64;
-    let shown = mantissa == 1 || mantissa == 10 || (decades <= 3.5 && (mantissa == 2 || mantissa == 5));
-    if !shown {
-        return String::new();
-    }
-    let rounded = format!("{v:.0e}");
-    let r: f64 = rounded.parse().unwrap_or(v);
-    if (1e-3..1e4).contains(&r) { format!("{r}") } else { rounded }
-}
-
-/// `1.50e-7` → `1.5e-7`, `2.00e8` → `2e8`.
-fn trim_exp(s: String) -> String {
-    match s.split_once('e') {
-        Some((m, x)) if m.contains('.') => {
-            let m = m.trim_end_matches('0').trim_end_matches('.');
-            format!("{m}e{x}")
-        }
-        _ => s,
-    }
 }
