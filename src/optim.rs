@@ -26,12 +26,33 @@ impl OptimizerKind {
         }
     }
 
-    /// PyTorch's defaults for the named optimizer (momentum 0.9, which PyTorch leaves to the user).
+    /// Adam with PyTorch's defaults: β1 0.9, β2 0.999, ε 1e-8.
+    pub fn adam() -> Self {
+        Self::Adam { beta1: 0.9, beta2: 0.999, eps: 1e-8 }
+    }
+
+    /// SGD with momentum `momentum` (PyTorch's dampening 0, not Nesterov).
+    pub fn momentum(momentum: f64) -> Self {
+        Self::Momentum { momentum }
+    }
+
+    /// The learning rate used when none is given: 0.1 for SGD, 0.01 with momentum, 0.001 for Adam.
+    pub fn default_lr(&self) -> f64 {
+        match self {
+            Self::Sgd => 0.1,
+            Self::Momentum { .. } => 0.01,
+            Self::Adam { .. } => 0.001,
+        }
+    }
+
+    /// PyTorch's defaults for an optimizer given by name (momentum 0.9, which PyTorch leaves to the user);
+    /// for names read from text. In code, [`OptimizerKind::adam`], [`OptimizerKind::momentum`] and
+    /// [`OptimizerKind::Sgd`] say the same without a string.
     pub fn default_for(name: &str) -> Result<Self> {
         match name.to_ascii_lowercase().as_str() {
             "sgd" => Ok(Self::Sgd),
-            "momentum" => Ok(Self::Momentum { momentum: 0.9 }),
-            "adam" => Ok(Self::Adam { beta1: 0.9, beta2: 0.999, eps: 1e-8 }),
+            "momentum" => Ok(Self::momentum(0.9)),
+            "adam" => Ok(Self::adam()),
             _ => Err(Error::Invalid(format!("unknown optimizer '{name}' (expected sgd, momentum or adam)"))),
         }
     }
@@ -46,7 +67,17 @@ pub struct OptimConfig {
 
 impl OptimConfig {
     pub fn sgd() -> Self {
-        Self { kind: OptimizerKind::Sgd, weight_decay: 0.0 }
+        Self::new(OptimizerKind::Sgd)
+    }
+
+    /// `kind` without weight decay.
+    pub fn new(kind: OptimizerKind) -> Self {
+        Self { kind, weight_decay: 0.0 }
+    }
+
+    /// The same rule with PyTorch's coupled L2 `weight_decay`.
+    pub fn with_weight_decay(self, weight_decay: f64) -> Self {
+        Self { weight_decay, ..self }
     }
 
     /// Checks the hyper-parameters are in range.
