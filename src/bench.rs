@@ -53,7 +53,7 @@ pub fn configs(names: &str) -> Result<Vec<Config>> {
 /// How long to measure.
 #[derive(Clone, Copy, Debug)]
 pub struct Budget {
-    /// Untimed steps first.
+    /// Untimed steps first (fewer when they take longer than `max_time`).
     pub warmup: usize,
     /// Timed steps (at most; fewer when a step is slow).
     pub steps: usize,
@@ -132,7 +132,11 @@ fn batch_data(spec: &MlpSpec, batch: usize) -> (Array2<f32>, Array2<f32>) {
 
 /// Times `step` per the budget and returns (median ms, every sample).
 fn time_steps(budget: &Budget, mut step: impl FnMut() -> Result<f64>) -> Result<Vec<f64>> {
+    let start = Instant::now();
     for _ in 0..budget.warmup {
+        if start.elapsed() >= budget.max_time {
+            break;
+        }
         step()?;
     }
     let start = Instant::now();
@@ -163,9 +167,10 @@ pub fn train_rate(
     let k = by_time.min(32).min(TRAIN_DATA_BYTES / bytes_per_batch.max(1)).max(1);
     let tile = |a: &Array2<f32>| {
         let views: Vec<_> = (0..k).map(|_| a.view()).collect();
-        ndarray::concatenate(ndarray::Axis(0), &views).map_err(|e| Error::Invalid(format!("bench data: {e}")))
+        // k copies of one matrix have equal widths, so this cannot fail.
+        ndarray::concatenate(ndarray::Axis(0), &views).expect("copies of one matrix concatenate")
     };
-    backend.set_data(tile(x)?.view(), tile(y)?.view())?;
+    backend.set_data(tile(x).view(), tile(y).view())?;
     let rows: Vec<usize> = (0..k * batch).collect();
     let mut group = || -> Result<f64> {
         let t = Instant::now();
@@ -292,8 +297,20 @@ pub struct Crossover {
 }
 
 pub fn crossover(ctx: &Arc<GpuContext>, c: &Config, batches: &[usize], budget: &Budget) -> Result<Crossover> {
+    crossover_with(ctx, c, batches, budget, &mut |_| {})
+}
+
+/// [`crossover`], calling `before` with each batch size before it is timed (to show progress).
+pub fn crossover_with(
+    ctx: &Arc<GpuContext>,
+    c: &Config,
+    batches: &[usize],
+    budget: &Budget,
+    before: &mut dyn FnMut(usize),
+) -> Result<Crossover> {
     let mut points = Vec::new();
     for &b in batches {
+        before(b);
         let cpu = cpu_with(c, b, budget, None, false)?.ms_per_step;
         let gpu = gpu_with(ctx, c, b, budget, None, false)?.ms_per_step;
         points.push((b, cpu, gpu));

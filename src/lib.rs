@@ -23,53 +23,50 @@
 //! # Ok::<(), backprop::Error>(())
 //! ```
 //!
-//! Training a classifier from Rust: a model builder ([`MlpSpec`], [`Params::init`]), a backend (the same
-//! [`Backend`] trait on the CPU and the GPU), and the trainer ([`train::train`]):
+//! Training from Rust goes through one builder, [`Trainer`], with the command line's defaults
+//! (normalisation fitted on the training rows, a seeded 80/20 split, Adam at PyTorch's defaults), each
+//! setting given once:
 //!
 //! ```
-//! use backprop::data::{self, Normalization, Normalizer};
-//! use backprop::model::{Activation, Loss, MlpSpec, Output, Params};
-//! use backprop::optim::{OptimConfig, OptimizerKind, Schedule};
-//! use backprop::train::{self, TrainConfig};
-//! use backprop::{Backend, CpuBackend};
+//! use backprop::{Device, Trainer, data};
 //!
 //! let digits = data::digits()?; // bundled: 1,797 8x8 images, 10 classes
-//! let (mut train_set, test_set) = data::split(&digits, 0.2, 42)?;
-//! let mut test_set = test_set.expect("20% held out");
-//! let norm = Normalizer::fit(Normalization::Standard, &train_set.x);
-//! norm.apply(&mut train_set.x)?;
-//! norm.apply(&mut test_set.x)?;
-//!
-//! let spec = MlpSpec::with_output(vec![64, 64, 10], Activation::Relu, Output::Softmax, Loss::CrossEntropy)?;
-//! let mut backend = CpuBackend::new(spec.clone(), Params::init(&spec, 42))?;
-//! let adam = OptimConfig { kind: OptimizerKind::default_for("adam")?, weight_decay: 0.0 };
-//! backend.set_optimizer(adam)?;
-//! let cfg = TrainConfig {
-//!     epochs: 10, batch_size: 32, lr: 1e-3, schedule: Schedule::Constant, optimizer: adam,
-//!     shuffle: true, seed: 42, verify: None,
-//! };
-//! let history = train::train(&mut backend, &train_set, Some(&test_set), &cfg, 0, &mut train::Silent)?;
-//! let eval = train::evaluate(&mut backend, &test_set, 256)?;
-//! assert_eq!(history.len(), 10);
-//! assert!(eval.accuracy.unwrap() > 0.9);
+//! let mut trained = Trainer::new(digits.clone()).layers([64, 64, 10]).epochs(10).fit(Device::Cpu)?;
+//! let last = trained.history.last().expect("one row per epoch");
+//! assert_eq!(last.epoch, 10);
+//! assert!(last.test_accuracy.expect("20% held out") > 0.9);
+//! // Raw data is normalised as in training; these rows include the training rows.
+//! assert!(trained.evaluate(&digits)?.accuracy.expect("labels") > 0.95);
 //! # Ok::<(), backprop::Error>(())
 //! ```
 //!
-//! On a GPU the same code runs with [`GpuMlp`] in place of [`CpuBackend`]:
+//! The same run on a GPU takes [`Device::Gpu`] (here whatever adapter wgpu finds; the test suite runs this
+//! example on lavapipe). Optimizers are typed ([`OptimizerKind`]), and the learning rate defaults to the
+//! optimizer's own:
 //!
-//! ```no_run
+//! ```
 //! use std::sync::Arc;
-//! use backprop::{Activation, AdapterRequest, Backend, GpuContext, GpuMlp, Loss, MlpSpec, Params};
+//! use backprop::{AdapterRequest, Device, GpuContext, OptimConfig, OptimizerKind, Trainer, data};
+//! use backprop::model::{Activation, Output};
 //!
-//! let ctx = Arc::new(GpuContext::new(&AdapterRequest::default())?);
-//! let spec = MlpSpec::uniform(vec![784, 256, 10], Activation::Sigmoid, Loss::Mse)?;
-//! let params = Params::init(&spec, 42);
-//! let mut gpu = GpuMlp::new(ctx, spec, &params)?;
-//! let x = ndarray::Array2::<f32>::zeros((64, 784));
-//! let y = ndarray::Array2::<f32>::zeros((64, 10));
-//! let loss = gpu.step(x.view(), y.view(), 0.1, true)?;
+//! let gpu = Arc::new(GpuContext::new(&AdapterRequest::default())?);
+//! let trained = Trainer::new(data::xor())
+//!     .layers([2, 8, 1])
+//!     .activation(Activation::Tanh)
+//!     .output(Output::Sigmoid)
+//!     .optimizer(OptimConfig::new(OptimizerKind::adam()))
+//!     .lr(0.05)
+//!     .batch_size(4)
+//!     .test_split(0.0)
+//!     .epochs(300)
+//!     .fit(Device::Gpu(gpu))?;
+//! assert!(trained.history.last().expect("300 epochs").train_loss < 0.01);
 //! # Ok::<(), backprop::Error>(())
 //! ```
+//!
+//! Underneath are a model ([`MlpSpec`], [`Params::init`]), a backend (the same [`Backend`] trait on the
+//! CPU and the GPU: [`CpuBackend`], [`GpuMlp`]) and the loop ([`train::train`]); [`train::Run`] is the
+//! prepared run between them, for choosing the backend and watching the epochs yourself.
 //!
 //! Checkpoints ([`checkpoint`]) are safetensors files in PyTorch's `nn.Linear` layout.
 
@@ -92,3 +89,5 @@ pub use backend::{Backend, CpuBackend};
 pub use error::{Error, Result};
 pub use gpu::{AdapterRequest, GpuContext, GpuMlp};
 pub use model::{Activation, Loss, MlpSpec, Params};
+pub use optim::{OptimConfig, OptimizerKind};
+pub use train::{Device, Network, Trainer};

@@ -1,6 +1,7 @@
 //! The training loop, written once over the `Backend` trait: seeded shuffles, mini-batches (the last
-//! partial batch included), learning-rate schedules, evaluation, and `--verify`, which checks a step of
-//! the backend against the f64 CPU reference tensor by tensor.
+//! partial batch included), learning-rate schedules, evaluation and prediction. `verify` checks a step of
+//! the backend against the f64 CPU reference tensor by tensor; `trainer` is the builder from a network
+//! description and a data set to a trained model, with the command line's defaults.
 
 use std::time::Instant;
 
@@ -10,14 +11,22 @@ use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
 
 use crate::backend::Backend;
-use crate::cpu;
-use crate::data::Dataset;
+use crate::data::{Dataset, Task};
 use crate::error::{Error, Result};
 use crate::model::{Loss, MlpSpec};
-use crate::optim::{self, OptimConfig, Schedule, StepScalars};
+use crate::optim::Schedule;
 use crate::report::EpochMetrics;
 
-/// How to train.
+mod run;
+mod trainer;
+mod verify;
+
+pub use run::{Device, Run, Trained, prepare_inputs};
+pub use trainer::{DEFAULT_SEED, Network, Trainer};
+pub use verify::{TensorError, Verify, VerifyReport, verify_step};
+
+/// How to train: everything but the network and the optimizer, which the backend holds (see
+/// [`Backend::set_optimizer`]).
 #[derive(Clone, Debug, PartialEq)]
 pub struct TrainConfig {
     pub epochs: usize,
@@ -25,7 +34,6 @@ pub struct TrainConfig {
     /// The base learning rate; the schedule scales it per epoch.
     pub lr: f64,
     pub schedule: Schedule,
-    pub optimizer: OptimConfig,
     /// Shuffle the rows every epoch (seeded by `seed` and the epoch); otherwise keep file order.
     pub shuffle: bool,
     pub seed: u64,
@@ -77,38 +85,7 @@ impl TrainConfig {
                 e + 1
             )));
         }
-        self.optimizer.validate()
-    }
-}
-
-/// `--verify`: every `every` steps, compare with the reference; fail past `atol + rtol·|ref|`.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct Verify {
-    pub every: usize,
-    pub atol: f64,
-    pub rtol: f64,
-}
-
-/// The largest errors of one tensor of a verified step.
-#[derive(Clone, Debug, PartialEq)]
-pub struct TensorError {
-    pub name: String,
-    pub max_abs: f64,
-    pub max_rel: f64,
-    /// max over elements of |got − ref| / (atol + rtol·|ref|); above 1 fails.
-    pub worst_ratio: f64,
-}
-
-/// One verified step.
-#[derive(Clone, Debug, PartialEq)]
-pub struct VerifyReport {
-    pub step: u64,
-    pub tensors: Vec<TensorError>,
-}
-
-impl VerifyReport {
-    pub fn passed(&self) -> bool {
-        self.tensors.iter().all(|t| t.worst_ratio <= 1.0)
+        Ok(())
     }
 }
 
@@ -146,6 +123,9 @@ fn rows(a: &Array2<f32>, idx: &[usize]) -> Array2<f32> {
 }
 
 /// The network's outputs for every row of `x`, `batch` rows at a time.
+///
+/// Errors: [`Error::Model`] when an output is NaN or infinite (the weights overflow on this data), so
+/// that no caller turns such rows into predictions.
 pub fn predict(backend: &mut dyn Backend, x: ArrayView2<f32>, batch: usize) -> Result<Array2<f32>> {
     let n = x.nrows();
     let mut out = Array2::zeros((n, backend.spec().output_width()));
@@ -155,6 +135,16 @@ pub fn predict(backend: &mut dyn Backend, x: ArrayView2<f32>, batch: usize) -> R
         let p = backend.predict(x.slice(ndarray::s![start..end, ..]))?;
         out.slice_mut(ndarray::s![start..end, ..]).assign(&p);
         start = end;
+    }
+    let bad: Vec<usize> =
+        out.outer_iter().enumerate().filter(|(_, r)| r.iter().any(|v| !v.is_finite())).map(|(i, _)| i).collect();
+    if let Some(first) = bad.first() {
+        return Err(Error::Model(format!(
+            "its outputs are NaN or infinite for {} of {n} rows (the first is row {}): its weights overflow on \
+             this data, so there is nothing to predict or score",
+            bad.len(),
+            first + 1
+        )));
     }
     Ok(out)
 }
@@ -223,6 +213,23 @@ pub fn check_data(spec: &MlpSpec, ds: &Dataset) -> Result<()> {
     Ok(())
 }
 
+/// Gives a classification set one-hot rows as wide as a network's output when it has fewer classes than
+/// that (a class with no row, as PyTorch allows labels below the width); a set with more classes is left
+/// for [`check_data`] to refuse.
+pub fn widen_classes(ds: &mut Dataset, width: usize) {
+    let (Task::Classification { classes }, Some(labels)) = (ds.task, &ds.labels) else { return };
+    if classes >= width {
+        return;
+    }
+    let mut y = Array2::zeros((labels.len(), width)); // (N, width) one-hot
+    for (mut row, &label) in y.axis_iter_mut(Axis(0)).zip(labels) {
+        // Dataset's invariant: every label is below its class count, which is below `width`.
+        *row.get_mut(label).expect("a label below the data set's class count") = 1.0;
+    }
+    ds.y = y;
+    ds.task = Task::Classification { classes: width };
+}
+
 /// The row order of `epoch`: shuffled from (seed, epoch) so a resumed run sees the same orders.
 pub fn epoch_order(n: usize, shuffle: bool, seed: u64, epoch: usize) -> Vec<usize> {
     let mut idx: Vec<usize> = (0..n).collect();
@@ -234,7 +241,8 @@ pub fn epoch_order(n: usize, shuffle: bool, seed: u64, epoch: usize) -> Vec<usiz
 }
 
 /// Trains for epochs `start_epoch .. cfg.epochs` (0-based). The backend's optimizer must already be set
-/// (and its state restored when resuming). Returns one row of metrics per epoch trained.
+/// (and its state restored when resuming); [`Run::train`] does that. Returns one row of metrics per epoch
+/// trained.
 pub fn train(
     backend: &mut dyn Backend,
     train: &Dataset,
@@ -277,7 +285,7 @@ pub fn train(
                         let report = verify_step(backend, x.view(), y.view(), lr as f32, v)?;
                         observer.verified(&report);
                         if !report.passed() {
-                            return Err(verify_error(&report, backend.name(), v));
+                            return Err(verify::verify_error(&report, backend.name(), v));
                         }
                     } else {
                         backend.step(x.view(), y.view(), lr as f32, false)?;
@@ -312,78 +320,3 @@ pub fn train(
 
 /// Batches per `run_steps` call: one GPU submit each, and a progress update between them.
 pub const STEPS_PER_CALL: usize = 32;
-
-fn verify_error(report: &VerifyReport, backend: String, v: &Verify) -> Error {
-    let worst = report
-        .tensors
-        .iter()
-        .filter(|t| t.worst_ratio > 1.0)
-        .map(|t| format!("{} (max abs {:.2e}, max rel {:.2e})", t.name, t.max_abs, t.max_rel))
-        .collect::<Vec<_>>()
-        .join(", ");
-    Error::Invalid(format!(
-        "--verify: step {} of {backend} differs from the CPU reference beyond atol {:e} + rtol {:e}: {worst}",
-        report.step, v.atol, v.rtol
-    ))
-}
-
-fn compare(name: String, got: &[f32], want: &[f64], v: &Verify) -> TensorError {
-    let mut e = TensorError { name, max_abs: 0.0, max_rel: 0.0, worst_ratio: 0.0 };
-    if got.len() != want.len() {
-        e.worst_ratio = f64::INFINITY;
-        return e;
-    }
-    for (&g, &w) in got.iter().zip(want) {
-        let d = (g as f64 - w).abs();
-        let d = if d.is_nan() { f64::INFINITY } else { d };
-        e.max_abs = e.max_abs.max(d);
-        if w != 0.0 {
-            e.max_rel = e.max_rel.max(d / w.abs());
-        }
-        e.worst_ratio = e.worst_ratio.max(d / (v.atol + v.rtol * w.abs()));
-    }
-    e
-}
-
-/// Runs one step on the backend and the same step on the f64 reference from the same parameters and
-/// optimizer state, and compares every tensor.
-pub fn verify_step(
-    backend: &mut dyn Backend,
-    x: ArrayView2<f32>,
-    y: ArrayView2<f32>,
-    lr: f32,
-    v: &Verify,
-) -> Result<VerifyReport> {
-    let spec = backend.spec().clone();
-    let p0 = backend.params()?.to_f64();
-    let s0 = backend.optimizer_state()?;
-    let cfg = backend.optimizer();
-    let got = backend.traced_step(x, y, lr)?;
-    let p1 = backend.params()?;
-
-    let (x64, y64) = (x.mapv(|v| v as f64), y.mapv(|v| v as f64));
-    let want = cpu::forward_backward(&spec, &p0, x64.view(), y64.view())?;
-    let mut flat = p0.to_flat();
-    let mut m: Vec<f64> = s0.m.iter().map(|&v| v as f64).collect();
-    let mut vv: Vec<f64> = s0.v.iter().map(|&v| v as f64).collect();
-    let s = StepScalars::new(&cfg, lr as f64, s0.step + 1);
-    let mut g = want.grads.to_flat();
-    if let Some(max) = backend.grad_clip() {
-        let c = optim::clip_coefficient(&g, max);
-        g.iter_mut().for_each(|v| *v *= c);
-    }
-    optim::update(&cfg, &mut flat, &g, &mut m, &mut vv, s);
-
-    let mat = |a: &Array2<f64>| a.iter().copied().collect::<Vec<f64>>();
-    let vec32 = |a: &Array2<f32>| a.iter().copied().collect::<Vec<f32>>();
-    let mut tensors = Vec::new();
-    for l in 0..spec.layers() {
-        tensors.push(compare(format!("Z{l}"), &vec32(&got.pre[l]), &mat(&want.pre[l]), v));
-        tensors.push(compare(format!("A{l}"), &vec32(&got.post[l]), &mat(&want.post[l]), v));
-        tensors.push(compare(format!("delta{l}"), &vec32(&got.delta[l]), &mat(&want.delta[l]), v));
-    }
-    tensors.push(compare("loss".into(), &[got.loss], &[want.loss], v));
-    tensors.push(compare("gradients".into(), &got.grads.to_flat(), &want.grads.to_flat(), v));
-    tensors.push(compare("updated parameters".into(), &p1.to_flat(), &flat, v));
-    Ok(VerifyReport { step: s0.step + 1, tensors })
-}
