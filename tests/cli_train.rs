@@ -826,7 +826,7 @@ fn bad_flags_fail_with_one_clear_line_and_write_nothing() {
         &["--layers", "4,8,3"],
         &["good.csv", "5 feature columns", "input width is 4"],
     );
-    case(&mut b, "--layers last width", &["--layers", "5,8,4"], &["good.csv", "3 classes", "output width is 4"]);
+    case(&mut b, "--layers last width", &["--layers", "5,8,2"], &["good.csv", "3 classes", "output width is 2"]);
     case(&mut b, "--layers 5,x,3", &["--layers", "5,x,3"], &["--layers", "'x'"]);
     case(&mut b, "--layers 5,0,3", &["--layers", "5,0,3"], &["width", "0"]);
     case(&mut b, "unknown --activation", &["--activation", "swish"], &["activation", "swish"]);

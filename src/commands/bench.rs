@@ -1,0 +1,138 @@
+//! `backprop bench`: the standard configurations timed on the CPU and GPU backends, then the batch size
+//! at which the GPU step beats the CPU step; progress on stderr as it goes.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use backprop::bench::{self, BenchResult, Budget, Config, Crossover};
+use backprop::gpu::{self, GpuContext};
+use backprop::{Activation, Loss, MlpSpec, Result};
+use serde_json::json;
+
+use super::args::BenchArgs;
+use super::json;
+
+pub fn bench(args: &BenchArgs) -> Result<()> {
+    let named = args.configs.is_some();
+    let configs = args.configs.as_ref().map_or_else(|| bench::STANDARD.to_vec(), |c| c.0.clone());
+    let ctx = match args.backend.gpu() {
+        true => {
+            let req = gpu::AdapterRequest { backends: None, name: args.adapter.clone(), max_storage_binding: None };
+            Some(Arc::new(GpuContext::new(&req)?))
+        }
+        false => None,
+    };
+    let progress = |what: String| {
+        if !args.quiet {
+            eprintln!("bench: {what}");
+        }
+    };
+    let budget = Budget { warmup: args.warmup, steps: args.steps, max_time: Duration::from_secs(3) };
+    let mut results = Vec::new();
+    let mut notes = Vec::new();
+    for c in &configs {
+        if args.backend.cpu() {
+            progress(format!("{} on the cpu, batch {}", c.name, c.batch));
+            results.push(bench::cpu(c, c.batch, &budget, args.cpu_peak_gflops)?);
+        }
+        if let Some(ctx) = &ctx {
+            match software_skip(ctx, c, named)? {
+                Some(note) => notes.push(note),
+                None => {
+                    progress(format!("{} on the gpu, batch {}", c.name, c.batch));
+                    results.push(bench::gpu(ctx, c, c.batch, &budget, args.peak_gflops)?);
+                }
+            }
+        }
+    }
+    let crossover = match (&ctx, args.backend.cpu() && !args.no_crossover) {
+        (Some(ctx), true) => {
+            let mnist = bench::STANDARD[2];
+            let batches: Vec<usize> = (0..).map(|k| 1usize << k).take_while(|&b| b <= args.crossover_max).collect();
+            let quick = Budget { warmup: 2, steps: 10, max_time: Duration::from_secs(1) };
+            let mut before =
+                |b| progress(format!("crossover on {}, batch {b} of up to {}", mnist.name, args.crossover_max));
+            Some(bench::crossover_with(ctx, &mnist, &batches, &quick, &mut before)?)
+        }
+        _ => None,
+    };
+    print(args, &results, &notes, crossover)
+}
+
+/// A note instead of a run, for a configuration too large for a software adapter unless named.
+fn software_skip(ctx: &GpuContext, c: &Config, named: bool) -> Result<Option<String>> {
+    let spec = MlpSpec::uniform(c.sizes.to_vec(), Activation::Sigmoid, Loss::Mse)?;
+    let gflop = spec.step_flops(c.batch) / 1e9;
+    let software = ctx.adapter().device_type == "cpu";
+    Ok((software && !named && gflop > 5.0).then(|| {
+        format!(
+            "gpu skipped {}: {} is a software renderer ({gflop:.0} GFLOP per step); name it in --configs to run it",
+            c.name,
+            ctx.adapter().name,
+        )
+    }))
+}
+
+fn print(args: &BenchArgs, results: &[BenchResult], notes: &[String], crossover: Option<Crossover>) -> Result<()> {
+    if args.json {
+        let out = json!({
+            "results": results.iter().map(|r| r.to_json()).collect::<Vec<_>>(),
+            "crossover": crossover.as_ref().map(|c| json!({
+                "config": c.config,
+                "first_gpu_win": c.first_gpu_win,
+                "points": c.points.iter().map(|(b, cpu, gpu)| json!({"batch": b, "cpu_ms": cpu, "gpu_ms": gpu})).collect::<Vec<_>>(),
+            })),
+            "notes": notes,
+        });
+        println!("{}", json::pretty(&out));
+        return Ok(());
+    }
+    println!(
+        "{:<6} {:<4} {:>5} {:>6} {:>11} {:>9} {:>6}  {:<28} {:>14} {:>8}  device",
+        "config",
+        "back",
+        "batch",
+        "steps",
+        "ms/step",
+        "GFLOP/s",
+        "%peak",
+        "upload / kernels / readback ms",
+        "train ms/step",
+        "launches"
+    );
+    for r in results {
+        let peak = r.peak_fraction.map(|p| format!("{:.1}", 100.0 * p)).unwrap_or_else(|| "-".into());
+        let split = r
+            .split
+            .map(|s| format!("{:.3} / {:.3} ({}) / {:.3}", s.upload_ms, s.kernel_ms, s.kernel_timer, s.readback_ms))
+            .unwrap_or_else(|| "-".into());
+        let train = match (r.train_ms_per_step, r.train_group) {
+            (Some(t), Some(k)) => format!("{t:.4} ({k})"),
+            _ => "-".into(),
+        };
+        let launches = r.dispatches_per_step.map_or_else(|| "-".into(), |n| n.to_string());
+        println!(
+            "{:<6} {:<4} {:>5} {:>6} {:>11.4} {:>9.2} {:>6}  {:<28} {:>14} {:>8}  {}",
+            r.config, r.backend, r.batch, r.steps, r.ms_per_step, r.gflops, peak, split, train, launches, r.adapter
+        );
+    }
+    println!(
+        "ms/step: one step at a time, waiting for each; train ms/step: steps as `train` runs them (data resident, \
+         (N) steps a group, one read-back per group); launches: GPU kernels per such step"
+    );
+    for n in notes {
+        println!("note: {n}");
+    }
+    if let Some(c) = crossover {
+        let pts: Vec<String> = c.points.iter().map(|(b, cpu, gpu)| format!("{b}: {cpu:.3}/{gpu:.3}")).collect();
+        println!("crossover ({} network, batch: cpu/gpu ms): {}", c.config, pts.join(", "));
+        match c.first_gpu_win {
+            Some(b) => println!("the GPU step beats the CPU step from batch {b}"),
+            None => println!(
+                "the GPU step did not beat the CPU step at any batch up to {}",
+                c.points.last().map(|p| p.0).unwrap_or(0)
+            ),
+        }
+    }
+    Ok(())
+}
