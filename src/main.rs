@@ -82,7 +82,19 @@ fn ensure_runtime_dir() {
 #[cfg(not(unix))]
 fn ensure_runtime_dir() {}
 
+/// Output piped into a program that stops reading (`backprop devices | head -3`) ends the process quietly,
+/// as other command-line tools do, instead of a panic in `println!`.
+#[cfg(target_os = "linux")]
+fn quiet_broken_pipe() {
+    // SAFETY: called first thing in main, before any other thread exists; restores the default action.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+}
+
+#[cfg(not(target_os = "linux"))]
+fn quiet_broken_pipe() {}
+
 fn main() -> ExitCode {
+    quiet_broken_pipe();
     ensure_runtime_dir();
     let cli = Cli::parse();
     let result: Result<()> = match cli.command {

@@ -1,6 +1,8 @@
 //! The command line, run as a user runs it.
 
 mod common;
+#[path = "cli/readme.rs"]
+mod readme;
 
 use common::cli::{backprop, cmd, stderr, stdout};
 
