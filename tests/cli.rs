@@ -218,6 +218,16 @@ fn bench_prints_every_configuration_and_backend_as_json() {
     }
     let batches: Vec<u64> = results.iter().map(|r| r["batch"].as_u64().unwrap()).collect();
     assert_eq!(batches, [1, 1, 64, 64]);
+    // Progress on stderr as it goes, one line per measurement.
+    let progress: Vec<String> = stderr(&o).lines().filter(|l| l.starts_with("bench: ")).map(str::to_string).collect();
+    for want in [
+        "seed on the cpu, batch 1",
+        "seed on the gpu, batch 1",
+        "small on the cpu, batch 64",
+        "crossover on mnist, batch 2",
+    ] {
+        assert!(progress.iter().any(|l| l.contains(want)), "no progress line '{want}' in {progress:?}");
+    }
     let points = v["crossover"]["points"].as_array().unwrap();
     assert_eq!(points.len(), 2, "batches 1 and 2");
     let text = backprop(&["bench", "--configs", "seed", "--steps", "3", "--backend", "cpu"]);

@@ -4,6 +4,12 @@
 //! and a battery of bad inputs that must each end in one clear `error:` line and leave every file alone.
 
 mod common;
+#[path = "cli_train/library.rs"]
+mod library;
+#[path = "cli_train/outputs.rs"]
+mod outputs;
+#[path = "cli_train/resume.rs"]
+mod resume;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

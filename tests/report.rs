@@ -5,7 +5,8 @@ use std::path::{Path, PathBuf};
 
 use backprop::Error;
 use backprop::report::{
-    DEFAULT_PLOT_SIZE, EpochMetrics, PLOT_SIZE_LIMITS, metrics_csv, plot_png, plot_png_sized, write_metrics_csv,
+    DEFAULT_PLOT_SIZE, EpochMetrics, PLOT_SIZE_LIMITS, append_metrics_csv, metrics_csv, parse_metrics_csv, plot_png,
+    plot_png_sized, read_metrics_csv, read_plot_history, write_metrics_csv,
 };
 
 const PNG_SIGNATURE: [u8; 8] = [0x89, b'P', b'N', b'G', b'\r', b'\n', 0x1a, b'\n'];
@@ -155,6 +156,41 @@ fn written_csv_equals_metrics_csv_and_overwrites() {
     write_metrics_csv(&path, fewer).unwrap();
     assert_eq!(std::fs::read_to_string(&path).unwrap(), metrics_csv(fewer));
     assert_eq!(list_dir(dir.path()), ["metrics.csv"]);
+}
+
+#[test]
+fn appended_rows_read_back_as_written_and_a_cut_last_line_is_dropped() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("metrics.csv");
+    let rows = realistic(6);
+    write_metrics_csv(&path, &rows[..2]).unwrap();
+    append_metrics_csv(&path, &rows[2..5]).unwrap();
+    append_metrics_csv(&path, &[]).unwrap();
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), metrics_csv(&rows[..5]));
+    assert_eq!(read_metrics_csv(&path).unwrap(), rows[..5]);
+    // A write cut short leaves a line without its newline: it is not a row.
+    let cut = metrics_csv(&rows) + "7,0.5,0.";
+    assert_eq!(parse_metrics_csv(&cut).unwrap(), rows);
+    let err = parse_metrics_csv("epoch,loss\n1,2\n").unwrap_err();
+    assert!(err.contains("first line"), "{err}");
+    let err = parse_metrics_csv(&(metrics_csv(&rows[..1]) + "2,x,,,1,0.1\n")).unwrap_err();
+    assert!(err.contains("line 3"), "{err}");
+    assert!(append_metrics_csv(&dir.path().join("none.csv"), &rows).is_err(), "appending needs the file");
+}
+
+#[test]
+fn a_plot_carries_the_rows_it_was_drawn_from() {
+    let (dir, path) = plot_ok(&realistic(12), "with history", DEFAULT_PLOT_SIZE);
+    assert_eq!(read_plot_history(&path).unwrap(), Some(realistic(12)));
+    // A PNG from elsewhere has none; a file that is not a PNG is an error.
+    let mut bytes = std::fs::read(&path).unwrap();
+    let at = bytes.windows(4).position(|w| w == b"zTXt").unwrap();
+    bytes[at..at + 4].copy_from_slice(b"tEXt");
+    let other = dir.path().join("other.png");
+    std::fs::write(&other, &bytes).unwrap();
+    assert_eq!(read_plot_history(&other).unwrap(), None);
+    std::fs::write(&other, b"not a png").unwrap();
+    assert!(matches!(read_plot_history(&other), Err(Error::Data { .. })));
 }
 
 #[test]

@@ -10,6 +10,8 @@
 //! 5. findings: bad inputs that are accepted or reported misleadingly today (these tests fail until fixed).
 
 mod common;
+#[path = "robustness/nonsense.rs"]
+mod nonsense;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::os::unix::process::ExitStatusExt;
@@ -748,6 +750,10 @@ fn bad_bench_worked_example_and_devices_flags_fail_with_one_clear_line() {
     b.case("bench --configs empty", &bench(&["--backend", "cpu", "--configs", ""]), &["--configs"]);
     b.case("bench --warmup x", &bench_cpu(&["--warmup", "x"]), &["--warmup", "x"]);
     b.case("bench --crossover-max x", &bench_cpu(&["--crossover-max", "x"]), &["--crossover-max", "x"]);
+    b.case("bench --warmup huge", &bench_cpu(&["--warmup", "100000000"]), &["--warmup", "at most"]);
+    b.case("bench --steps huge", &bench_cpu(&["--steps", "100000000"]), &["--steps", "at most"]);
+    b.case("bench --crossover-max huge", &bench_cpu(&["--crossover-max", "1048576"]), &["--crossover-max", "at most"]);
+    b.case("bench --backend auto", &bench(&["--backend", "auto"]), &["--backend", "cpu, gpu or both"]);
 
     b.case("worked-example --bogus", &strings(&["worked-example", "--bogus"]), &["--bogus"]);
     b.case("worked-example --adapter with no value", &strings(&["worked-example", "--adapter"]), &["--adapter"]);

@@ -45,6 +45,14 @@ fn model_and_data(model: &Path, args: &DataArgs, seed: Option<u64>, predict_only
     Ok((m, ds))
 }
 
+/// A model's error (outputs that are not finite) as one about the file it came from.
+fn name_model(path: &Path, e: Error) -> Error {
+    match e {
+        Error::Model(msg) => Error::data(path, msg),
+        e => e,
+    }
+}
+
 /// A backend on the device `device` asks for, holding `m`.
 fn open_model(device: &DeviceArgs, m: &Model) -> Result<Box<dyn backprop::Backend>> {
     open_device(device)?.0.backend(m.spec.clone(), &m.params)
@@ -53,7 +61,7 @@ fn open_model(device: &DeviceArgs, m: &Model) -> Result<Box<dyn backprop::Backen
 pub fn eval(args: &EvalArgs) -> Result<()> {
     let (m, ds) = model_and_data(&args.model, &args.data, args.seed, false)?;
     let mut backend = open_model(&args.device, &m)?;
-    let e = train::evaluate(backend.as_mut(), &ds, args.batch_size)?;
+    let e = train::evaluate(backend.as_mut(), &ds, args.batch_size).map_err(|e| name_model(&args.model, e))?;
     if args.json {
         let v = json!({
             "model": args.model.display().to_string(),
@@ -101,7 +109,8 @@ pub fn predict(args: &PredictArgs) -> Result<()> {
     check_predict_output(&args.out, &args.model, &args.data)?;
     let (m, ds) = model_and_data(&args.model, &args.data, args.seed, true)?;
     let mut backend = open_model(&args.device, &m)?;
-    let outputs = train::predict(backend.as_mut(), ds.x.view(), args.batch_size)?;
+    let outputs =
+        train::predict(backend.as_mut(), ds.x.view(), args.batch_size).map_err(|e| name_model(&args.model, e))?;
     let classify = matches!(m.task, Some(Task::Classification { .. }));
     let cols: Vec<String> = (0..outputs.ncols()).map(|j| format!("output_{j}")).collect();
     let mut csv = if classify { format!("predicted,{}\n", cols.join(",")) } else { format!("{}\n", cols.join(",")) };
