@@ -194,6 +194,16 @@ fn a_plot_carries_the_rows_it_was_drawn_from() {
 }
 
 #[test]
+fn a_long_history_is_drawn_thinned_and_carried_whole() {
+    // 20,000 epochs: drawn from a few thousand points, with every row in the file.
+    let rows: Vec<EpochMetrics> = (1..=20_000)
+        .map(|e| row(e, 1.0 / e as f64 + if e % 997 == 0 { 0.5 } else { 0.0 }, Some(2.0 / e as f64), Some(0.5)))
+        .collect();
+    let (_dir, path) = plot_ok(&rows, "long", DEFAULT_PLOT_SIZE);
+    assert_eq!(read_plot_history(&path).unwrap(), Some(rows));
+}
+
+#[test]
 fn writing_into_a_missing_directory_fails_and_creates_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let missing = dir.path().join("no").join("such");

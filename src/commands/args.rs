@@ -136,8 +136,8 @@ pub struct TrainArgs {
     #[arg(long, value_name = "FILE.png")]
     pub plot: Option<PathBuf>,
     /// When --out, --metrics and --plot are written: every N epochs, or auto (default): after the first
-    /// epoch, then whenever ten times the last write's time has passed, so writing costs under a tenth of
-    /// the run. Always after the last epoch.
+    /// epoch, then whenever the writing so far and the next write stay under a tenth of the run's time.
+    /// Always after the last epoch.
     #[arg(long, value_name = "N|auto", default_value = "auto", value_parser = parse::save_every)]
     pub save_every: SaveEvery,
     /// Every N steps (default 1), run the same step on the f64 CPU reference from the same parameters and

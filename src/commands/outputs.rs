@@ -84,7 +84,16 @@ impl Outputs {
         };
         let rows = match (&self.metrics, &self.plot) {
             (Some(m), _) if m.exists() => read_metrics_csv(m).map_err(|e| cannot(m, e))?,
-            (_, Some(p)) if p.exists() => read_plot_history(p).map_err(|e| cannot(p, e))?.unwrap_or_default(),
+            (_, Some(p)) if p.exists() => match read_plot_history(p).map_err(|e| cannot(p, e))? {
+                Some(rows) => rows,
+                None => {
+                    eprintln!(
+                        "note: {} holds no rows to continue (not drawn by backprop); it will be redrawn",
+                        p.display()
+                    );
+                    Vec::new()
+                }
+            },
             _ => Vec::new(),
         };
         Ok(rows.into_iter().filter(|r| r.epoch <= start_epoch).collect())

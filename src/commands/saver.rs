@@ -13,8 +13,8 @@ use super::outputs::Outputs;
 use super::parse::SaveEvery;
 use crate::progress::Progress;
 
-/// With `--save-every auto`, the time between writes is at least this many times the last write's.
-const AUTO_SPACING: u32 = 10;
+/// With `--save-every auto`, the writing may take at most this fraction of the run (1/10).
+const AUTO_SHARE: u32 = 10;
 
 pub struct Saver<'a> {
     pub progress: Progress,
@@ -29,8 +29,11 @@ pub struct Saver<'a> {
     logged: Option<usize>,
     /// The seconds column of the last earlier row, added to this run's.
     seconds_before: f64,
-    /// The last epoch written, when the writing ended and how long it took.
-    last_write: Option<(usize, Instant, Duration)>,
+    /// When the run started, and how long its writes took so far.
+    started: Instant,
+    spent: Duration,
+    /// The last epoch written, the rows it wrote and how long that took.
+    last_write: Option<(usize, usize, Duration)>,
 }
 
 impl<'a> Saver<'a> {
@@ -47,6 +50,8 @@ impl<'a> Saver<'a> {
             earlier: n,
             logged: None,
             seconds_before,
+            started: Instant::now(),
+            spent: Duration::ZERO,
             last_write: None,
         }
     }
@@ -55,7 +60,12 @@ impl<'a> Saver<'a> {
         match (self.outputs.every, self.last_write) {
             (SaveEvery::Epochs(n), _) => epoch % n == 0,
             (SaveEvery::Auto, None) => true,
-            (SaveEvery::Auto, Some((_, end, took))) => end.elapsed() >= took * AUTO_SPACING,
+            // The next write is estimated from the last one, in proportion to the rows (the plot and the CSV
+            // grow with them); it is due when the writing so far and it stay within the share of the run.
+            (SaveEvery::Auto, Some((_, rows, took))) => {
+                let next = took.mul_f64(self.history.len() as f64 / rows.max(1) as f64);
+                (self.spent + next) * AUTO_SHARE <= self.started.elapsed()
+            }
         }
     }
 
@@ -66,7 +76,9 @@ impl<'a> Saver<'a> {
             checkpoint::save(path, &self.run.checkpoint(backend, epoch)?)?;
         }
         self.write_logs()?;
-        self.last_write = Some((epoch, Instant::now(), start.elapsed()));
+        let took = start.elapsed();
+        self.spent += took;
+        self.last_write = Some((epoch, self.history.len(), took));
         Ok(())
     }
 

@@ -34,8 +34,30 @@ impl Series {
         if !run.is_empty() {
             runs.push(run);
         }
-        runs
+        runs.into_iter().map(thin).collect()
     }
+}
+
+/// Runs longer than this many points are thinned to this many pieces.
+const PIECES: usize = 1000;
+
+/// A long run thinned for drawing: of each of [`PIECES`] consecutive pieces, its first, lowest, highest
+/// and last point, in order, so the line keeps its envelope and its ends (a plot is about 900 pixels wide:
+/// more points only cost time, a million of them seconds).
+fn thin(run: Vec<(i64, f64)>) -> Vec<(i64, f64)> {
+    if run.len() <= 4 * PIECES {
+        return run;
+    }
+    let mut out = Vec::with_capacity(4 * PIECES);
+    for piece in run.chunks(run.len().div_ceil(PIECES)) {
+        let by_y = |a: &&(i64, f64), b: &&(i64, f64)| a.1.total_cmp(&b.1);
+        let (lo, hi) = (piece.iter().min_by(by_y), piece.iter().max_by(by_y));
+        let mut keep: Vec<(i64, f64)> = [piece.first(), lo, hi, piece.last()].into_iter().flatten().copied().collect();
+        keep.sort_by_key(|p| p.0);
+        keep.dedup_by_key(|p| p.0);
+        out.extend(keep);
+    }
+    out
 }
 
 pub(super) struct Panel {

@@ -42,7 +42,8 @@ pub(super) fn with_text(png: &[u8], keyword: &str, text: &str) -> Option<Vec<u8>
     if &last != b"IEND" {
         return None;
     }
-    let mut z = ZlibEncoder::new(Vec::new(), flate2::Compression::default());
+    // Fast: the text is written on every plot, and can be tens of MB for a million epochs.
+    let mut z = ZlibEncoder::new(Vec::new(), flate2::Compression::fast());
     z.write_all(text.as_bytes()).ok()?;
     let mut data = keyword.as_bytes().to_vec();
     data.extend_from_slice(&[0, 0]); // the keyword's terminator, then compression method 0 (zlib)
