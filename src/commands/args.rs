@@ -39,11 +39,7 @@ pub struct DataArgs {
     pub targets: Option<usize>,
 }
 
-/// `train`. With --resume, the checkpoint keeps its network (--layers, --activation, --output, --loss),
-/// normalisation, optimizer with its settings, and seed: those flags may be left out, and one that
-/// differs from the checkpoint is an error. The flags a checkpoint does not record (--lr, the schedule,
-/// --batch-size, --test-split, --no-shuffle, --max-grad-norm, --data) come from the command line: give the
-/// run's own to continue it exactly.
+/// `train` (and `backprop` with no command).
 #[derive(Args, Clone, Debug)]
 pub struct TrainArgs {
     #[command(flatten)]
@@ -125,8 +121,11 @@ pub struct TrainArgs {
     /// after the last epoch.
     #[arg(long, value_name = "FILE.safetensors")]
     pub out: Option<PathBuf>,
-    /// Continue training from a checkpoint written by --out, up to --epochs (see above for which flags
-    /// the checkpoint keeps). With the same --metrics and --plot, their history continues.
+    /// Continue training from a checkpoint written by --out, up to --epochs. The checkpoint keeps its
+    /// network (--layers, --activation, --output, --loss), normalisation, optimizer with its settings, and
+    /// seed: leave those flags out or give the same, since one that differs is an error. What it does not
+    /// record (--lr, the schedule, --batch-size, --test-split, --no-shuffle, --max-grad-norm, --data) comes
+    /// from this command line. With the same --metrics and --plot, their history continues.
     #[arg(long, value_name = "FILE")]
     pub resume: Option<PathBuf>,
     /// Write epoch, train loss, test loss, test accuracy, seconds and lr to this CSV file.

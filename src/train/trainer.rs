@@ -229,9 +229,10 @@ impl Trainer {
                 "the checkpoint has already trained {start_epoch} epochs; ask for more with --epochs"
             )));
         }
+        // The labels are judged by the classes they imply, before a wider output widens them.
+        let notes = label_notes(&data)?;
         widen_classes(&mut data, spec.output_width());
         check_data(&spec, &data)?;
-        let notes = label_notes(&data)?;
         let params = match params {
             Some(p) => {
                 p.check(&spec)?;
