@@ -164,7 +164,7 @@ fn length_error(input: &Input, h: &Header, found: u64) -> Result<()> {
 }
 
 /// Reads the body in pieces, handing each to `take`; then checks that the input ends where the header says.
-fn body(input: &mut Input, h: &Header, mut take: impl FnMut(&[u8])) -> Result<()> {
+fn body(input: &mut Input, h: &Header, mut take: impl FnMut(&[u8]) -> Result<()>) -> Result<()> {
     let mut piece = vec![0u8; 64 << 10];
     let mut found = 0u64;
     let mut limited = input.reader().take(h.len as u64 + 1);
@@ -176,7 +176,7 @@ fn body(input: &mut Input, h: &Header, mut take: impl FnMut(&[u8])) -> Result<()
             Err(e) => break Some(e),
         };
         let wanted = (h.len as u64).saturating_sub(found).min(k as u64) as usize;
-        take(&piece[..wanted]);
+        take(&piece[..wanted])?;
         found += k as u64;
     };
     match failed {
@@ -186,15 +186,31 @@ fn body(input: &mut Input, h: &Header, mut take: impl FnMut(&[u8])) -> Result<()
 }
 
 fn body_bytes(input: &mut Input, h: &Header) -> Result<Vec<u8>> {
-    let mut out = Vec::new();
-    reserve(&mut out, h.len, input.name())?;
-    body(input, h, |p| out.extend_from_slice(p))?;
+    let (mut out, path) = (Vec::new(), input.name().to_path_buf());
+    body(input, h, |p| {
+        grow(&mut out, p.len(), h.len, &path)?;
+        out.extend_from_slice(p);
+        Ok(())
+    })?;
     Ok(out)
 }
 
 fn body_pixels(input: &mut Input, h: &Header) -> Result<Vec<f32>> {
-    let mut out = Vec::new();
-    reserve(&mut out, h.len, input.name())?;
-    body(input, h, |p| out.extend(p.iter().map(|&v| f32::from(v))))?;
+    let (mut out, path) = (Vec::new(), input.name().to_path_buf());
+    body(input, h, |p| {
+        grow(&mut out, p.len(), h.len, &path)?;
+        out.extend(p.iter().map(|&v| f32::from(v)));
+        Ok(())
+    })?;
     Ok(out)
+}
+
+/// Room for `more` values, doubling the capacity up to the `len` the header claims (checked against the
+/// memory limit already): a stream that claims much and holds little allocates for what it holds.
+fn grow<T>(out: &mut Vec<T>, more: usize, len: usize, path: &Path) -> Result<()> {
+    if out.len() + more <= out.capacity() {
+        return Ok(());
+    }
+    let want = (out.capacity() * 2).max(out.len() + more).max(64 << 10).min(len);
+    reserve(out, want - out.len(), path)
 }
