@@ -39,7 +39,7 @@ pub(super) fn read(path: &Path, limits: &Limits) -> Result<Vec<u8>> {
         ));
     }
     // Parsed three times (here, by the safetensors crate, and checked), as JSON values several times its size.
-    limits.check_memory(path, n.saturating_mul(16), &format!("its {} header, parsed,", human(n)))?;
+    limits.check_memory(path, n.saturating_mul(16), &format!("its {} header, parsed as JSON,", human(n)))?;
     if append(&mut r, &mut bytes, n, path)? < n {
         return Ok(bytes);
     }
