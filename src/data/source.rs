@@ -144,8 +144,12 @@ fn check_targets(source: &Source, request: &Request) -> Result<()> {
     }
 }
 
-/// Whether two paths name one stream that is not a regular file (a pipe can feed only one of them).
+/// Whether two paths name one stream that is not a regular file (a pipe can feed only one of them), or are
+/// both standard input.
 fn same_stream(a: &Path, b: &Path) -> bool {
+    if a == Path::new(STDIN) && b == Path::new(STDIN) {
+        return true;
+    }
     #[cfg(unix)]
     {
         use std::os::unix::fs::MetadataExt;
@@ -157,6 +161,6 @@ fn same_stream(a: &Path, b: &Path) -> bool {
     }
     #[cfg(not(unix))]
     {
-        a == Path::new(STDIN) && b == Path::new(STDIN)
+        false // only standard input is known to be one stream here
     }
 }

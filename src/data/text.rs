@@ -56,6 +56,8 @@ pub(crate) struct LineEnds<R> {
     /// The last byte given out was a line feed (or none was given out).
     ended: bool,
     done: bool,
+    /// Bytes still to hand out after the end of the input.
+    tail: &'static [u8],
     field: Field,
     total: u64,
     line: u64,
@@ -72,6 +74,7 @@ impl<R: Read> LineEnds<R> {
             after_cr: false,
             ended: true,
             done: false,
+            tail: b"",
             field: Field::Start,
             total: 0,
             line: 1,
@@ -80,6 +83,14 @@ impl<R: Read> LineEnds<R> {
             text_limit: limits.text_bytes,
             line_limit: limits.line_bytes,
         }
+    }
+
+    /// Hands out what is left of the tail added at the end.
+    fn drain_tail(&mut self, buf: &mut [u8]) -> usize {
+        let n = self.tail.len().min(buf.len());
+        buf[..n].copy_from_slice(&self.tail[..n]);
+        self.tail = &self.tail[n..];
+        n
     }
 
     /// Follows one byte (line ends already made `\n`); an error once a line is too long.
@@ -110,19 +121,24 @@ impl<R: Read> LineEnds<R> {
 
 impl<R: Read> Read for LineEnds<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        if buf.is_empty() || self.done {
+        if buf.is_empty() {
             return Ok(0);
+        }
+        if self.done {
+            return Ok(self.drain_tail(buf));
         }
         loop {
             let n = self.inner.read(buf)?;
             if n == 0 {
+                // The last line's end, after a closing quote if one is open (the csv crate reads the field the
+                // same either way), so that every record ends in a line feed, as the line numbers assume.
                 self.done = true;
-                if self.ended {
-                    return Ok(0);
-                }
-                self.ended = true;
-                buf[0] = b'\n';
-                return Ok(1);
+                self.tail = match (self.ended, self.field) {
+                    (true, _) => b"",
+                    (false, Field::Quoted) => b"\"\n",
+                    (false, _) => b"\n",
+                };
+                return Ok(self.drain_tail(buf));
             }
             self.total += n as u64;
             if self.total > self.text_limit {

@@ -170,6 +170,8 @@ fn csv_quotes_blank_lines_and_line_numbers() {
     );
     // A quoted line break belongs to its row; later lines keep their numbers.
     assert_contains(&csv_error("1,2,0\n3,\"4\n\",1\n5,x,0\n", "break.csv", spec), &["line 4, column 2"]);
+    // A quote left open at the end holds the rest of the file, on the line where it opened.
+    assert_contains(&csv_error("1,2,0\n3,4,\"x", "open.csv", spec), &["line 2, column 3", "\"x\" is not a number"]);
     // Blank lines before the data, or between rows (whitespace only counts as blank), are errors.
     assert_contains(&csv_error("\n1,2,0\n", "leading.csv", spec), &["line 1 is blank"]);
     assert_contains(&csv_error("1,2,0\n \n3,4,1\n", "spaces.csv", spec), &["line 2 is blank"]);

@@ -70,7 +70,9 @@ fn pipes_and_standard_input_read_like_files() {
     let idx = ["train", "--backend", "cpu", "--epochs", "2", "--json", "--labels", lab.to_str().unwrap()];
     let want = losses(&cmd().args(idx).args(["--data", img.to_str().unwrap()]).output().unwrap());
     assert_eq!(losses(&with_stdin(&[&idx[..], &["--data", "-"]].concat(), gzip(&images))), want);
-    // One pipe cannot feed both files.
+    // One pipe cannot feed both files (nor standard input, whatever it is).
+    let err = data::Source::open("-", Some(Path::new("-")), &Request::new(1)).unwrap_err().to_string();
+    assert_contains(&err, &["--data - and --labels - are the same stream"]);
     let o = with_stdin(&["train", "--data", "-", "--labels", "/dev/stdin"], images);
     assert_eq!(o.status.code(), Some(1));
     assert_contains(&stderr(&o), &["error: --data - and --labels /dev/stdin are the same stream"]);
