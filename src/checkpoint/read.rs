@@ -29,7 +29,7 @@ fn precheck(bytes: &[u8]) -> std::result::Result<(), String> {
             continue;
         }
         let off = t.get("data_offsets").and_then(Value::as_array);
-        let range: Option<Vec<u64>> = off.map(|a| a.iter().filter_map(Value::as_u64).collect());
+        let range: Option<Vec<u64>> = off.and_then(|a| a.iter().map(Value::as_u64).collect());
         match range.as_deref() {
             Some([a, b]) if a <= b && *b <= data_len => {}
             _ => return Err(format!("tensor '{name}' has data offsets outside the file")),

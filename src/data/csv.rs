@@ -270,7 +270,7 @@ impl Table {
             Array2::from_shape_vec((self.rows, self.nfeat), self.x).map_err(|e| Error::data(path, e.to_string()))?;
         match self.tail {
             Tail::Label(fixed) => {
-                let classes = fixed.unwrap_or_else(|| self.labels.iter().max().map_or(1, |m| m + 1));
+                let classes = fixed.unwrap_or_else(|| self.labels.iter().copied().fold(0, usize::max) + 1);
                 check_one_hot_size(path, self.rows, classes)?;
                 let bytes = (x.len() * 4 + self.labels.len() * size_of::<usize>() + self.rows * classes * 4) as u64;
                 limits.check_memory(path, bytes, &format!("{} rows with {classes} one-hot classes", self.rows))?;

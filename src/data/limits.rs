@@ -39,8 +39,8 @@ pub struct Limits {
 impl Limits {
     /// This machine's limits now. On Linux the memory is half of what is available to this process: the least
     /// of `MemAvailable` (/proc/meminfo), the address space left under `ulimit -v`, and the room left in its
-    /// cgroup (v2); half, because training holds a second copy of the rows (the split). Elsewhere it is
-    /// [`FIXED_MEMORY`], which the messages say.
+    /// cgroup (v1 or v2), each where it can be read; half, because training holds a second copy of the rows
+    /// (the split). Without /proc/meminfo, and on other systems, it is [`FIXED_MEMORY`], which the messages say.
     pub fn detect() -> Limits {
         let (memory, memory_from) = match available_memory() {
             Some((bytes, from)) => (bytes / 2, format!("half of the {} {from}", human(bytes))),

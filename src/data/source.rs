@@ -155,6 +155,7 @@ fn same_stream(a: &Path, b: &Path) -> bool {
         use std::os::unix::fs::MetadataExt;
         let id = |p: &Path| {
             let p = if p == Path::new(STDIN) { Path::new("/dev/stdin") } else { p };
+            // A path that cannot be read is not a stream here; opening it says why.
             std::fs::metadata(p).ok().filter(|m| !m.is_file()).map(|m| (m.dev(), m.ino()))
         };
         matches!((id(a), id(b)), (Some(x), Some(y)) if x == y)
