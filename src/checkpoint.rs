@@ -9,12 +9,15 @@
 //! first), `activations` (JSON list, one per layer), `output`, `loss`, `normalization` (JSON or `null`),
 //! `task` (JSON or `null`), and for resumable checkpoints `training` (JSON: optimizer, step, epoch, seed).
 //!
-//! Writing is here; reading (`read`, within memory limits by way of `file`) is in the submodules.
+//! Writing is here; what a checkpoint holds is in `types`, reading in `read` (within memory limits by way of
+//! `file`).
 
 mod file;
 mod read;
+mod types;
 
 pub use read::{load, load_init, load_init_with, load_with};
+pub use types::{Checkpoint, FORMAT, FORMAT_VERSION, Model, TrainingState};
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -24,42 +27,6 @@ use serde_json::{Value, json};
 use crate::data::{Normalizer, Task};
 use crate::error::{Error, Result};
 use crate::fsutil;
-use crate::model::{MlpSpec, Params};
-use crate::optim::{OptimConfig, OptimState};
-
-/// The format name in the metadata.
-pub const FORMAT: &str = "backprop-mlp";
-/// The version of the layout described above.
-pub const FORMAT_VERSION: &str = "1";
-
-/// A trained network and what is needed to use it on new data.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Model {
-    pub spec: MlpSpec,
-    pub params: Params<f32>,
-    /// The normalisation fitted on the training data, applied to every input.
-    pub normalizer: Option<Normalizer>,
-    /// Classification (with its class count) or regression.
-    pub task: Option<Task>,
-}
-
-/// Where training stands, to resume it.
-#[derive(Clone, Debug, PartialEq)]
-pub struct TrainingState {
-    pub optimizer: OptimConfig,
-    pub state: OptimState,
-    /// Epochs completed.
-    pub epoch: usize,
-    /// The seed of the run (shuffles are derived from it and the epoch).
-    pub seed: u64,
-}
-
-/// What a checkpoint file holds.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Checkpoint {
-    pub model: Model,
-    pub training: Option<TrainingState>,
-}
 
 fn le_bytes(v: &[f32]) -> Vec<u8> {
     v.iter().flat_map(|x| x.to_le_bytes()).collect()

@@ -8,7 +8,8 @@ use ndarray::{Array1, Array2};
 use safetensors::{Dtype, SafeTensors};
 use serde_json::Value;
 
-use super::{Checkpoint, FORMAT, FORMAT_VERSION, Model, TrainingState, file};
+use crate::checkpoint::file;
+use crate::checkpoint::types::{Checkpoint, FORMAT, FORMAT_VERSION, Model, TrainingState};
 use crate::data::{Limits, Normalizer, Task};
 use crate::error::{Error, Result};
 use crate::model::{Activation, Loss, MlpSpec, Params};
@@ -121,7 +122,7 @@ fn meta_json(path: &Path, meta: &HashMap<String, String>, key: &str) -> Result<V
     serde_json::from_str(s).map_err(|e| Error::data(path, format!("metadata '{key}' is not valid JSON: {e}")))
 }
 
-/// Reads a checkpoint written by [`save`](super::save).
+/// Reads a checkpoint written by [`save`](crate::checkpoint::save).
 pub fn load(path: &Path) -> Result<Checkpoint> {
     load_with(path, &Limits::detect())
 }
