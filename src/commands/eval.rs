@@ -3,13 +3,13 @@
 use std::path::Path;
 
 use backprop::checkpoint::{self, Model};
-use backprop::data::{self, Dataset, Task};
+use backprop::data::{Dataset, Purpose, Task};
 use backprop::train::{self, DEFAULT_SEED, Evaluation};
 use backprop::{Error, Result};
 use serde_json::json;
 
 use super::args::{DataArgs, DeviceArgs, EvalArgs, PredictArgs};
-use super::data::{is_idx, load_data};
+use super::data::load_data;
 use super::device::open_device;
 use super::json;
 use super::outputs::check_predict_output;
@@ -20,28 +20,28 @@ fn model_and_data(model: &Path, args: &DataArgs, seed: Option<u64>, predict_only
     let ck = checkpoint::load(model)?;
     let seed = seed.or(ck.training.as_ref().map(|t| t.seed)).unwrap_or(DEFAULT_SEED);
     let m = ck.model;
-    let path = Path::new(&args.data);
-    if predict_only && args.labels.is_none() && path.is_file() && !is_idx(path) {
-        let mut ds = data::load_csv_features(path, m.spec.input_width())?;
-        if ds.features() != m.spec.input_width() {
+    let input_width = m.spec.input_width();
+    let purpose = if predict_only { Purpose::Predict { input_width } } else { Purpose::Eval { input_width } };
+    let classes = match m.task {
+        Some(Task::Classification { classes }) => Some(classes),
+        _ => None,
+    };
+    let mut ds = load_data(args, classes, seed, purpose)?;
+    if predict_only {
+        // Predictions need only the features: a file's labels or targets, if any, are not checked.
+        if ds.features() != input_width {
             return Err(Error::Invalid(format!(
-                "{} has {} feature columns; the model takes {}",
+                "{} has {} feature columns; the model takes {input_width}",
                 ds.name,
-                ds.features(),
-                m.spec.input_width()
+                ds.features()
             )));
         }
         if let Some(n) = &m.normalizer {
             n.apply(&mut ds.x)?;
         }
-        return Ok((m, ds));
+    } else {
+        train::prepare_inputs(&m, &mut ds)?;
     }
-    let classes = match m.task {
-        Some(Task::Classification { classes }) => Some(classes),
-        _ => None,
-    };
-    let mut ds = load_data(args, classes, seed)?;
-    train::prepare_inputs(&m, &mut ds)?;
     Ok((m, ds))
 }
 

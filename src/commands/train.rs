@@ -24,7 +24,7 @@ pub fn train(args: &TrainArgs) -> Result<()> {
     let resumed = args.resume.as_deref().map(checkpoint::load).transpose()?;
     let classes = resumed.as_ref().and_then(classes_of);
     let seed = args.seed.or(resumed.as_ref().and_then(|c| Some(c.training.as_ref()?.seed))).unwrap_or(DEFAULT_SEED);
-    let data = load_data(&args.data, classes, seed)?;
+    let data = load_data(&args.data, classes, seed, backprop::data::Purpose::Train)?;
     let run = settings::trainer(args, data, resumed)?.prepare()?;
     for note in &run.notes {
         eprintln!("warning: {note}");
