@@ -236,3 +236,42 @@ fn bench_prints_every_configuration_and_backend_as_json() {
     let bad = backprop(&["bench", "--configs", "huge"]);
     assert!(!bad.status.success() && stderr(&bad).contains("unknown configuration 'huge'"));
 }
+
+/// A CSV of features only: `eval` says it needs labels; `predict` takes it, from a file or from stdin, and
+/// writes the same predictions either way.
+#[test]
+fn eval_needs_labels_and_predict_takes_features_from_a_file_or_stdin() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = |name: &str| dir.path().join(name).to_string_lossy().into_owned();
+    let (model, features) = (path("m.safetensors"), path("features.csv"));
+    let rows: Vec<String> = (0..7).map(|r| format!("{},{}", r % 3, (r * 5) % 7)).collect();
+    let labelled: Vec<String> = rows.iter().enumerate().map(|(r, x)| format!("{x},{}", r % 2)).collect();
+    std::fs::write(path("train.csv"), labelled.join("\n")).unwrap();
+    std::fs::write(&features, rows.join("\n")).unwrap();
+    common::cli::ok(&[
+        "train",
+        "--data",
+        &path("train.csv"),
+        "--epochs",
+        "2",
+        "--test-split",
+        "0",
+        "--out",
+        &model,
+        "-q",
+    ]);
+
+    let o = backprop(&["eval", "--model", &model, "--data", &features]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(stderr(&o).contains("eval needs labels"), "{}", stderr(&o));
+
+    let (from_file, from_stdin) = (path("file.csv"), path("stdin.csv"));
+    common::cli::ok(&["predict", "--model", &model, "--data", &features, "--out", &from_file]);
+    let stdin = std::fs::File::open(&features).unwrap();
+    let o =
+        cmd().args(["predict", "--model", &model, "--data", "-", "--out", &from_stdin]).stdin(stdin).output().unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let (a, b) = (std::fs::read_to_string(&from_file).unwrap(), std::fs::read_to_string(&from_stdin).unwrap());
+    assert_eq!(a.lines().count(), 8, "a header and 7 rows:\n{a}");
+    assert_eq!(a, b);
+}
