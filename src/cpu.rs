@@ -3,17 +3,11 @@
 //! This module is the specification. Every GPU kernel has a twin here with the same name and the same
 //! shapes, and the tests compare the two. It is written to be read, not to be fast.
 
-use std::fmt::Debug;
+use ndarray::{Array1, Array2, ArrayView1, ArrayView2, Axis, Zip};
 
-use ndarray::{Array1, Array2, ArrayView1, ArrayView2, Axis, LinalgScalar, ScalarOperand, Zip};
-use num_traits::{Float, FromPrimitive};
-
-use crate::error::{Error, Result};
+use crate::error::Result;
+pub use crate::model::Real;
 use crate::model::{Activation, Loss, MlpSpec, Params};
-
-/// The float types the reference runs in.
-pub trait Real: Float + FromPrimitive + LinalgScalar + ScalarOperand + Debug + Send + Sync + 'static {}
-impl<T: Float + FromPrimitive + LinalgScalar + ScalarOperand + Debug + Send + Sync + 'static> Real for T {}
 
 fn cast<T: Real>(v: f64) -> T {
     T::from_f64(v).unwrap_or_else(T::nan)
@@ -158,32 +152,13 @@ pub struct Trace<T> {
     pub input_grad: Option<Array2<T>>,
 }
 
-/// Checks that a batch `x` (B, I_0) and targets `y` (B, O_L) fit `spec`.
-pub fn check_batch(spec: &MlpSpec, x_shape: (usize, usize), y_shape: Option<(usize, usize)>) -> Result<()> {
-    if x_shape.0 == 0 {
-        return Err(Error::shape("batch", "at least 1 row", "0 rows"));
-    }
-    if x_shape.1 != spec.input_width() {
-        return Err(Error::shape("input columns", spec.input_width(), x_shape.1));
-    }
-    if let Some((rows, cols)) = y_shape {
-        if rows != x_shape.0 {
-            return Err(Error::shape("target rows", x_shape.0, rows));
-        }
-        if cols != spec.output_width() {
-            return Err(Error::shape("target columns", spec.output_width(), cols));
-        }
-    }
-    Ok(())
-}
-
 /// Per layer: the pre-activations Z_l and the activations A_l.
 pub type Activations<T> = (Vec<Array2<T>>, Vec<Array2<T>>);
 
 /// Forward pass: returns (Z_l, A_l) for every layer. X (B, I_0).
 pub fn forward<T: Real>(spec: &MlpSpec, params: &Params<T>, x: ArrayView2<T>) -> Result<Activations<T>> {
     params.check(spec)?;
-    check_batch(spec, x.dim(), None)?;
+    spec.check_batch(x.dim(), None)?;
     let mut pre = Vec::with_capacity(spec.layers());
     let mut post: Vec<Array2<T>> = Vec::with_capacity(spec.layers());
     for l in 0..spec.layers() {
@@ -207,7 +182,7 @@ pub fn forward_backward<T: Real>(
     x: ArrayView2<T>,
     y: ArrayView2<T>,
 ) -> Result<Trace<T>> {
-    check_batch(spec, x.dim(), Some(y.dim()))?;
+    spec.check_batch(x.dim(), Some(y.dim()))?;
     let (pre, post) = forward(spec, params, x)?;
     let last = spec.layers() - 1;
     // `grad` is dL/dA_l on the way down; for the fused softmax cross-entropy it is already δ_L.
@@ -234,7 +209,7 @@ pub fn forward_backward<T: Real>(
 
 /// The loss of `params` on one batch, without gradients.
 pub fn loss<T: Real>(spec: &MlpSpec, params: &Params<T>, x: ArrayView2<T>, y: ArrayView2<T>) -> Result<T> {
-    check_batch(spec, x.dim(), Some(y.dim()))?;
+    spec.check_batch(x.dim(), Some(y.dim()))?;
     let (pre, post) = forward(spec, params, x)?;
     let last = spec.layers() - 1;
     Ok(match spec.loss() {

@@ -8,8 +8,8 @@ use std::collections::HashMap;
 use ndarray::{Array2, ArrayView2, ArrayViewMut2, Zip};
 use rayon::prelude::*;
 
-use crate::backend::{Backend, check_state};
-use crate::cpu::{self, Trace, check_batch};
+use crate::backend::{self, Backend, Batches};
+use crate::cpu::{self, Trace};
 use crate::error::Result;
 use crate::model::{Activation, Loss, MlpSpec, ParamLayout, Params};
 use crate::optim::{self, OptimConfig, OptimState, StepScalars};
@@ -450,13 +450,11 @@ impl CpuBackend {
         lr: f32,
         keep_grads: bool,
     ) -> Result<(f32, Box<Workspace>)> {
-        check_batch(&self.spec, x.dim(), Some(y.dim()))?;
+        self.spec.check_batch(x.dim(), Some(y.dim()))?;
+        optim::check_steps(self.state.step, 1)?;
         let b = x.nrows();
         let mut w = self.workspace(b);
-        let fused = !keep_grads
-            && self.optim.kind == optim::OptimizerKind::Sgd
-            && self.optim.weight_decay == 0.0
-            && self.max_grad_norm.is_none();
+        let fused = !keep_grads && backend::fuses_sgd(&self.optim, self.max_grad_norm);
         let loss = self.forward_backward(x, y, &mut w, fused.then_some(lr));
         if let Some(max) = self.max_grad_norm {
             let c = optim::clip_coefficient(&self.grads, max);
@@ -503,7 +501,8 @@ impl Backend for CpuBackend {
         Ok(self.state.clone())
     }
     fn set_optimizer_state(&mut self, s: &OptimState) -> Result<()> {
-        check_state(&self.optim, self.layout.len, s)?;
+        s.check(&self.optim, self.layout.len)?;
+        optim::check_steps(s.step, 0)?;
         self.state = s.clone();
         Ok(())
     }
@@ -513,26 +512,17 @@ impl Backend for CpuBackend {
         Ok(want_loss.then_some(loss))
     }
     fn set_data(&mut self, x: ArrayView2<f32>, y: ArrayView2<f32>) -> Result<()> {
-        check_batch(&self.spec, x.dim(), Some(y.dim()))?;
+        self.spec.check_batch(x.dim(), Some(y.dim()))?;
         self.data = Some((x.to_owned(), y.to_owned()));
         self.batch_buf.clear();
         Ok(())
     }
     fn run_steps(&mut self, rows: &[usize], batch: usize, lr: f32) -> Result<()> {
-        let (x, y) =
-            self.data.take().ok_or_else(|| crate::error::Error::Invalid("run_steps needs set_data first".into()))?;
+        let (x, y) = self.data.take().ok_or_else(backend::no_data)?;
         let result = (|| {
-            if let Some(&bad) = rows.iter().find(|&&r| r >= x.nrows()) {
-                return Err(crate::error::Error::shape("row index", format!("< {}", x.nrows()), bad));
-            }
-            if rows.len() > x.nrows() {
-                return Err(crate::error::Error::shape(
-                    "rows in one call",
-                    format!("at most {}", x.nrows()),
-                    rows.len(),
-                ));
-            }
-            for chunk in rows.chunks(batch.max(1)) {
+            let batches = Batches::new(rows, batch, x.nrows())?;
+            optim::check_steps(self.state.step, batches.len())?;
+            for (_, chunk) in batches.iter() {
                 // The batch is gathered into buffers kept per batch size: no allocation per step.
                 let b = chunk.len();
                 let (mut xb, mut yb) =
@@ -551,7 +541,7 @@ impl Backend for CpuBackend {
         result
     }
     fn set_grad_clip(&mut self, max_norm: Option<f32>) -> Result<()> {
-        crate::backend::check_clip(max_norm)?;
+        backend::check_clip(max_norm)?;
         self.max_grad_norm = max_norm;
         Ok(())
     }
@@ -573,7 +563,7 @@ impl Backend for CpuBackend {
         Ok(trace)
     }
     fn predict(&mut self, x: ArrayView2<f32>) -> Result<Array2<f32>> {
-        check_batch(&self.spec, x.dim(), None)?;
+        self.spec.check_batch(x.dim(), None)?;
         let b = x.nrows();
         let mut w = self.workspace(b);
         self.forward(x, &mut w);

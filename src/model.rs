@@ -6,12 +6,17 @@
 use std::fmt;
 use std::str::FromStr;
 
-use ndarray::{Array1, Array2};
+use ndarray::{Array1, Array2, LinalgScalar, ScalarOperand};
+use num_traits::{Float, FromPrimitive};
 use rand::SeedableRng;
 use rand::distr::{Distribution, Uniform};
 use rand_chacha::ChaCha8Rng;
 
 use crate::error::{Error, Result};
+
+/// The float types the reference and the optimizers run in (f32 and f64).
+pub trait Real: Float + FromPrimitive + LinalgScalar + ScalarOperand + fmt::Debug + Send + Sync + 'static {}
+impl<T: Float + FromPrimitive + LinalgScalar + ScalarOperand + fmt::Debug + Send + Sync + 'static> Real for T {}
 
 /// An elementwise activation function.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -247,6 +252,26 @@ impl MlpSpec {
             layers.push(LayerOffsets { w, b, inputs: i, outputs: o });
         }
         ParamLayout { layers, len: offset }
+    }
+
+    /// Checks that a batch `x` (B, I_0) and targets `y` (B, O_L) fit this network: at least one row, the
+    /// input width, and as many target rows as input rows of the output width.
+    pub fn check_batch(&self, x: (usize, usize), y: Option<(usize, usize)>) -> Result<()> {
+        if x.0 == 0 {
+            return Err(Error::shape("batch", "at least 1 row", "0 rows"));
+        }
+        if x.1 != self.input_width() {
+            return Err(Error::shape("input columns", self.input_width(), x.1));
+        }
+        if let Some((rows, cols)) = y {
+            if rows != x.0 {
+                return Err(Error::shape("target rows", x.0, rows));
+            }
+            if cols != self.output_width() {
+                return Err(Error::shape("target columns", self.output_width(), cols));
+            }
+        }
+        Ok(())
     }
 
     /// FLOP of one training step at batch `b`: 6·B·Σ I·O (forward, input and weight gradient products).

@@ -3,8 +3,8 @@
 
 use std::str::FromStr;
 
-use crate::cpu::Real;
 use crate::error::{Error, Result};
+use crate::model::Real;
 
 /// Which update rule.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -132,6 +132,35 @@ impl OptimState {
             v: if k >= 2 { vec![0.0; n] } else { Vec::new() },
             step: 0,
         }
+    }
+
+    /// Checks that this state fits `cfg` over `n` parameters: a vector for each one the rule keeps, none
+    /// for the others. (A backend also checks the step count against [`MAX_STEPS`] when it takes the state.)
+    pub fn check(&self, cfg: &OptimConfig, n: usize) -> Result<()> {
+        let k = cfg.state_vectors();
+        let fits = |len: usize, used: bool| if used { len == n } else { len == 0 };
+        if !fits(self.m.len(), k >= 1) || !fits(self.v.len(), k >= 2) {
+            return Err(Error::shape(
+                format!("{} optimizer state", cfg.kind.name()),
+                format!("{k} vector(s) of {n}"),
+                format!("m of {}, v of {}", self.m.len(), self.v.len()),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// The most optimizer steps a run can take, on either backend: the GPU counts them in 32 bits.
+pub const MAX_STEPS: u64 = u32::MAX as u64;
+
+/// Checks that `more` steps after `taken` stay within [`MAX_STEPS`].
+pub fn check_steps(taken: u64, more: usize) -> Result<()> {
+    match taken.checked_add(more as u64) {
+        Some(t) if t <= MAX_STEPS => Ok(()),
+        _ => Err(Error::Invalid(format!(
+            "the step count would pass {MAX_STEPS} (it is {taken}, with {more} more steps asked for): \
+             start a new run from the checkpoint's weights with --init instead of --resume"
+        ))),
     }
 }
 

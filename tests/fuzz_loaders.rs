@@ -1205,7 +1205,7 @@ fn check_checkpoint_file(path: &Path, spec: &MlpSpec, stats: &Stats) -> TestCase
             }
             if let Some(t) = &ck.training {
                 let n = m.spec.param_layout().len;
-                if let Err(e) = backprop::backend::check_state(&t.optimizer, n, &t.state) {
+                if let Err(e) = t.state.check(&t.optimizer, n) {
                     return Err(TestCaseError::fail(format!("checkpoint::load: optimizer state: {e}")));
                 }
                 if let Err(e) = t.optimizer.validate() {

@@ -211,3 +211,55 @@ fn resident_data_with_fused_sgd_matches_the_cpu_backend() {
     let (gl, cl) = (g.take_loss_sum().unwrap(), c.take_loss_sum().unwrap());
     assert_close("loss summed over the fused steps", &[gl as f32], &[cl], 1e-5, 1e-4);
 }
+
+/// The checks of `run_steps` are shared: a batch of 0 rows is an error on both backends (it used to train
+/// one-row batches on the CPU and do nothing on the GPU), as are rows past the data and too many rows.
+#[test]
+fn run_steps_refuses_the_same_arguments_on_both_backends() {
+    let spec = MlpSpec::uniform(vec![3, 4, 2], Activation::Tanh, Loss::Mse).unwrap();
+    let init = Params::init(&spec, 1);
+    let x = Array2::<f32>::zeros((5, 3));
+    let y = Array2::<f32>::zeros((5, 2));
+    let mut g = GpuMlp::new(gpu(), spec.clone(), &init).unwrap();
+    let mut c = CpuBackend::new(spec, init.clone()).unwrap();
+    for b in [&mut g as &mut dyn Backend, &mut c] {
+        let e = b.run_steps(&[0, 1], 1, 0.1).unwrap_err().to_string();
+        assert!(e.contains("set_data"), "{}: {e}", b.name());
+        b.set_data(x.view(), y.view()).unwrap();
+        let e = b.run_steps(&[0, 1, 2], 0, 0.1).unwrap_err().to_string();
+        assert!(e.contains("batch size must be at least 1"), "{}: {e}", b.name());
+        assert!(b.run_steps(&[5], 2, 0.1).is_err(), "{}: a row past the data", b.name());
+        assert!(b.run_steps(&[0; 6], 2, 0.1).is_err(), "{}: more rows than the data has", b.name());
+        b.run_steps(&[], 2, 0.1).unwrap();
+        assert_eq!(b.optimizer_state().unwrap().step, 0, "{}: nothing ran", b.name());
+        assert_eq!(b.params().unwrap(), init, "{}: nothing ran", b.name());
+    }
+}
+
+/// The step counter stops at the same place on both backends: `optim::MAX_STEPS` (the GPU counts in 32
+/// bits). A state at the limit is taken; a step past it, or a state beyond it, is an error that names it.
+#[test]
+fn the_step_counter_has_the_same_limit_on_both_backends() {
+    use backprop::optim::{MAX_STEPS, OptimState};
+    let spec = MlpSpec::uniform(vec![3, 2], Activation::Sigmoid, Loss::Mse).unwrap();
+    let init = Params::init(&spec, 2);
+    let (x, y) = (Array2::<f32>::zeros((2, 3)), Array2::<f32>::zeros((2, 2)));
+    let mut g = GpuMlp::new(gpu(), spec.clone(), &init).unwrap();
+    let mut c = CpuBackend::new(spec, init).unwrap();
+    for b in [&mut g as &mut dyn Backend, &mut c] {
+        let name = b.name();
+        let beyond = OptimState { m: vec![], v: vec![], step: MAX_STEPS + 1 };
+        let e = b.set_optimizer_state(&beyond).unwrap_err().to_string();
+        assert!(e.contains(&MAX_STEPS.to_string()), "{name}: {e}");
+        b.set_optimizer_state(&OptimState { m: vec![], v: vec![], step: MAX_STEPS - 1 }).unwrap();
+        b.step(x.view(), y.view(), 0.1, false).unwrap();
+        assert_eq!(b.optimizer_state().unwrap().step, MAX_STEPS, "{name}");
+        let before = b.params().unwrap();
+        let e = b.step(x.view(), y.view(), 0.1, false).unwrap_err().to_string();
+        assert!(e.contains(&MAX_STEPS.to_string()), "{name}: {e}");
+        b.set_data(x.view(), y.view()).unwrap();
+        assert!(b.run_steps(&[0, 1], 1, 0.1).is_err(), "{name}: run_steps past the limit");
+        assert_eq!(b.params().unwrap(), before, "{name}: nothing ran past the limit");
+        assert_eq!(b.optimizer_state().unwrap().step, MAX_STEPS, "{name}");
+    }
+}

@@ -21,14 +21,14 @@ use std::sync::Arc;
 
 use ndarray::{Array2, ArrayView2};
 
-use crate::backend::{Backend, check_state};
-use crate::cpu::{Trace, check_batch};
+use crate::backend::{self, Backend, Batches};
+use crate::cpu::Trace;
 use crate::error::{Error, Result};
 use crate::gpu::buffer;
 use crate::gpu::context::GpuContext;
 use crate::gpu::ops::{self, Dispatch, OptimParams};
 use crate::model::{MlpSpec, ParamLayout, Params};
-use crate::optim::{OptimConfig, OptimState, OptimizerKind, StepScalars};
+use crate::optim::{self, OptimConfig, OptimState, StepScalars};
 
 /// An MLP whose training runs entirely in WGSL kernels.
 pub struct GpuMlp {
@@ -132,7 +132,7 @@ impl GpuMlp {
     }
 
     fn upload(&mut self, x: ArrayView2<f32>, y: Option<ArrayView2<f32>>) -> Result<()> {
-        check_batch(&self.spec, x.dim(), y.map(|y| y.dim()))?;
+        self.spec.check_batch(x.dim(), y.map(|y| y.dim()))?;
         let batch = x.nrows();
         self.ensure_plan(batch)?;
         let plan = self.plan(batch)?;
@@ -147,6 +147,7 @@ impl GpuMlp {
     /// One training step in one submit: forward, loss, backward, optimizer update. `keep_grads` asks for
     /// the gradients to be written (a trace reads them) where plain SGD would otherwise be fused.
     fn encode_step(&mut self, batch: usize, lr: f32, want_loss: bool, keep_grads: bool) -> Result<Option<f32>> {
+        optim::check_steps(self.step, 1)?;
         self.set_lr(lr)?;
         self.step += 1;
         let ctx = &*self.ctx;
@@ -206,16 +207,12 @@ impl GpuMlp {
         Ok(())
     }
 
-    /// Plain SGD with neither weight decay nor clipping: the update can be fused into the backward pass.
-    fn sgd_fusable(&self) -> bool {
-        self.optim.kind == OptimizerKind::Sgd && self.optim.weight_decay == 0.0 && self.max_grad_norm.is_none()
-    }
-
     /// Every dispatch of one training step on a plan's batch: forward, loss, backward, optimizer. With plain
     /// SGD (and the gradients not asked for) the backward pass updates the parameters itself, and of the
     /// optimizer only `optim_prepare` runs (the step count and the divergence check).
     fn step_dispatches<'a>(&'a self, plan: &'a BatchPlan, keep_grads: bool) -> impl Iterator<Item = &'a Dispatch> {
-        let fused = plan.backward_sgd.as_ref().filter(|_| !keep_grads && self.sgd_fusable());
+        let fused =
+            plan.backward_sgd.as_ref().filter(|_| !keep_grads && backend::fuses_sgd(&self.optim, self.max_grad_norm));
         let (backward, update) = match fused {
             Some(list) => (list.iter(), self.update[..1].iter()),
             None => (plan.backward.iter(), self.update.iter()),
@@ -233,7 +230,7 @@ impl GpuMlp {
 
     /// Uploads a training set once; `run_steps` then trains on rows of it with no per-step upload.
     pub fn set_data(&mut self, x: ArrayView2<f32>, y: ArrayView2<f32>) -> Result<()> {
-        check_batch(&self.spec, x.dim(), Some(y.dim()))?;
+        self.spec.check_batch(x.dim(), Some(y.dim()))?;
         let ctx = &*self.ctx;
         self.data = Some(ResidentData {
             x: buffer::storage_init(ctx, "training inputs", &contiguous(x))?,
@@ -248,23 +245,14 @@ impl GpuMlp {
     /// Trains on the resident data: `rows` in batches of `batch` (the last may be smaller), all in one submit
     /// with no read-back. The losses accumulate on the GPU (`take_loss_sum`).
     pub fn run_steps(&mut self, rows: &[usize], batch: usize, lr: f32) -> Result<()> {
-        let n = self
-            .data
-            .as_ref()
-            .map(|d| d.rows)
-            .ok_or_else(|| Error::Invalid("run_steps needs set_data first".into()))?;
-        if batch == 0 || rows.is_empty() {
+        let n = self.data.as_ref().map(|d| d.rows).ok_or_else(backend::no_data)?;
+        let batches = Batches::new(rows, batch, n)?;
+        optim::check_steps(self.step, batches.len())?;
+        if batches.is_empty() {
             return Ok(());
         }
-        if let Some(&bad) = rows.iter().find(|&&r| r >= n) {
-            return Err(Error::shape("row index", format!("< {n}"), bad));
-        }
-        if rows.len() > n {
-            return Err(Error::shape("rows in one call", format!("at most {n}"), rows.len()));
-        }
         self.set_lr(lr)?;
-        let chunks: Vec<(usize, usize)> =
-            (0..rows.len()).step_by(batch).map(|o| (o, batch.min(rows.len() - o))).collect();
+        let chunks: Vec<(usize, usize)> = batches.iter().map(|(off, rows)| (off, rows.len())).collect();
         for &(off, b) in &chunks {
             self.ensure_plan(b)?;
             let missing = self.data.as_ref().is_some_and(|d| !d.gathers.contains_key(&(b, off)));
@@ -359,7 +347,8 @@ impl Backend for GpuMlp {
     }
 
     fn set_optimizer_state(&mut self, s: &OptimState) -> Result<()> {
-        check_state(&self.optim, self.layout.len, s)?;
+        s.check(&self.optim, self.layout.len)?;
+        optim::check_steps(s.step, 0)?;
         if !s.m.is_empty() {
             self.ctx.queue.write_buffer(&self.state_m, 0, bytemuck::cast_slice(&s.m));
         }
@@ -390,7 +379,7 @@ impl Backend for GpuMlp {
     }
 
     fn set_grad_clip(&mut self, max_norm: Option<f32>) -> Result<()> {
-        crate::backend::check_clip(max_norm)?;
+        backend::check_clip(max_norm)?;
         self.max_grad_norm = max_norm;
         self.rebuild_update()
     }

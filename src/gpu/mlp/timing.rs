@@ -41,6 +41,7 @@ impl GpuMlp {
         let upload_ms = ms(start);
 
         let t1 = Instant::now();
+        crate::optim::check_steps(self.step, 1)?;
         self.set_lr(lr)?;
         self.step += 1;
         if self.timer.is_none() && self.ctx.has_timestamps() {
