@@ -1,4 +1,6 @@
-//! The `Backend` trait that the CPU and the GPU implementations share, and the CPU implementation.
+//! The `Backend` trait that the CPU (`cpu_fast::CpuBackend`) and the GPU (`gpu::GpuMlp`) implement, and the
+//! rules both follow: the checks of a `run_steps` call, of a gradient-clip value, and when plain SGD runs
+//! inside the backward pass.
 
 use ndarray::{Array2, ArrayView2};
 
@@ -51,8 +53,6 @@ pub trait Backend {
     /// The network's output for X (B, I_0) (softmax probabilities for cross-entropy networks).
     fn predict(&mut self, x: ArrayView2<f32>) -> Result<Array2<f32>>;
 }
-
-pub use crate::cpu_fast::CpuBackend;
 
 /// Checks a `--max-grad-norm` value (`set_grad_clip` on either backend).
 pub fn check_clip(max_norm: Option<f32>) -> Result<()> {
@@ -111,41 +111,4 @@ impl<'a> Batches<'a> {
 /// The error of `run_steps` before `set_data`.
 pub fn no_data() -> Error {
     Error::Invalid("run_steps needs set_data first".into())
-}
-
-/// Where the user asked to run: `auto`, `cpu`, `gpu` (any adapter), or a GPU through one graphics API.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum BackendChoice {
-    Auto,
-    Cpu,
-    Gpu,
-    /// A GPU through one API (`vulkan`, `metal`, `dx12`, `gl`).
-    Api(wgpu::Backends),
-}
-
-impl std::str::FromStr for BackendChoice {
-    type Err = crate::error::Error;
-    fn from_str(s: &str) -> Result<Self> {
-        match s.to_ascii_lowercase().as_str() {
-            "auto" => Ok(Self::Auto),
-            "cpu" => Ok(Self::Cpu),
-            "gpu" => Ok(Self::Gpu),
-            other => crate::gpu::context::parse_api(other).map(Self::Api).ok_or_else(|| {
-                Error::Invalid(format!("unknown backend '{s}' (expected auto, cpu, gpu, vulkan, metal, dx12 or gl)"))
-            }),
-        }
-    }
-}
-
-impl BackendChoice {
-    /// The adapter request for this choice, or `None` for the CPU.
-    pub fn adapter_request(self, name: Option<String>) -> Option<crate::gpu::AdapterRequest> {
-        match self {
-            Self::Cpu => None,
-            Self::Auto | Self::Gpu => {
-                Some(crate::gpu::AdapterRequest { backends: None, name, max_storage_binding: None })
-            }
-            Self::Api(b) => Some(crate::gpu::AdapterRequest { backends: Some(b), name, max_storage_binding: None }),
-        }
-    }
 }

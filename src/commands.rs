@@ -3,9 +3,10 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use backprop::backend::{BackendChoice, CpuBackend};
+use backprop::CpuBackend;
 use backprop::checkpoint::{self, Checkpoint, Model, TrainingState};
 use backprop::data::{self, Dataset, Normalization, Normalizer, TargetSpec, Task};
+use backprop::device::BackendChoice;
 use backprop::gpu::{self, GpuContext, GpuMlp};
 use backprop::model::{Activation, Loss, MlpSpec, Output, Params};
 use backprop::optim::{OptimConfig, OptimizerKind, Schedule};

@@ -6,7 +6,7 @@ mod progress;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use backprop::backend::BackendChoice;
+use backprop::device::BackendChoice;
 use backprop::{Error, Result};
 use clap::{Args, Parser, Subcommand};
 
