@@ -3,8 +3,6 @@
 //! rows, or one row of a weight matrix, larger than a binding) is a typed error naming the limit and the
 //! sizes, raised before anything runs. Tested on the real adapter with the limit lowered artificially.
 
-mod common;
-
 use std::sync::Arc;
 
 use backprop::gpu::{AdapterRequest, GpuContext, ops};
@@ -13,7 +11,7 @@ use backprop::optim::{self, OptimConfig, OptimizerKind, StepScalars};
 use backprop::{Activation, Backend, CpuBackend, Error, GpuMlp, Loss, MlpSpec, Params, cpu};
 use ndarray::Array2;
 
-use common::{assert_close, f32_exact, random, rng};
+use crate::common::{assert_close, f32_exact, random, rng};
 
 /// The binding limit the splitting tests run under: 4 KiB, 1024 values.
 const CAP: u64 = 4 << 10;

@@ -3,8 +3,6 @@
 //! 150 more on a device whose storage bindings are capped at 128 values, so that batches, weight matrices
 //! and the optimizer update are split into pieces in every way.
 
-mod common;
-
 use backprop::cpu;
 use backprop::optim::{self, OptimConfig, OptimizerKind, StepScalars};
 use std::sync::Arc;
@@ -14,7 +12,7 @@ use backprop::{Activation, Backend, GpuMlp, Loss, MlpSpec, Params};
 use ndarray::Array2;
 use rand::RngExt;
 
-use common::{assert_close, f32_exact, gpu, random, rng};
+use crate::common::{assert_close, f32_exact, gpu, random, rng};
 
 const CASES: usize = 500;
 

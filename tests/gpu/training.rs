@@ -1,14 +1,12 @@
 //! Whole training runs: the GPU model against the CPU reference from the same initial weights.
 
-mod common;
-
 use backprop::cpu;
 use backprop::model::Output;
 use backprop::optim::{self, OptimConfig, OptimizerKind, StepScalars};
 use backprop::{Activation, Backend, CpuBackend, GpuMlp, Loss, MlpSpec, Params};
 use ndarray::Array2;
 
-use common::{assert_close, f32_exact, gpu, random, rng};
+use crate::common::{assert_close, f32_exact, gpu, random, rng};
 
 fn flat_f64(p: &Params<f32>) -> Vec<f64> {
     p.to_flat().iter().map(|&v| v as f64).collect()

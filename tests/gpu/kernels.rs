@@ -1,8 +1,6 @@
 //! Each GPU kernel against its CPU twin on awkward shapes (1, primes, non-multiples of every tile and
 //! workgroup size), with every output buffer pre-filled with NaN so a missed element cannot pass.
 
-mod common;
-
 use backprop::cpu;
 use backprop::gpu::ops::{self, Epilogue, Strided, Tile};
 use backprop::gpu::{GpuContext, buffer};
@@ -10,7 +8,7 @@ use backprop::model::{Activation, Params};
 use backprop::optim::{self, OptimConfig, OptimizerKind, StepScalars};
 use ndarray::{Array1, Array2};
 
-use common::{assert_close, f32_exact, gpu, random, rng, to_f32};
+use crate::common::{assert_close, f32_exact, gpu, random, rng, to_f32};
 
 const ATOL: f64 = 1e-5;
 const RTOL: f64 = 1e-4;
