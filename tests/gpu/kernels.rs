@@ -8,7 +8,7 @@ use backprop::model::{Activation, Params};
 use backprop::optim::{self, OptimConfig, OptimizerKind, StepScalars};
 use ndarray::{Array1, Array2};
 
-use crate::common::{assert_close, f32_exact, gpu, random, rng, to_f32};
+use crate::common::{assert_close, f32_exact, flat, gpu, random, rng, to_f32};
 
 const ATOL: f64 = 1e-5;
 const RTOL: f64 = 1e-4;
@@ -29,10 +29,6 @@ fn nan_buffer(ctx: &GpuContext, len: usize) -> wgpu::Buffer {
 
 fn read(ctx: &GpuContext, b: &wgpu::Buffer, off: usize, len: usize) -> Vec<f32> {
     buffer::read(ctx, b, off, len).unwrap()
-}
-
-fn flat(a: &Array2<f64>) -> Vec<f64> {
-    a.iter().copied().collect()
 }
 
 #[test]

@@ -8,7 +8,7 @@ use backprop::optim::{self, OptimConfig, OptimState, OptimizerKind, StepScalars}
 use backprop::{Activation, Backend, CpuBackend, GpuMlp, Loss, MlpSpec, Params};
 use ndarray::Array2;
 
-use crate::common::{assert_close, gpu, random, rng};
+use crate::common::{assert_close, bits, gpu, random, rng, to_f64};
 
 const ADAM: OptimizerKind = OptimizerKind::Adam { beta1: 0.9, beta2: 0.999, eps: 1e-8 };
 const MOMENTUM: OptimizerKind = OptimizerKind::Momentum { momentum: 0.9 };
@@ -283,10 +283,6 @@ fn batch7(spec: &MlpSpec, seed: u64) -> (Array2<f32>, Array2<f32>) {
     (x, y)
 }
 
-fn f64s(v: &[f32]) -> Vec<f64> {
-    v.iter().map(|&x| x as f64).collect()
-}
-
 #[test]
 fn cpu_and_gpu_backends_agree_for_adam_and_momentum() {
     let cases = [
@@ -311,7 +307,7 @@ fn cpu_and_gpu_backends_agree_for_adam_and_momentum() {
             assert_close(&format!("{name}: loss at step {step}"), &[lg], &[lc as f64], ATOL, RTOL);
         }
         let (pc, pg) = (cpu.params().unwrap(), gpu_b.params().unwrap());
-        assert_close(&format!("{name}: parameters"), &pg.to_flat(), &f64s(&pc.to_flat()), ATOL, RTOL);
+        assert_close(&format!("{name}: parameters"), &pg.to_flat(), &to_f64(&pc.to_flat()), ATOL, RTOL);
         // The parameters really moved.
         let moved = pc.to_flat().iter().zip(init.to_flat()).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
         assert!(moved > 1e-3, "{name}: the parameters barely moved ({moved})");
@@ -321,10 +317,10 @@ fn cpu_and_gpu_backends_agree_for_adam_and_momentum() {
         let n = spec.param_layout().len;
         assert_eq!(sc.m.len(), n);
         assert_eq!(sg.m.len(), n);
-        assert_close(&format!("{name}: m"), &sg.m, &f64s(&sc.m), ATOL, RTOL);
+        assert_close(&format!("{name}: m"), &sg.m, &to_f64(&sc.m), ATOL, RTOL);
         if cfg.state_vectors() == 2 {
             assert_eq!(sg.v.len(), n);
-            assert_close(&format!("{name}: v"), &sg.v, &f64s(&sc.v), 1e-9, 1e-3);
+            assert_close(&format!("{name}: v"), &sg.v, &to_f64(&sc.v), 1e-9, 1e-3);
         } else {
             assert!(sc.v.is_empty() && sg.v.is_empty(), "{name}: momentum keeps no v");
         }
@@ -373,10 +369,6 @@ fn straight_and_resumed<B: Backend>(
     ]
 }
 
-fn bits(v: &[f32]) -> Vec<u32> {
-    v.iter().map(|x| x.to_bits()).collect()
-}
-
 #[test]
 fn resuming_from_the_optimizer_state_is_exact_on_the_cpu() {
     let spec = spec_5_11_3(Loss::CrossEntropy);
@@ -410,12 +402,12 @@ fn resuming_from_the_optimizer_state_on_the_gpu_matches_an_uninterrupted_run() {
         assert_close(
             &format!("{name}: resumed parameters"),
             &resumed.0.to_flat(),
-            &f64s(&straight.0.to_flat()),
+            &to_f64(&straight.0.to_flat()),
             1e-6,
             1e-5,
         );
-        assert_close(&format!("{name}: resumed m"), &resumed.1.m, &f64s(&straight.1.m), 1e-7, 1e-5);
-        assert_close(&format!("{name}: resumed v"), &resumed.1.v, &f64s(&straight.1.v), 1e-10, 1e-5);
+        assert_close(&format!("{name}: resumed m"), &resumed.1.m, &to_f64(&straight.1.m), 1e-7, 1e-5);
+        assert_close(&format!("{name}: resumed v"), &resumed.1.v, &to_f64(&straight.1.v), 1e-10, 1e-5);
         assert_eq!(resumed.1.step, 10);
         let differs = fresh.0.to_flat().iter().zip(straight.0.to_flat()).any(|(a, b)| (a - b).abs() > 1e-4);
         assert!(differs, "{name}: a reset optimizer should differ");

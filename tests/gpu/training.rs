@@ -2,15 +2,11 @@
 
 use backprop::cpu;
 use backprop::model::Output;
-use backprop::optim::{self, OptimConfig, OptimizerKind, StepScalars};
+use backprop::optim::{OptimConfig, OptimizerKind};
 use backprop::{Activation, Backend, CpuBackend, GpuMlp, Loss, MlpSpec, Params};
 use ndarray::Array2;
 
-use crate::common::{assert_close, f32_exact, gpu, random, rng};
-
-fn flat_f64(p: &Params<f32>) -> Vec<f64> {
-    p.to_flat().iter().map(|&v| v as f64).collect()
-}
+use crate::common::{Reference, assert_close, f32_exact, gpu, random, rng, to_f64};
 
 /// `steps` SGD steps on GPU and on the f64 reference from the same start; losses and parameters agree.
 fn train_and_compare(sizes: &[usize], acts: &[Activation], batch: usize, steps: usize, lr: f64, seed: u64) {
@@ -27,8 +23,8 @@ fn targets(spec: &MlpSpec, r: &mut rand_chacha::ChaCha8Rng, batch: usize) -> Arr
     }
 }
 
-/// `steps` optimizer steps on the GPU and on the f64 reference (`cpu::forward_backward` + `optim::update`)
-/// from the same start, on the same batch: every loss and the final parameters and state agree.
+/// `steps` optimizer steps on the GPU and on the f64 reference from the same start, on the same batch:
+/// every loss, the final parameters, both optimizer state vectors and the loss summed on the GPU agree.
 fn compare_runs(spec: &MlpSpec, cfg: OptimConfig, batch: usize, steps: usize, lr: f64, seed: u64) {
     let sizes = spec.sizes().to_vec();
     let init = Params::init(spec, seed);
@@ -36,28 +32,26 @@ fn compare_runs(spec: &MlpSpec, cfg: OptimConfig, batch: usize, steps: usize, lr
     let x = f32_exact(&random(&mut r, batch, sizes[0], 1.0));
     let y = targets(spec, &mut r, batch);
     let (x32, y32) = (x.mapv(|v| v as f32), y.mapv(|v| v as f32));
-
-    let mut flat = init.to_f64().to_flat();
-    let n = flat.len();
-    let (mut m, mut v) = (vec![0.0; n], vec![0.0; n]);
+    let mut reference = Reference::new(spec, &init, cfg, None);
     let mut model = GpuMlp::new(gpu(), spec.clone(), &init).unwrap();
     model.set_optimizer(cfg).unwrap();
     let mut loss_sum = 0.0;
     for step in 0..steps {
-        let p = Params::from_flat(spec, &flat).unwrap();
-        let t = cpu::forward_backward(spec, &p, x.view(), y.view()).unwrap();
+        let t = reference.step(x.view(), y.view(), lr);
         loss_sum += t.loss * batch as f64;
-        optim::update(&cfg, &mut flat, &t.grads.to_flat(), &mut m, &mut v, StepScalars::new(&cfg, lr, step as u64 + 1));
         let got = model.step(x32.view(), y32.view(), lr as f32, true).unwrap().expect("asked for the loss");
         assert_close(&format!("{sizes:?} {} loss at step {step}", cfg.kind.name()), &[got], &[t.loss], 1e-6, 1e-4);
     }
     let name = format!("{sizes:?} {} {}", spec.loss().name(), cfg.kind.name());
     let params = model.params().unwrap();
-    assert_close(&format!("{name}: parameters after {steps} steps"), &params.to_flat(), &flat, 1e-5, 1e-3);
+    assert_close(&format!("{name}: parameters after {steps} steps"), &params.to_flat(), &reference.flat, 1e-5, 1e-3);
     let state = model.optimizer_state().unwrap();
     assert_eq!(state.step, steps as u64);
     if cfg.state_vectors() >= 1 {
-        assert_close(&format!("{name}: first state vector"), &state.m, &m, 1e-6, 1e-3);
+        assert_close(&format!("{name}: first state vector"), &state.m, &reference.m, 1e-6, 1e-3);
+    }
+    if cfg.state_vectors() >= 2 {
+        assert_close(&format!("{name}: second state vector"), &state.v, &reference.v, 1e-9, 1e-3);
     }
     // The loss summed on the GPU over the run is the sum of the per-step losses times the batch.
     let got_sum = model.take_loss_sum().unwrap();
@@ -115,7 +109,7 @@ fn loss_is_only_read_when_asked_and_steps_without_it_still_train() {
         c.step(x.view(), y.view(), 0.2, false).unwrap();
     }
     let (gp, cp) = (g.params().unwrap(), c.params().unwrap());
-    assert_close("params after 20 silent steps", &gp.to_flat(), &flat_f64(&cp), 1e-5, 1e-4);
+    assert_close("params after 20 silent steps", &gp.to_flat(), &to_f64(&cp.to_flat()), 1e-5, 1e-4);
     // Predictions agree too, at a batch size the model has not seen yet.
     let x2 = random(&mut r, 3, 4, 1.0).mapv(|v| v as f32);
     let (pg, pc) = (g.predict(x2.view()).unwrap(), c.predict(x2.view()).unwrap());
@@ -177,7 +171,7 @@ fn resident_data_and_many_steps_per_submit_match_the_cpu_backend() {
         }
     }
     let (gp, cp) = (g.params().unwrap(), c.params().unwrap());
-    assert_close("params after 14 resident steps", &gp.to_flat(), &flat_f64(&cp), 1e-5, 1e-4);
+    assert_close("params after 14 resident steps", &gp.to_flat(), &to_f64(&cp.to_flat()), 1e-5, 1e-4);
     assert_eq!(g.optimizer_state().unwrap().step, 14);
     let (gl, cl) = (g.take_loss_sum().unwrap(), c.take_loss_sum().unwrap());
     assert_close("loss summed over the steps", &[gl as f32], &[cl], 1e-5, 1e-4);
@@ -204,7 +198,7 @@ fn resident_data_with_fused_sgd_matches_the_cpu_backend() {
         }
     }
     let (gp, cp) = (g.params().unwrap(), c.params().unwrap());
-    assert_close("params after 16 fused SGD steps", &gp.to_flat(), &flat_f64(&cp), 1e-5, 1e-4);
+    assert_close("params after 16 fused SGD steps", &gp.to_flat(), &to_f64(&cp.to_flat()), 1e-5, 1e-4);
     assert_eq!(g.optimizer_state().unwrap().step, 16);
     let (gl, cl) = (g.take_loss_sum().unwrap(), c.take_loss_sum().unwrap());
     assert_close("loss summed over the fused steps", &[gl as f32], &[cl], 1e-5, 1e-4);
