@@ -1,5 +1,5 @@
 //! Single GPU kernels on the adapter wgpu picks: the matrix product in every tiling and all three
-//! orientations of a layer, the activation backward pass, and the Adam update. Each iteration submits one
+//! orientations of a layer, the output layer's δ, the bias gradient and the Adam update. Each iteration submits one
 //! dispatch and waits for it, so launch and wait are in the timed region (as they are in a step).
 //!
 //! `cargo bench --bench kernels`; BACKPROP_BENCH_SIZE=1024 (default 256) sets B = I = O.
@@ -46,8 +46,10 @@ fn kernels(c: &mut Criterion) {
         }
     }
     group.throughput(Throughput::Elements((n * n) as u64));
-    let d = ops::activation_backward(&ctx, Activation::Sigmoid, n * n, &a, &z, &out).expect("dispatch");
-    group.bench_function("activation_backward", |b| b.iter(|| ops::run(&ctx, &[&d]).expect("run")));
+    // δ_L = 2 (A − Y) / (B·O) ⊙ f'(Z) over an (n, n) output.
+    let whole = ops::Piece::whole(n);
+    let d = ops::mse_delta(&ctx, (n, n), whole, Activation::Sigmoid, &a, &z, &out).expect("dispatch");
+    group.bench_function("loss_grad", |b| b.iter(|| ops::run(&ctx, &[&d]).expect("run")));
     // db = Σ_b δ_b over an (n, n) δ.
     let d = ops::bias_grad(&ctx, (n, n), &a, (&out, 0)).expect("dispatch");
     group.bench_function("bias_grad", |b| b.iter(|| ops::run(&ctx, &[&d]).expect("run")));

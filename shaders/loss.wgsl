@@ -24,7 +24,7 @@ struct LossParams {
 @group(0) @binding(2) var<storage, read> expected: array<f32>;  // Y
 @group(0) @binding(3) var<storage, read_write> out: array<f32>;
 
-@compute @workgroup_size(256, 1, 1)
+@compute @workgroup_size(WG)
 fn loss_grad(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
     let i = flat_index(gid, groups);
     if (i < p.n) {
@@ -33,16 +33,9 @@ fn loss_grad(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgro
     }
 }
 
-var<workgroup> partial: array<f32, 256>;
-
-// Sums partial[] over the workgroup in a fixed tree order and stores the mean (sum · scale).
+// Sums the invocations' values over the workgroup (`workgroup_sum`) and stores the mean (sum · scale).
 fn finish_loss(t: u32, s: f32) {
-    partial[t] = s;
-    workgroupBarrier();
-    for (var stride = WG / 2u; stride > 0u; stride /= 2u) {
-        if (t < stride) { partial[t] += partial[t + stride]; }
-        workgroupBarrier();
-    }
+    workgroup_sum(t, s, 1u);
     if (t == 0u) {
         let loss = partial[0] * p.scale;
         if (p.accumulate != 0u) { out[p.out_off] += loss; } else { out[p.out_off] = loss; }
@@ -51,7 +44,7 @@ fn finish_loss(t: u32, s: f32) {
 }
 
 // scale = 1 / (B·O)
-@compute @workgroup_size(256, 1, 1)
+@compute @workgroup_size(WG)
 fn mse_loss(@builtin(local_invocation_index) t: u32) {
     var s = 0.0;
     for (var i = t; i < p.n; i += WG) {
@@ -62,7 +55,7 @@ fn mse_loss(@builtin(local_invocation_index) t: u32) {
 }
 
 // scale = 1 / B; one thread per row, rows strided over the workgroup.
-@compute @workgroup_size(256, 1, 1)
+@compute @workgroup_size(WG)
 fn xent_loss(@builtin(local_invocation_index) t: u32) {
     var s = 0.0;
     for (var r = t; r < p.rows; r += WG) {
@@ -78,7 +71,7 @@ fn xent_loss(@builtin(local_invocation_index) t: u32) {
 }
 
 // One thread per row.
-@compute @workgroup_size(256, 1, 1)
+@compute @workgroup_size(WG)
 fn softmax_rows(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
     let r = flat_index(gid, groups);
     if (r >= p.rows) { return; }

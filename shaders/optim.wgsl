@@ -46,19 +46,12 @@ fn grad(i: u32) -> f32 {
     return g + p.weight_decay * params[i];
 }
 
-var<workgroup> partial: array<f32, 256>;
-
 // partials[piece] = Σ g² over this piece; one workgroup, fixed summation order.
-@compute @workgroup_size(256, 1, 1)
+@compute @workgroup_size(WG)
 fn grad_norm(@builtin(local_invocation_index) t: u32) {
     var s = 0.0;
     for (var i = t; i < p.n; i += WG) { s = fma(grads[i], grads[i], s); }
-    partial[t] = s;
-    workgroupBarrier();
-    for (var stride = WG / 2u; stride > 0u; stride /= 2u) {
-        if (t < stride) { partial[t] += partial[t + stride]; }
-        workgroupBarrier();
-    }
+    workgroup_sum(t, s, 1u);
     if (t == 0u) { partials[p.piece] = partial[0]; }
 }
 
@@ -81,14 +74,14 @@ fn optim_prepare() {
     scalars[2] = sqrt(scalars[3]);
 }
 
-@compute @workgroup_size(256, 1, 1)
+@compute @workgroup_size(WG)
 fn sgd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
     let i = flat_index(gid, groups);
     if (i >= p.n) { return; }
     params[i] -= p.lr * grad(i);
 }
 
-@compute @workgroup_size(256, 1, 1)
+@compute @workgroup_size(WG)
 fn momentum(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
     let i = flat_index(gid, groups);
     if (i >= p.n) { return; }
@@ -97,7 +90,7 @@ fn momentum(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgrou
     params[i] -= p.lr * b;
 }
 
-@compute @workgroup_size(256, 1, 1)
+@compute @workgroup_size(WG)
 fn adam(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
     let i = flat_index(gid, groups);
     if (i >= p.n) { return; }

@@ -7,7 +7,6 @@ pub const COMMON: &str = include_str!("../../shaders/common.wgsl");
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum ShaderFile {
     Linear,
-    Activation,
     Loss,
     Grad,
     Optim,
@@ -15,13 +14,12 @@ pub enum ShaderFile {
 }
 
 impl ShaderFile {
-    pub const ALL: [ShaderFile; 6] = [Self::Linear, Self::Activation, Self::Loss, Self::Grad, Self::Optim, Self::Data];
+    pub const ALL: [ShaderFile; 5] = [Self::Linear, Self::Loss, Self::Grad, Self::Optim, Self::Data];
 
     /// The file's name under `shaders/`.
     pub fn file_name(self) -> &'static str {
         match self {
             Self::Linear => "linear.wgsl",
-            Self::Activation => "activation.wgsl",
             Self::Loss => "loss.wgsl",
             Self::Grad => "grad.wgsl",
             Self::Optim => "optim.wgsl",
@@ -33,7 +31,6 @@ impl ShaderFile {
     pub fn body(self) -> &'static str {
         match self {
             Self::Linear => include_str!("../../shaders/linear.wgsl"),
-            Self::Activation => include_str!("../../shaders/activation.wgsl"),
             Self::Loss => include_str!("../../shaders/loss.wgsl"),
             Self::Grad => include_str!("../../shaders/grad.wgsl"),
             Self::Optim => include_str!("../../shaders/optim.wgsl"),
@@ -61,8 +58,6 @@ pub enum Kernel {
     Matmul,
     MatmulBig,
     MatmulHuge,
-    ActivationForward,
-    ActivationBackward,
     LossGrad,
     MseLoss,
     XentLoss,
@@ -93,12 +88,10 @@ const OPTIMIZER: &[Slot] = &[
 ];
 
 impl Kernel {
-    pub const ALL: [Kernel; 17] = [
+    pub const ALL: [Kernel; 15] = [
         Self::Matmul,
         Self::MatmulBig,
         Self::MatmulHuge,
-        Self::ActivationForward,
-        Self::ActivationBackward,
         Self::LossGrad,
         Self::MseLoss,
         Self::XentLoss,
@@ -116,7 +109,6 @@ impl Kernel {
     pub fn file(self) -> ShaderFile {
         match self {
             Self::Matmul | Self::MatmulBig | Self::MatmulHuge => ShaderFile::Linear,
-            Self::ActivationForward | Self::ActivationBackward => ShaderFile::Activation,
             Self::LossGrad | Self::MseLoss | Self::XentLoss | Self::SoftmaxRows => ShaderFile::Loss,
             Self::BiasGrad => ShaderFile::Grad,
             Self::Sgd | Self::Momentum | Self::Adam | Self::OptimPrepare | Self::GradNorm | Self::GradNormFinish => {
@@ -131,8 +123,6 @@ impl Kernel {
             Self::Matmul => "matmul",
             Self::MatmulBig => "matmul_big",
             Self::MatmulHuge => "matmul_huge",
-            Self::ActivationForward => "activation_forward",
-            Self::ActivationBackward => "activation_backward",
             Self::LossGrad => "loss_grad",
             Self::MseLoss => "mse_loss",
             Self::XentLoss => "xent_loss",

@@ -248,25 +248,46 @@ fn matmul_weight_grad_is_the_sum_of_outer_products_and_stays_in_its_slot() {
     }
 }
 
+/// `f(z)` and `g ⊙ f'(z)` for every activation as the matmul epilogue applies them (the product is z·1 and
+/// g·1, exact): over lengths past one workgroup, against `cpu::activation_forward` and `activation_backward`.
+fn epilogue_activation(ctx: &GpuContext, act: Activation, z: &[f32], g: Option<&[f32]>) -> Vec<f32> {
+    let n = z.len();
+    let one = buffer::storage_init(ctx, "one", &[1.0, 0.0]).unwrap();
+    let zb = buffer::storage_init(ctx, "z", z).unwrap();
+    let (out, pre, scratch) = (nan_buffer(ctx, n), nan_buffer(ctx, n), nan_buffer(ctx, 1));
+    let (input, epilogue) = match g {
+        None => (&zb, Epilogue::forward((&one, 1), (&pre, 0), act)),
+        Some(g) => (&buffer::storage_init(ctx, "g", g).unwrap(), Epilogue::derivative(act, (&zb, 0))),
+    };
+    let d = ops::matmul_tiled(
+        ctx,
+        Tile::Small,
+        (n, 1, 1),
+        Strided::rows(input, 0, 1),
+        Strided::rows(&one, 0, 1),
+        epilogue,
+        (&out, 0),
+        &scratch,
+    )
+    .unwrap();
+    ops::run(ctx, &[&d]).unwrap();
+    read(ctx, &out, 0, n)
+}
+
 #[test]
 fn activation_forward_and_backward() {
     let ctx = gpu();
     let mut r = rng(4);
     for n in [1usize, 2, 255, 257, 1031] {
         for act in Activation::ALL {
-            let z = f32_exact(&random(&mut r, 1, n, 6.0));
-            let g = f32_exact(&random(&mut r, 1, n, 1.0));
-            let zb = buffer::storage_init(&ctx, "z", &to_f32(&z)).unwrap();
-            let gb = buffer::storage_init(&ctx, "g", &to_f32(&g)).unwrap();
-            let fwd_out = nan_buffer(&ctx, n);
-            let bwd_out = nan_buffer(&ctx, n);
-            let f = ops::activation_forward(&ctx, act, n, &zb, &fwd_out).unwrap();
-            let bk = ops::activation_backward(&ctx, act, n, &gb, &zb, &bwd_out).unwrap();
-            ops::run(&ctx, &[&f, &bk]).unwrap();
+            let z = f32_exact(&random(&mut r, n, 1, 6.0));
+            let g = f32_exact(&random(&mut r, n, 1, 1.0));
+            let fwd = epilogue_activation(&ctx, act, &to_f32(&z), None);
+            let bwd = epilogue_activation(&ctx, act, &to_f32(&z), Some(&to_f32(&g)));
             let want_f = cpu::activation_forward(act, z.view());
             let want_b = cpu::activation_backward(act, g.view(), z.view());
-            assert_close(&format!("{act} forward n={n}"), &read(&ctx, &fwd_out, 0, n), &flat(&want_f), 1e-6, 1e-5);
-            assert_close(&format!("{act} backward n={n}"), &read(&ctx, &bwd_out, 0, n), &flat(&want_b), 1e-6, 1e-5);
+            assert_close(&format!("{act} forward n={n}"), &fwd, &flat(&want_f), 1e-6, 1e-5);
+            assert_close(&format!("{act} backward n={n}"), &bwd, &flat(&want_b), 1e-6, 1e-5);
         }
     }
 }
@@ -275,12 +296,8 @@ fn activation_forward_and_backward() {
 fn activations_stay_finite_at_extreme_inputs() {
     let ctx = gpu();
     let z = [-1e30f32, -100.0, -20.0, 0.0, 20.0, 100.0, 1e30];
-    let zb = buffer::storage_init(&ctx, "z", &z).unwrap();
     for act in [Activation::Sigmoid, Activation::Tanh] {
-        let out = nan_buffer(&ctx, z.len());
-        let d = ops::activation_forward(&ctx, act, z.len(), &zb, &out).unwrap();
-        ops::run(&ctx, &[&d]).unwrap();
-        let got = read(&ctx, &out, 0, z.len());
+        let got = epilogue_activation(&ctx, act, &z, None);
         let want: Vec<f64> = z.iter().map(|&v| cpu::activate(act, v as f64)).collect();
         assert_close(&format!("{act} at extremes"), &got, &want, 1e-6, 0.0);
     }
@@ -297,7 +314,8 @@ fn mse_loss_and_gradient() {
         let tb = buffer::storage_init(&ctx, "target", &to_f32(&target)).unwrap();
         let grad = nan_buffer(&ctx, b * o);
         let loss = nan_buffer(&ctx, 3);
-        let g = ops::mse_grad(&ctx, (b, o), ops::Piece::whole(b), &pb, &tb, &grad).unwrap();
+        let identity = Activation::Identity;
+        let g = ops::mse_delta(&ctx, (b, o), ops::Piece::whole(b), identity, &pb, &tb, &grad).unwrap();
         let l = ops::mse_loss(&ctx, (b, o), ops::Piece::whole(b), &pb, &tb, (&loss, 1), 0.0).unwrap();
         ops::run(&ctx, &[&g, &l]).unwrap();
         let want_g = cpu::mse_grad(pred.view(), target.view());

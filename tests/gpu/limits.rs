@@ -51,11 +51,12 @@ fn a_binding_beyond_the_limit_is_a_typed_error_not_a_crash() {
     let n = 1025;
     let (a, b) =
         (backprop::gpu::buffer::storage(&ctx, "a", n).unwrap(), backprop::gpu::buffer::storage(&ctx, "b", n).unwrap());
-    let e = ops::activation_forward(&ctx, Activation::Sigmoid, n, &a, &b).err().expect("too large");
+    let (whole, identity) = (ops::Piece::whole(n), Activation::Identity);
+    let e = ops::mse_delta(&ctx, (n, 1), whole, identity, &a, &a, &b).err().expect("too large");
     let (requested, available) = expect_limit(e);
     assert_eq!((requested, available), (n as u64 * 4, CAP));
     // One value fewer fits.
-    ops::activation_forward(&ctx, Activation::Sigmoid, n - 1, &a, &b).unwrap();
+    ops::mse_delta(&ctx, (n - 1, 1), ops::Piece::whole(n - 1), identity, &a, &a, &b).unwrap();
 }
 
 /// SGD steps uploaded from the host, on a model and batch that both exceed a binding, against the f64

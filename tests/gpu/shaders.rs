@@ -6,7 +6,6 @@ use backprop::gpu::shaders::{Kernel, ShaderFile};
 
 #[test]
 fn every_shader_validates_with_naga() {
-    let mut validated = 0;
     for file in ShaderFile::ALL {
         let src = file.source();
         let module = naga::front::wgsl::parse_str(&src)
@@ -14,9 +13,7 @@ fn every_shader_validates_with_naga() {
         naga::valid::Validator::new(naga::valid::ValidationFlags::all(), naga::valid::Capabilities::default())
             .validate(&module)
             .unwrap_or_else(|e| panic!("{} does not validate: {e:?}", file.file_name()));
-        validated += 1;
     }
-    assert_eq!(validated, 6, "expected the six shader files");
 }
 
 #[test]

@@ -1,5 +1,5 @@
-//! Builders of the row-wise and elementwise kernels: activations, losses and their gradients, softmax, the
-//! bias gradient, and the gather of batches from resident data.
+//! Builders of the row-wise and elementwise kernels: the losses and their gradients, softmax, the bias
+//! gradient, and the gather of batches from resident data.
 
 use bytemuck::{Pod, Zeroable};
 
@@ -11,47 +11,6 @@ use crate::error::{Error, Result};
 use crate::gpu::context::GpuContext;
 use crate::gpu::shaders::Kernel;
 use crate::model::Activation;
-
-/// Uniform of the activation kernels (`EltParams` in `activation.wgsl`).
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
-struct EltParams {
-    n: u32,
-    act: u32,
-    _pad: [u32; 2],
-}
-
-/// `dst = f(src)` over `n` elements.
-pub fn activation_forward<'a>(
-    ctx: &GpuContext,
-    act: Activation,
-    n: usize,
-    src: impl Into<Span<'a>>,
-    dst: impl Into<Span<'a>>,
-) -> Result<Dispatch> {
-    let p = EltParams { n: u32_of("activation size", n)?, act: act.shader_id(), _pad: [0; 2] };
-    let g = elementwise_groups(ctx, "activation_forward", n)?;
-    let src = bind_aligned(ctx, "activation input", src.into(), n)?;
-    let dst = bind_aligned(ctx, "activation output", dst.into(), n)?;
-    Ok(Dispatch::new(ctx, Kernel::ActivationForward, &p, &[src, src, dst], g))
-}
-
-/// `delta = grad ⊙ f'(pre)` over `n` elements.
-pub fn activation_backward<'a>(
-    ctx: &GpuContext,
-    act: Activation,
-    n: usize,
-    grad: impl Into<Span<'a>>,
-    pre: impl Into<Span<'a>>,
-    delta: impl Into<Span<'a>>,
-) -> Result<Dispatch> {
-    let p = EltParams { n: u32_of("activation size", n)?, act: act.shader_id(), _pad: [0; 2] };
-    let g = elementwise_groups(ctx, "activation_backward", n)?;
-    let grad = bind_aligned(ctx, "loss gradient", grad.into(), n)?;
-    let pre = bind_aligned(ctx, "pre-activation", pre.into(), n)?;
-    let delta = bind_aligned(ctx, "delta", delta.into(), n)?;
-    Ok(Dispatch::new(ctx, Kernel::ActivationBackward, &p, &[grad, pre, delta], g))
-}
 
 /// Uniform of the loss kernels (`LossParams` in `loss.wgsl`).
 #[repr(C)]
@@ -130,18 +89,6 @@ fn loss_delta<'a>(
     let target = bind_aligned(ctx, "target", target.into(), n)?;
     let out = bind_aligned(ctx, "loss gradient", out.into(), n)?;
     Ok(Dispatch::new(ctx, Kernel::LossGrad, &p, &[pred, target, out], g))
-}
-
-/// The MSE gradient `2 (A − Y) / (B·O)`, B the rows of the whole batch `piece` belongs to.
-pub fn mse_grad<'a>(
-    ctx: &GpuContext,
-    shape: (usize, usize),
-    piece: Piece,
-    pred: impl Into<Span<'a>>,
-    target: impl Into<Span<'a>>,
-    out: impl Into<Span<'a>>,
-) -> Result<Dispatch> {
-    mse_delta(ctx, shape, piece, Activation::Identity, pred, target, out)
 }
 
 /// The last layer's δ under MSE, `2 (A − Y) / (B·O) ⊙ f'(Z)` with A = f(Z) the output, in one kernel (the
