@@ -54,8 +54,9 @@ fn kernels(c: &mut Criterion) {
     let d = ops::bias_grad(&ctx, (n, n), &a, (&out, 0)).expect("dispatch");
     group.bench_function("bias_grad", |b| b.iter(|| ops::run(&ctx, &[&d]).expect("run")));
     let adam = OptimConfig { kind: OptimizerKind::default_for("adam").expect("adam"), weight_decay: 0.0 };
-    let (m, v, sc, loss) = (buf(n * n), buf(n * n), buf(6), buf(2));
-    let state = ops::OptimBuffers { m: &m, v: &v, scalars: &sc, loss: &loss };
+    let (m, v, loss) = (buf(n * n), buf(n * n), buf(2));
+    let sc = buffer::storage_struct(&ctx, "step state", &backprop::optim::StepState::START).expect("buffer");
+    let state = ops::OptimBuffers { m: Some(&m), v: Some(&v), step: &sc, loss: &loss };
     let upd = ops::optimizer(&ctx, &adam, n * n, 1e-3, None, &a, &out, state).expect("dispatch");
     group.bench_function("adam", |b| b.iter(|| ops::run(&ctx, &upd.iter().collect::<Vec<_>>()).expect("run")));
     group.finish();

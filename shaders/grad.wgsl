@@ -15,8 +15,7 @@ struct GradParams { rows: u32, cols: u32, out_off: u32, accumulate: u32, scale: 
 
 @group(0) @binding(0) var<uniform> p: GradParams;
 @group(0) @binding(1) var<storage, read> delta: array<f32>;
-@group(0) @binding(2) var<storage, read> unused: array<f32>;
-@group(0) @binding(3) var<storage, read_write> out: array<f32>;
+@group(0) @binding(2) var<storage, read_write> out: array<f32>;
 
 const COLS: u32 = 16u;
 const LANES: u32 = WG / COLS;

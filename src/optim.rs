@@ -150,6 +150,39 @@ impl OptimState {
     }
 }
 
+/// What the GPU keeps of the optimizer's step from kernel to kernel (`StepState` in `optim.wgsl`): the
+/// step count and Adam's bias corrections, advanced by `optim_prepare` before each update, the first
+/// step whose loss was not finite, and the step's gradient clip coefficient.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct StepState {
+    /// Steps taken.
+    pub t: u32,
+    /// The first step whose loss was NaN or infinite; 0 while there is none.
+    pub first_bad_step: u32,
+    /// `1 − β1^t`, kept by the recurrence `q ← β1·q + (1 − β1)` (1 − pow(β, t) in f32 would cancel
+    /// catastrophically for β2 = 0.999).
+    pub bias_correction1: f32,
+    /// `1 − β2^t`, by the same recurrence.
+    pub bias_correction2: f32,
+    /// `sqrt(1 − β2^t)`.
+    pub bias_correction2_sqrt: f32,
+    /// The clip coefficient of the step's gradient (1 when not clipping).
+    pub clip: f32,
+}
+
+impl StepState {
+    /// Before the first step.
+    pub const START: Self = Self {
+        t: 0,
+        first_bad_step: 0,
+        bias_correction1: 0.0,
+        bias_correction2: 0.0,
+        bias_correction2_sqrt: 0.0,
+        clip: 1.0,
+    };
+}
+
 /// The most optimizer steps a run can take, on either backend: the GPU counts them in 32 bits.
 pub const MAX_STEPS: u64 = u32::MAX as u64;
 

@@ -8,7 +8,8 @@ use backprop::model::Output;
 use backprop::optim::{OptimConfig, OptimizerKind};
 use backprop::{Activation, Backend, CpuBackend, Loss, MlpSpec, Params};
 
-use common::{Reference, assert_close, f32_exact, flat, random, rng};
+use common::reference::Reference;
+use common::{assert_close, f32_exact, flat, random, rng};
 
 /// `steps` steps on the backend and on the reference. `traced` steps through `traced_step`, which keeps the
 /// gradients and checks them and the layers' values too; otherwise through `step`, where plain SGD runs fused

@@ -5,6 +5,7 @@ pub mod context;
 pub mod mlp;
 pub mod ops;
 pub mod shaders;
+pub mod structs;
 
 pub use context::{AdapterRequest, AdapterSummary, GpuContext, list_adapters};
 pub use mlp::{GpuMlp, StepTiming};

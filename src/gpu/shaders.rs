@@ -1,6 +1,11 @@
-//! Every WGSL file, compiled into the binary and looked up by an enum; pipelines built once per device.
+//! Every WGSL file, compiled into the binary and looked up by an enum; each kernel's bindings, declared
+//! once (a test checks them against the shaders with naga); pipelines built once per device.
 
-/// The code every shader file begins with (activations, indexing helpers).
+use crate::gpu::structs::{
+    GatherParams, GradParams, LossParams, LossTotals, MatmulParams, OptimParams, ShaderStruct, StepState,
+};
+
+/// The code every shader file begins with (activations, indexing, the workgroup sum).
 pub const COMMON: &str = include_str!("../../shaders/common.wgsl");
 
 /// One WGSL file: an op family with its forward and backward entry points side by side.
@@ -44,12 +49,46 @@ impl ShaderFile {
     }
 }
 
-/// How a kernel binds one resource.
+/// A WGSL struct as the host knows it: its name and its size in bytes (that of its `ShaderStruct` twin).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Twin {
+    pub name: &'static str,
+    pub size: usize,
+}
+
+impl Twin {
+    pub const fn of<T: ShaderStruct>() -> Self {
+        Self { name: T::WGSL_NAME, size: std::mem::size_of::<T>() }
+    }
+}
+
+/// The element type of a storage array.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Elem {
+    F32,
+    U32,
+    /// `vec4<f32>`: bound in whole 16-byte vectors (the matmul's operands).
+    Vec4F32,
+}
+
+/// What a kernel binds at one binding of group 0.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Slot {
-    Uniform,
-    Read,
-    ReadWrite,
+    /// The kernel's uniform (binding 0 of every kernel).
+    Uniform(Twin),
+    /// A storage array, written or only read.
+    Array { elem: Elem, write: bool },
+    /// A storage struct, written or only read.
+    Struct { twin: Twin, write: bool },
+}
+
+impl Slot {
+    const fn read(elem: Elem) -> Self {
+        Self::Array { elem, write: false }
+    }
+    const fn write(elem: Elem) -> Self {
+        Self::Array { elem, write: true }
+    }
 }
 
 /// One compute entry point.
@@ -72,20 +111,39 @@ pub enum Kernel {
     GatherRows,
 }
 
-/// The binding layout of the elementwise kernels: parameters, two inputs, one output.
-const ELEMENTWISE: &[Slot] = &[Slot::Uniform, Slot::Read, Slot::Read, Slot::ReadWrite];
-/// The binding layout of the optimizers: parameters, gradients, θ, m, v updated in place, the step scalars,
-/// the loss, and the gradient norm's partial sums.
-const OPTIMIZER: &[Slot] = &[
-    Slot::Uniform,
-    Slot::Read,
-    Slot::ReadWrite,
-    Slot::ReadWrite,
-    Slot::ReadWrite,
-    Slot::ReadWrite,
-    Slot::Read,
-    Slot::ReadWrite,
+/// A kernel's bindings: (binding number, what is bound there), binding 0 its uniform.
+pub type Bindings = &'static [(u32, Slot)];
+
+const F32_IN: Slot = Slot::read(Elem::F32);
+const F32_OUT: Slot = Slot::write(Elem::F32);
+const LOSS: Slot = Slot::Uniform(Twin::of::<LossParams>());
+const TOTALS: Slot = Slot::Struct { twin: Twin::of::<LossTotals>(), write: true };
+const OPTIM: Slot = Slot::Uniform(Twin::of::<OptimParams>());
+const STEP_STATE: Slot = Slot::Struct { twin: Twin::of::<StepState>(), write: true };
+
+// Each kernel's bindings, named as in its WGSL file.
+const MATMUL: Bindings = &[
+    (0, Slot::Uniform(Twin::of::<MatmulParams>())),
+    (1, Slot::read(Elem::Vec4F32)), // a: op(A)
+    (2, Slot::read(Elem::Vec4F32)), // b: op(B)
+    (3, F32_IN),                    // bias
+    (4, F32_OUT),                   // out
+    (5, F32_OUT),                   // pre
 ];
+const LOSS_GRAD: Bindings = &[(0, LOSS), (1, F32_IN), (2, F32_IN), (3, F32_OUT)]; // pred, expected → out
+const LOSS_VALUE: Bindings = &[(0, LOSS), (1, F32_IN), (2, F32_IN), (3, TOTALS)]; // pred, expected → totals
+const SOFTMAX_ROWS: Bindings = &[(0, LOSS), (1, F32_IN), (3, F32_OUT)]; // pred (Z) → out
+const BIAS_GRAD: Bindings = &[(0, Slot::Uniform(Twin::of::<GradParams>())), (1, F32_IN), (2, F32_OUT)]; // delta → out
+// grads, params (m, v) and step_state; the rules
+const SGD: Bindings = &[(0, OPTIM), (1, F32_IN), (2, F32_OUT), (5, STEP_STATE)];
+const MOMENTUM: Bindings = &[(0, OPTIM), (1, F32_IN), (2, F32_OUT), (3, F32_OUT), (5, STEP_STATE)];
+const ADAM: Bindings = &[(0, OPTIM), (1, F32_IN), (2, F32_OUT), (3, F32_OUT), (4, F32_OUT), (5, STEP_STATE)];
+const OPTIM_PREPARE: Bindings =
+    &[(0, OPTIM), (5, STEP_STATE), (6, Slot::Struct { twin: Twin::of::<LossTotals>(), write: false })]; // loss
+const GRAD_NORM: Bindings = &[(0, OPTIM), (1, F32_IN), (7, F32_OUT)]; // grads → partials
+const GRAD_NORM_FINISH: Bindings = &[(0, OPTIM), (5, STEP_STATE), (7, F32_OUT)]; // partials → step_state.clip
+const GATHER_ROWS: Bindings =
+    &[(0, Slot::Uniform(Twin::of::<GatherParams>())), (1, F32_IN), (2, Slot::read(Elem::U32)), (3, F32_OUT)]; // src, idx → out
 
 impl Kernel {
     pub const ALL: [Kernel; 15] = [
@@ -105,6 +163,27 @@ impl Kernel {
         Self::GradNormFinish,
         Self::GatherRows,
     ];
+
+    /// The kernel's position in `ALL`.
+    pub fn index(self) -> usize {
+        match self {
+            Self::Matmul => 0,
+            Self::MatmulBig => 1,
+            Self::MatmulHuge => 2,
+            Self::LossGrad => 3,
+            Self::MseLoss => 4,
+            Self::XentLoss => 5,
+            Self::SoftmaxRows => 6,
+            Self::BiasGrad => 7,
+            Self::Sgd => 8,
+            Self::Momentum => 9,
+            Self::Adam => 10,
+            Self::OptimPrepare => 11,
+            Self::GradNorm => 12,
+            Self::GradNormFinish => 13,
+            Self::GatherRows => 14,
+        }
+    }
 
     pub fn file(self) -> ShaderFile {
         match self {
@@ -138,21 +217,30 @@ impl Kernel {
         }
     }
 
-    /// The bindings of group 0, in binding order.
-    pub fn slots(self) -> &'static [Slot] {
+    /// Every binding of group 0 the entry point uses, in binding order, and what is bound there.
+    pub fn bindings(self) -> Bindings {
         match self {
-            Self::Matmul | Self::MatmulBig | Self::MatmulHuge => {
-                &[Slot::Uniform, Slot::Read, Slot::Read, Slot::Read, Slot::ReadWrite, Slot::ReadWrite]
-            }
-            Self::Sgd | Self::Momentum | Self::Adam | Self::OptimPrepare | Self::GradNorm | Self::GradNormFinish => {
-                OPTIMIZER
-            }
-            _ => ELEMENTWISE,
+            Self::Matmul | Self::MatmulBig | Self::MatmulHuge => MATMUL,
+            Self::LossGrad => LOSS_GRAD,
+            Self::MseLoss | Self::XentLoss => LOSS_VALUE,
+            Self::SoftmaxRows => SOFTMAX_ROWS,
+            Self::BiasGrad => BIAS_GRAD,
+            Self::Sgd => SGD,
+            Self::Momentum => MOMENTUM,
+            Self::Adam => ADAM,
+            Self::OptimPrepare => OPTIM_PREPARE,
+            Self::GradNorm => GRAD_NORM,
+            Self::GradNormFinish => GRAD_NORM_FINISH,
+            Self::GatherRows => GATHER_ROWS,
         }
     }
 
-    fn index(self) -> usize {
-        Self::ALL.iter().position(|&k| k == self).unwrap_or(0)
+    /// The kernel's uniform struct.
+    pub fn uniform(self) -> Twin {
+        match self.bindings().first() {
+            Some((0, Slot::Uniform(twin))) => *twin,
+            other => unreachable!("{self:?}: binding 0 is not a uniform ({other:?})"),
+        }
     }
 }
 
@@ -169,61 +257,64 @@ pub(crate) struct Pipelines {
 
 impl Pipelines {
     pub fn new(device: &wgpu::Device) -> Self {
-        let modules: Vec<(ShaderFile, wgpu::ShaderModule)> = ShaderFile::ALL
+        let modules: Vec<wgpu::ShaderModule> = ShaderFile::ALL
             .iter()
             .map(|&f| {
-                let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
+                device.create_shader_module(wgpu::ShaderModuleDescriptor {
                     label: Some(f.file_name()),
                     source: wgpu::ShaderSource::Wgsl(f.source().into()),
-                });
-                (f, module)
+                })
             })
             .collect();
-        let pipelines = Kernel::ALL
-            .iter()
-            .map(|&k| {
-                let entries: Vec<wgpu::BindGroupLayoutEntry> = k
-                    .slots()
-                    .iter()
-                    .enumerate()
-                    .map(|(i, s)| wgpu::BindGroupLayoutEntry {
-                        binding: i as u32,
-                        visibility: wgpu::ShaderStages::COMPUTE,
-                        ty: wgpu::BindingType::Buffer {
-                            ty: match s {
-                                Slot::Uniform => wgpu::BufferBindingType::Uniform,
-                                Slot::Read => wgpu::BufferBindingType::Storage { read_only: true },
-                                Slot::ReadWrite => wgpu::BufferBindingType::Storage { read_only: false },
-                            },
-                            has_dynamic_offset: false,
-                            min_binding_size: None,
-                        },
-                        count: None,
-                    })
-                    .collect();
-                let layout = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
-                    label: Some(k.entry_point()),
-                    entries: &entries,
-                });
-                let pl = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
-                    label: Some(k.entry_point()),
-                    bind_group_layouts: &[Some(&layout)],
-                    immediate_size: 0,
-                });
-                // Every kernel's file is in ShaderFile::ALL, so this finds its module.
-                let module = &modules[ShaderFile::ALL.iter().position(|&f| f == k.file()).unwrap_or(0)].1;
-                let pipeline = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
-                    label: Some(k.entry_point()),
-                    layout: Some(&pl),
-                    module,
-                    entry_point: Some(k.entry_point()),
-                    compilation_options: Default::default(),
-                    cache: None,
-                });
-                Pipeline { pipeline, layout }
-            })
-            .collect();
+        let module_of = |f: ShaderFile| match f {
+            ShaderFile::Linear => &modules[0],
+            ShaderFile::Loss => &modules[1],
+            ShaderFile::Grad => &modules[2],
+            ShaderFile::Optim => &modules[3],
+            ShaderFile::Data => &modules[4],
+        };
+        let pipelines = Kernel::ALL.iter().map(|&k| Self::build(device, k, module_of(k.file()))).collect();
         Self { pipelines }
+    }
+
+    fn build(device: &wgpu::Device, k: Kernel, module: &wgpu::ShaderModule) -> Pipeline {
+        let entries: Vec<wgpu::BindGroupLayoutEntry> = k
+            .bindings()
+            .iter()
+            .map(|&(binding, slot)| wgpu::BindGroupLayoutEntry {
+                binding,
+                visibility: wgpu::ShaderStages::COMPUTE,
+                ty: wgpu::BindingType::Buffer {
+                    ty: match slot {
+                        Slot::Uniform(_) => wgpu::BufferBindingType::Uniform,
+                        Slot::Array { write, .. } | Slot::Struct { write, .. } => {
+                            wgpu::BufferBindingType::Storage { read_only: !write }
+                        }
+                    },
+                    has_dynamic_offset: false,
+                    min_binding_size: None,
+                },
+                count: None,
+            })
+            .collect();
+        let layout = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+            label: Some(k.entry_point()),
+            entries: &entries,
+        });
+        let pl = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+            label: Some(k.entry_point()),
+            bind_group_layouts: &[Some(&layout)],
+            immediate_size: 0,
+        });
+        let pipeline = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+            label: Some(k.entry_point()),
+            layout: Some(&pl),
+            module,
+            entry_point: Some(k.entry_point()),
+            compilation_options: Default::default(),
+            cache: None,
+        });
+        Pipeline { pipeline, layout }
     }
 
     pub fn get(&self, k: Kernel) -> &Pipeline {

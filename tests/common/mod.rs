@@ -5,9 +5,7 @@
 #![allow(dead_code)]
 
 pub mod cli;
-mod reference;
-
-pub use reference::Reference;
+pub mod reference;
 
 use std::sync::{Arc, OnceLock};
 

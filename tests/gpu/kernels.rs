@@ -3,6 +3,7 @@
 
 use backprop::cpu;
 use backprop::gpu::ops::{self, Epilogue, Strided, Tile};
+use backprop::gpu::structs::{MatmulParams, StepState};
 use backprop::gpu::{GpuContext, buffer};
 use backprop::model::{Activation, Params};
 use backprop::optim::{self, OptimConfig, OptimizerKind, StepScalars};
@@ -120,7 +121,7 @@ fn matmul_big_and_huge_load_aligned_operands_as_vectors() {
             let out = nan_buffer(&ctx, m * n);
             let scratch = nan_buffer(&ctx, 1);
             let d = ops::matmul_tiled(&ctx, tile, (m, n, k), sa, sb, Epilogue::none(), (&out, 0), &scratch).unwrap();
-            let flags = d.params::<ops::MatmulParams>().unwrap().flags;
+            let flags = d.params::<MatmulParams>().flags;
             let want_flags =
                 (if ta { ops::A_VEC_M } else { ops::A_VEC_K }) | (if tb { ops::B_VEC_K } else { ops::B_VEC_N });
             assert_eq!(flags, want_flags, "{tile:?} ({m},{n},{k}) ta {ta} tb {tb}: vector loads");
@@ -144,7 +145,7 @@ fn matmul_big_and_huge_load_aligned_operands_as_vectors() {
         &scratch,
     )
     .unwrap();
-    assert_eq!(d.params::<ops::MatmulParams>().unwrap().flags, 0);
+    assert_eq!(d.params::<MatmulParams>().flags, 0);
 }
 
 #[test]
@@ -313,17 +314,20 @@ fn mse_loss_and_gradient() {
         let pb = buffer::storage_init(&ctx, "pred", &to_f32(&pred)).unwrap();
         let tb = buffer::storage_init(&ctx, "target", &to_f32(&target)).unwrap();
         let grad = nan_buffer(&ctx, b * o);
-        let loss = nan_buffer(&ctx, 3);
+        // The loss totals at the first aligned offset past 0, in a NaN-filled buffer.
+        let at = ops::offset_alignment(&ctx);
+        let loss = nan_buffer(&ctx, at + 3);
         let identity = Activation::Identity;
         let g = ops::mse_delta(&ctx, (b, o), ops::Piece::whole(b), identity, &pb, &tb, &grad).unwrap();
-        let l = ops::mse_loss(&ctx, (b, o), ops::Piece::whole(b), &pb, &tb, (&loss, 1), 0.0).unwrap();
+        let l = ops::mse_loss(&ctx, (b, o), ops::Piece::whole(b), &pb, &tb, (&loss, at), 0.0).unwrap();
         ops::run(&ctx, &[&g, &l]).unwrap();
         let want_g = cpu::mse_grad(pred.view(), target.view());
         let want_l = cpu::mse_loss(pred.view(), target.view());
         assert_close(&format!("dL/dA ({b},{o})"), &read(&ctx, &grad, 0, b * o), &flat(&want_g), 1e-7, 1e-5);
-        let got_l = read(&ctx, &loss, 0, 3);
-        assert_close(&format!("loss ({b},{o})"), &got_l[1..2], &[want_l], 1e-7, 1e-5);
-        assert!(got_l[0].is_nan() && got_l[2].is_nan(), "loss wrote outside its slot");
+        let got_l = read(&ctx, &loss, 0, at + 3);
+        assert_close(&format!("loss ({b},{o})"), &got_l[at..at + 1], &[want_l], 1e-7, 1e-5);
+        let outside = got_l[..at].iter().chain(&got_l[at + 1..]);
+        assert!(outside.copied().all(f32::is_nan), "loss wrote outside its slot (acc_weight 0: not the sum either)");
     }
 }
 
@@ -393,9 +397,9 @@ fn sgd_update_over_the_flat_buffer() {
     let gb = buffer::storage_init(&ctx, "grads", &g.to_f32().to_flat()).unwrap();
     let (m, v) = (nan_buffer(&ctx, 1), nan_buffer(&ctx, 1));
     let cfg = OptimConfig::sgd();
-    let sc = buffer::storage_init(&ctx, "scalars", &ops::SCALARS_INIT).unwrap();
+    let sc = buffer::storage_struct(&ctx, "step state", &StepState::START).unwrap();
     let loss = buffer::storage_init(&ctx, "loss", &[0.0, 0.0]).unwrap();
-    let state = ops::OptimBuffers { m: &m, v: &v, scalars: &sc, loss: &loss };
+    let state = ops::OptimBuffers { m: Some(&m), v: Some(&v), step: &sc, loss: &loss };
     let d = ops::optimizer(&ctx, &cfg, n, 0.25, None, &gb, &pb, state).unwrap();
     ops::run(&ctx, &d.iter().collect::<Vec<_>>()).unwrap();
     cpu::sgd_update(&mut p, &g, 0.25);
@@ -422,13 +426,13 @@ fn every_optimizer_with_weight_decay_over_several_steps() {
             let mb = buffer::storage_init(&ctx, "m", &state(0)).unwrap();
             let vb = buffer::storage_init(&ctx, "v", &state(1)).unwrap();
             let (mut m, mut v) = (vec![0.0f64; n], vec![0.0f64; n]);
-            let sc = buffer::storage_init(&ctx, "scalars", &ops::SCALARS_INIT).unwrap();
+            let sc = buffer::storage_struct(&ctx, "step state", &StepState::START).unwrap();
             for t in 1..=4u64 {
                 let g = f32_exact(&random(&mut r, 1, n, 1.0));
                 let gb = buffer::storage_init(&ctx, "grads", &to_f32(&g)).unwrap();
                 let s = StepScalars::new(&cfg, 0.01, t);
                 let loss = buffer::storage_init(&ctx, "loss", &[0.0, 0.0]).unwrap();
-                let state = ops::OptimBuffers { m: &mb, v: &vb, scalars: &sc, loss: &loss };
+                let state = ops::OptimBuffers { m: Some(&mb), v: Some(&vb), step: &sc, loss: &loss };
                 let d = ops::optimizer(&ctx, &cfg, n, 0.01, None, &gb, &pb, state).unwrap();
                 ops::run(&ctx, &d.iter().collect::<Vec<_>>()).unwrap();
                 optim::update(&cfg, &mut p, g.as_slice().unwrap(), &mut m, &mut v, s);

@@ -9,7 +9,8 @@ use backprop::optim::{OptimConfig, OptimizerKind};
 use backprop::{Activation, Backend, CpuBackend, Error, GpuMlp, Loss, MlpSpec, Params, cpu};
 use ndarray::Array2;
 
-use crate::common::{Reference, assert_close, f32_exact, random, rng, small_device, to_f64};
+use crate::common::reference::Reference;
+use crate::common::{assert_close, f32_exact, random, rng, small_device, to_f64};
 
 /// The binding limit the splitting tests run under: 4 KiB, 1024 values.
 const CAP: u64 = 4 << 10;

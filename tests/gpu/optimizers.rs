@@ -2,6 +2,7 @@
 //! f64 and f32) and on the GPU (`ops::optimizer`); and whole backends: the CPU and the GPU agree step by
 //! step, and resuming from a saved optimizer state is the same as never stopping.
 
+use backprop::gpu::structs::StepState;
 use backprop::gpu::{GpuContext, buffer, ops};
 use backprop::model::Output;
 use backprop::optim::{self, OptimConfig, OptimState, OptimizerKind, StepScalars};
@@ -75,14 +76,14 @@ fn gpu_run(cfg: &OptimConfig, theta0: &[f32], grads: &[Vec<f32>], lr: f64) -> Ve
     let mb = buffer::storage_init(&ctx, "m", &state(k >= 1)).unwrap();
     let vb = buffer::storage_init(&ctx, "v", &state(k >= 2)).unwrap();
     // The step count and Adam's bias corrections live on the GPU.
-    let sc = buffer::storage_init(&ctx, "scalars", &ops::SCALARS_INIT).unwrap();
+    let sc = buffer::storage_struct(&ctx, "step state", &StepState::START).unwrap();
     let mut out = Vec::new();
     for (t, g) in grads.iter().enumerate() {
         assert_eq!(g.len(), n);
         let gb = buffer::storage_init(&ctx, "grads", g).unwrap();
         let _ = t;
         let loss = buffer::storage_init(&ctx, "loss", &[0.0, 0.0]).unwrap();
-        let state = ops::OptimBuffers { m: &mb, v: &vb, scalars: &sc, loss: &loss };
+        let state = ops::OptimBuffers { m: Some(&mb), v: Some(&vb), step: &sc, loss: &loss };
         let d = ops::optimizer(&ctx, cfg, n, lr as f32, None, &gb, &pb, state).unwrap();
         ops::run(&ctx, &d.iter().collect::<Vec<_>>()).unwrap();
         let m = if k >= 1 { read(&ctx, &mb, n) } else { Vec::new() };

@@ -12,7 +12,8 @@ use ndarray::Array2;
 use rand::RngExt;
 use rand_chacha::ChaCha8Rng;
 
-use crate::common::{Reference, assert_close, f32_exact, gpu, random, rng, small_device};
+use crate::common::reference::Reference;
+use crate::common::{assert_close, f32_exact, gpu, random, rng, small_device};
 
 const CASES: usize = 500;
 

@@ -1,8 +1,11 @@
-//! Every WGSL file parses and validates with naga, without a GPU.
+//! The shaders checked with naga, without a GPU: every file parses and validates, every kernel binds what
+//! the host binds, and the named constants hold the host's values.
 
 use std::collections::BTreeSet;
 
-use backprop::gpu::shaders::{Kernel, ShaderFile};
+use backprop::Activation;
+use backprop::gpu::ops;
+use backprop::gpu::shaders::{Elem, Kernel, ShaderFile, Slot, Twin};
 
 #[test]
 fn every_shader_validates_with_naga() {
@@ -42,4 +45,92 @@ fn every_kernel_entry_point_exists_in_its_file() {
         let threads: u32 = ep.workgroup_size.iter().product();
         assert!(threads <= 256, "{}: {threads} threads per workgroup exceeds WebGPU's default limit", k.entry_point());
     }
+}
+
+/// A module parsed and validated with naga, with the analysis that says which globals each entry point uses.
+fn validated(src: &str) -> (naga::Module, naga::valid::ModuleInfo) {
+    let module = naga::front::wgsl::parse_str(src).expect("parses");
+    let info = naga::valid::Validator::new(naga::valid::ValidationFlags::all(), naga::valid::Capabilities::default())
+        .validate(&module)
+        .expect("validates");
+    (module, info)
+}
+
+/// What the shader declares at a binding, in the host's terms: a struct's WGSL name and size, an array's
+/// element type, and whether the kernel may write it.
+fn slot_of(module: &naga::Module, var: &naga::GlobalVariable) -> Slot {
+    let ty = &module.types[var.ty];
+    let twin = || Twin {
+        name: ty.name.clone().map_or("(anonymous)", |n| n.leak()),
+        size: ty.inner.size(module.to_ctx()) as usize,
+    };
+    let write = match var.space {
+        naga::AddressSpace::Uniform => return Slot::Uniform(twin()),
+        naga::AddressSpace::Storage { access } => access.contains(naga::StorageAccess::STORE),
+        other => panic!("a binding in address space {other:?}"),
+    };
+    match &ty.inner {
+        naga::TypeInner::Struct { .. } => Slot::Struct { twin: twin(), write },
+        naga::TypeInner::Array { base, .. } => {
+            let elem = match module.types[*base].inner {
+                naga::TypeInner::Scalar(naga::Scalar::F32) => Elem::F32,
+                naga::TypeInner::Scalar(naga::Scalar::U32) => Elem::U32,
+                naga::TypeInner::Vector { size: naga::VectorSize::Quad, scalar: naga::Scalar::F32 } => Elem::Vec4F32,
+                ref other => panic!("an array of {other:?}"),
+            };
+            Slot::Array { elem, write }
+        }
+        other => panic!("a binding of type {other:?}"),
+    }
+}
+
+/// Every kernel's entry point uses exactly the bindings `Kernel::bindings` declares, each of the declared
+/// kind (uniform, array of the element type, struct of the host twin's name and size, read or written):
+/// what the host binds and what the shader reads can only drift apart by failing here.
+#[test]
+fn every_kernel_binds_what_the_host_binds() {
+    for k in Kernel::ALL {
+        let (module, info) = validated(&k.file().source());
+        let index = module.entry_points.iter().position(|e| e.name == k.entry_point()).expect("the entry point");
+        let uses = info.get_entry_point(index);
+        let mut in_shader: Vec<(u32, Slot)> = module
+            .global_variables
+            .iter()
+            .filter(|(h, _)| !uses[*h].is_empty())
+            .filter_map(|(_, var)| var.binding.as_ref().map(|b| (b, var)))
+            .map(|(b, var)| {
+                assert_eq!(b.group, 0, "{k:?}: a binding in group {}", b.group);
+                (b.binding, slot_of(&module, var))
+            })
+            .collect();
+        in_shader.sort_by_key(|(b, _)| *b);
+        assert_eq!(in_shader, k.bindings(), "{k:?} ({}): the shader's bindings, then the host's", k.file().file_name());
+        assert_eq!(k.uniform().size % 4, 0, "{k:?}: the uniform is whole 32-bit fields");
+    }
+}
+
+/// The shaders' named constants hold the values the host computes with: the activation ids, the
+/// workgroup size of the elementwise kernels, and the columns one bias-gradient workgroup sums.
+#[test]
+fn the_shaders_constants_are_the_hosts() {
+    let constant = |file: ShaderFile, name: &str| -> u32 {
+        let module = naga::front::wgsl::parse_str(&file.source()).expect("parses");
+        let (_, c) = module
+            .constants
+            .iter()
+            .find(|(_, c)| c.name.as_deref() == Some(name))
+            .unwrap_or_else(|| panic!("{} declares no constant {name}", file.file_name()));
+        match module.global_expressions[c.init] {
+            naga::Expression::Literal(naga::Literal::U32(v)) => v,
+            ref other => panic!("{name} is {other:?}, not a u32 literal"),
+        }
+    };
+    for act in Activation::ALL {
+        let name = format!("ACT_{}", act.name().to_uppercase());
+        assert_eq!(constant(ShaderFile::Loss, &name), act.shader_id(), "{name}");
+    }
+    for file in ShaderFile::ALL {
+        assert_eq!(constant(file, "WG"), ops::WG, "WG in {}", file.file_name());
+    }
+    assert_eq!(constant(ShaderFile::Grad, "COLS") as usize, ops::BIAS_COLUMNS, "COLS in grad.wgsl");
 }

@@ -6,7 +6,8 @@ use backprop::optim::{OptimConfig, OptimizerKind};
 use backprop::{Activation, Backend, CpuBackend, GpuMlp, Loss, MlpSpec, Params};
 use ndarray::Array2;
 
-use crate::common::{Reference, assert_close, f32_exact, gpu, random, rng, to_f64};
+use crate::common::reference::Reference;
+use crate::common::{assert_close, f32_exact, gpu, random, rng, to_f64};
 
 /// `steps` SGD steps on GPU and on the f64 reference from the same start; losses and parameters agree.
 fn train_and_compare(sizes: &[usize], acts: &[Activation], batch: usize, steps: usize, lr: f64, seed: u64) {

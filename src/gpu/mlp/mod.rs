@@ -17,6 +17,7 @@ pub use timing::StepTiming;
 use timing::Timer;
 
 use std::collections::HashMap;
+use std::mem::offset_of;
 use std::sync::Arc;
 
 use ndarray::{Array2, ArrayView2};
@@ -26,7 +27,8 @@ use crate::cpu::Trace;
 use crate::error::{Error, Result};
 use crate::gpu::buffer;
 use crate::gpu::context::GpuContext;
-use crate::gpu::ops::{self, Dispatch, OptimParams};
+use crate::gpu::ops::{self, Dispatch};
+use crate::gpu::structs::{LossTotals, OptimParams, StepState};
 use crate::model::{MlpSpec, ParamLayout, Params};
 use crate::optim::{self, OptimConfig, OptimState, StepScalars};
 
@@ -37,15 +39,15 @@ pub struct GpuMlp {
     layout: ParamLayout,
     params: wgpu::Buffer,
     grads: wgpu::Buffer,
-    /// Optimizer state (momentum / Adam moments); a 1-element spare where the rule keeps none.
-    state_m: wgpu::Buffer,
-    state_v: wgpu::Buffer,
-    /// [loss of the last step, running sum of loss·B].
+    /// Optimizer state (momentum / Adam moments), where the rule keeps them.
+    state_m: Option<wgpu::Buffer>,
+    state_v: Option<wgpu::Buffer>,
+    /// `LossTotals`: the loss of the last step and the running sum of loss·B.
     loss: wgpu::Buffer,
     loss_staging: wgpu::Buffer,
     scratch: wgpu::Buffer,
-    /// [t (u32 bits), 1 − β1^t, sqrt(1 − β2^t)], advanced on the GPU by `optim_prepare`.
-    scalars: wgpu::Buffer,
+    /// `StepState`: t, Adam's bias corrections, the first bad step; advanced on the GPU by `optim_prepare`.
+    step_state: wgpu::Buffer,
     optim: OptimConfig,
     /// Steps taken (the host's copy of t).
     step: u64,
@@ -79,14 +81,12 @@ impl GpuMlp {
         let layout = spec.param_layout();
         let params_buf = buffer::storage_init(&ctx, "parameters", &params.to_flat())?;
         let grads = buffer::storage(&ctx, "gradients", layout.len)?;
-        let loss = buffer::storage_init(&ctx, "loss", &[0.0, 0.0])?;
-        let loss_staging = buffer::staging(&ctx, "loss read-back", 2);
+        let loss = buffer::storage_struct(&ctx, "loss totals", &LossTotals::default())?;
+        let loss_staging = buffer::staging(&ctx, "loss read-back", std::mem::size_of::<EpochStats>() as u64);
         let scratch = buffer::storage(&ctx, "scratch", 1)?;
-        let state_m = buffer::storage(&ctx, "optimizer m", 1)?;
-        let state_v = buffer::storage(&ctx, "optimizer v", 1)?;
-        let scalars = buffer::storage_init(&ctx, "optimizer scalars", &ops::SCALARS_INIT)?;
+        let step_state = buffer::storage_struct(&ctx, "optimizer step state", &StepState::START)?;
         let optim = OptimConfig::sgd();
-        let state = ops::OptimBuffers { m: &state_m, v: &state_v, scalars: &scalars, loss: &loss };
+        let state = ops::OptimBuffers { m: None, v: None, step: &step_state, loss: &loss };
         let update = ops::optimizer(&ctx, &optim, layout.len, 0.0, None, &grads, &params_buf, state)?;
         Ok(Self {
             ctx,
@@ -94,12 +94,12 @@ impl GpuMlp {
             layout,
             params: params_buf,
             grads,
-            state_m,
-            state_v,
+            state_m: None,
+            state_v: None,
             loss,
             loss_staging,
             scratch,
-            scalars,
+            step_state,
             optim,
             step: 0,
             lr: None,
@@ -155,7 +155,7 @@ impl GpuMlp {
         let mut enc = ctx.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("train step") });
         ops::encode_all(ctx, &mut enc, self.step_dispatches(plan, keep_grads));
         if want_loss {
-            enc.copy_buffer_to_buffer(&self.loss, 0, &self.loss_staging, 0, 4);
+            enc.copy_buffer_to_buffer(&self.loss, offset_of!(LossTotals, last) as u64, &self.loss_staging, 0, 4);
         }
         let idx = ctx.queue.submit([enc.finish()]);
         if want_loss {
@@ -185,7 +185,12 @@ impl GpuMlp {
     }
 
     fn rebuild_update(&mut self) -> Result<()> {
-        let state = ops::OptimBuffers { m: &self.state_m, v: &self.state_v, scalars: &self.scalars, loss: &self.loss };
+        let state = ops::OptimBuffers {
+            m: self.state_m.as_ref(),
+            v: self.state_v.as_ref(),
+            step: &self.step_state,
+            loss: &self.loss,
+        };
         let (n, clip) = (self.layout.len, self.max_grad_norm);
         self.update = ops::optimizer(&self.ctx, &self.optim, n, 0.0, clip, &self.grads, &self.params, state)?;
         self.lr = None;
@@ -294,6 +299,21 @@ impl GpuMlp {
     }
 }
 
+/// What `take_epoch_stats` reads back in one go.
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct EpochStats {
+    loss_sum: f32,
+    first_bad_step: u32,
+}
+
+impl GpuMlp {
+    /// Sets the running loss sum (`LossTotals::sum`) back to 0.
+    fn reset_loss_sum(&self) {
+        self.ctx.queue.write_buffer(&self.loss, offset_of!(LossTotals, sum) as u64, bytemuck::bytes_of(&0.0f32));
+    }
+}
+
 /// The values of `a` in row-major order: borrowed where they already are, copied otherwise.
 fn contiguous<'a>(a: ArrayView2<'a, f32>) -> std::borrow::Cow<'a, [f32]> {
     match a.to_slice() {
@@ -323,14 +343,13 @@ impl Backend for GpuMlp {
 
     fn set_optimizer(&mut self, cfg: OptimConfig) -> Result<()> {
         cfg.validate()?;
-        let n = self.layout.len;
-        let k = cfg.state_vectors();
-        let zeros = vec![0.0f32; n];
-        self.state_m = buffer::storage_init(&self.ctx, "optimizer m", if k >= 1 { &zeros } else { &[0.0] })?;
-        self.state_v = buffer::storage_init(&self.ctx, "optimizer v", if k >= 2 { &zeros } else { &[0.0] })?;
+        let (n, k) = (self.layout.len, cfg.state_vectors());
+        // New buffers start zeroed: no host copy of P zeros.
+        self.state_m = if k >= 1 { Some(buffer::storage(&self.ctx, "optimizer m", n)?) } else { None };
+        self.state_v = if k >= 2 { Some(buffer::storage(&self.ctx, "optimizer v", n)?) } else { None };
         self.optim = cfg;
         self.step = 0;
-        self.ctx.queue.write_buffer(&self.scalars, 0, bytemuck::cast_slice(&ops::SCALARS_INIT));
+        self.ctx.queue.write_buffer(&self.step_state, 0, bytemuck::bytes_of(&StepState::START));
         self.rebuild_update()
     }
 
@@ -339,29 +358,32 @@ impl Backend for GpuMlp {
     }
 
     fn optimizer_state(&mut self) -> Result<OptimState> {
-        let k = self.optim.state_vectors();
         let n = self.layout.len;
-        let m = if k >= 1 { buffer::read(&self.ctx, &self.state_m, 0, n)? } else { Vec::new() };
-        let v = if k >= 2 { buffer::read(&self.ctx, &self.state_v, 0, n)? } else { Vec::new() };
-        Ok(OptimState { m, v, step: self.step })
+        let read = |b: &Option<wgpu::Buffer>| b.as_ref().map_or(Ok(Vec::new()), |b| buffer::read(&self.ctx, b, 0, n));
+        Ok(OptimState { m: read(&self.state_m)?, v: read(&self.state_v)?, step: self.step })
     }
 
     fn set_optimizer_state(&mut self, s: &OptimState) -> Result<()> {
         s.check(&self.optim, self.layout.len)?;
         optim::check_steps(s.step, 0)?;
-        if !s.m.is_empty() {
-            self.ctx.queue.write_buffer(&self.state_m, 0, bytemuck::cast_slice(&s.m));
-        }
-        if !s.v.is_empty() {
-            self.ctx.queue.write_buffer(&self.state_v, 0, bytemuck::cast_slice(&s.v));
+        for (buf, values) in [(&self.state_m, &s.m), (&self.state_v, &s.v)] {
+            if let Some(buf) = buf {
+                self.ctx.queue.write_buffer(buf, 0, bytemuck::cast_slice(values));
+            }
         }
         self.step = s.step;
         let t = u32::try_from(s.step).map_err(|_| Error::Invalid(format!("step count {} is too large", s.step)))?;
         let sc = StepScalars::new(&self.optim, 0.0, s.step);
         let bc2 = sc.bias_correction2_sqrt * sc.bias_correction2_sqrt;
-        let scalars =
-            [f32::from_bits(t), sc.bias_correction1 as f32, sc.bias_correction2_sqrt as f32, bc2 as f32, 0.0, 1.0];
-        self.ctx.queue.write_buffer(&self.scalars, 0, bytemuck::cast_slice(&scalars));
+        let state = StepState {
+            t,
+            first_bad_step: 0,
+            bias_correction1: sc.bias_correction1 as f32,
+            bias_correction2: bc2 as f32,
+            bias_correction2_sqrt: sc.bias_correction2_sqrt as f32,
+            clip: 1.0,
+        };
+        self.ctx.queue.write_buffer(&self.step_state, 0, bytemuck::bytes_of(&state));
         Ok(())
     }
 
@@ -389,29 +411,35 @@ impl Backend for GpuMlp {
     }
 
     fn diverged_at(&mut self) -> Result<Option<u64>> {
-        let v = buffer::read(&self.ctx, &self.scalars, 4, 1)?;
-        let step = v.first().map(|f| f.to_bits()).unwrap_or(0);
-        Ok((step != 0).then_some(step as u64))
+        let bad: u32 = buffer::read_struct(&self.ctx, &self.step_state, offset_of!(StepState, first_bad_step) as u64)?;
+        Ok((bad != 0).then_some(bad as u64))
     }
 
     fn take_epoch_stats(&mut self) -> Result<(f64, Option<u64>)> {
-        // loss[1] and scalars[4] into one staging buffer: one wait, one mapping.
+        // The loss sum and the first bad step into one staging buffer: one wait, one mapping.
         let ctx = &*self.ctx;
         let mut enc = ctx.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("epoch stats") });
-        enc.copy_buffer_to_buffer(&self.loss, 4, &self.loss_staging, 0, 4);
-        enc.copy_buffer_to_buffer(&self.scalars, 16, &self.loss_staging, 4, 4);
+        let (sum, bad) = (offset_of!(LossTotals, sum) as u64, offset_of!(StepState, first_bad_step) as u64);
+        enc.copy_buffer_to_buffer(&self.loss, sum, &self.loss_staging, offset_of!(EpochStats, loss_sum) as u64, 4);
+        enc.copy_buffer_to_buffer(
+            &self.step_state,
+            bad,
+            &self.loss_staging,
+            offset_of!(EpochStats, first_bad_step) as u64,
+            4,
+        );
         let idx = ctx.queue.submit([enc.finish()]);
         ctx.wait(idx)?;
-        let v = buffer::read_staging(ctx, &self.loss_staging, 2)?;
-        ctx.queue.write_buffer(&self.loss, 4, bytemuck::cast_slice(&[0.0f32]));
-        let (sum, bad) = (v.first().copied().unwrap_or(f32::NAN), v.get(1).map_or(0, |f| f.to_bits()));
-        Ok((sum as f64, (bad != 0).then_some(bad as u64)))
+        let bytes = buffer::read_staging_bytes(ctx, &self.loss_staging, std::mem::size_of::<EpochStats>() as u64)?;
+        let stats: EpochStats = bytemuck::pod_read_unaligned(&bytes);
+        self.reset_loss_sum();
+        Ok((stats.loss_sum as f64, (stats.first_bad_step != 0).then_some(stats.first_bad_step as u64)))
     }
 
     fn take_loss_sum(&mut self) -> Result<f64> {
-        let v = buffer::read(&self.ctx, &self.loss, 1, 1)?;
-        self.ctx.queue.write_buffer(&self.loss, 4, bytemuck::cast_slice(&[0.0f32]));
-        Ok(v.first().copied().unwrap_or(f32::NAN) as f64)
+        let sum: f32 = buffer::read_struct(&self.ctx, &self.loss, offset_of!(LossTotals, sum) as u64)?;
+        self.reset_loss_sum();
+        Ok(sum as f64)
     }
 
     fn traced_step(&mut self, x: ArrayView2<f32>, y: ArrayView2<f32>, lr: f32) -> Result<Trace<f32>> {

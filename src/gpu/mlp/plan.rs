@@ -6,6 +6,7 @@ use crate::error::{Error, Result};
 use crate::gpu::buffer;
 use crate::gpu::context::GpuContext;
 use crate::gpu::ops::{self, Accumulate, Dispatch, Epilogue, Strided};
+use crate::gpu::structs::{GradParams, MatmulParams};
 use crate::model::{Loss, MlpSpec};
 
 /// Buffers and dispatches for one batch size.
@@ -35,10 +36,10 @@ impl BatchPlan {
     pub(super) fn set_sgd_lr(&mut self, ctx: &GpuContext, lr: f32) {
         if let Some(list) = self.backward_sgd.as_mut() {
             for &i in &self.sgd_products {
-                list[i].update_params::<ops::MatmulParams>(ctx, |p| p.scale = -lr);
+                list[i].update_params::<MatmulParams>(ctx, |p| p.scale = -lr);
             }
             for &i in &self.sgd_biases {
-                list[i].update_params::<ops::GradParams>(ctx, |p| p.scale = -lr);
+                list[i].update_params::<GradParams>(ctx, |p| p.scale = -lr);
             }
         }
     }
@@ -205,9 +206,9 @@ impl GpuMlp {
             let piece = ops::Piece { batch: b, first: r0 == 0 };
             let (at, shape) = (r0 * out_w, (mb, out_w));
             loss.push(match spec.loss() {
-                Loss::Mse => ops::mse_loss(ctx, shape, piece, (&post[last], at), (&y, at), (&self.loss, 0), b as f32)?,
+                Loss::Mse => ops::mse_loss(ctx, shape, piece, (&post[last], at), (&y, at), &self.loss, b as f32)?,
                 Loss::CrossEntropy => {
-                    ops::xent_loss(ctx, shape, piece, (&pre[last], at), (&y, at), (&self.loss, 0), b as f32)?
+                    ops::xent_loss(ctx, shape, piece, (&pre[last], at), (&y, at), &self.loss, b as f32)?
                 }
             });
             backward_piece(rows, false, &mut backward, &mut unused)?;

@@ -79,7 +79,7 @@ impl GpuMlp {
             enc.resolve_query_set(&t.queries, 0..2, &t.resolve, 0);
             enc.copy_buffer_to_buffer(&t.resolve, 0, &t.staging, 0, 16);
         }
-        enc.copy_buffer_to_buffer(&self.loss, 0, &self.loss_staging, 0, 4);
+        enc.copy_buffer_to_buffer(&self.loss, 0, &self.loss_staging, 0, 4); // LossTotals::last
         let idx = ctx.queue.submit([enc.finish()]);
         ctx.wait(idx)?;
         let wall_kernels = ms(t1);

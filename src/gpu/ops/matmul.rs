@@ -1,37 +1,13 @@
 //! The strided, tiled matrix product of `linear.wgsl` (all three products of a layer): its uniform, flags,
 //! epilogues, the three tilings and the autotune that picks between them.
 
-use bytemuck::{Pod, Zeroable};
-
 use super::{Dispatch, Span, bind, bind_rounded, run, u32_of};
 use crate::error::Result;
 use crate::gpu::buffer;
 use crate::gpu::context::GpuContext;
 use crate::gpu::shaders::Kernel;
+use crate::gpu::structs::MatmulParams;
 use crate::model::Activation;
-
-/// Uniform of `matmul` (`MatmulParams` in `linear.wgsl`).
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
-pub struct MatmulParams {
-    pub m: u32,
-    pub n: u32,
-    pub k: u32,
-    pub flags: u32,
-    pub a_off: u32,
-    pub a_rs: u32,
-    pub a_cs: u32,
-    pub b_off: u32,
-    pub b_rs: u32,
-    pub b_cs: u32,
-    pub bias_off: u32,
-    pub out_off: u32,
-    pub pre_off: u32,
-    pub act: u32,
-    pub ldc: u32,
-    /// The product is multiplied by this before the rest of the epilogue (1, or −lr for a fused SGD update).
-    pub scale: f32,
-}
 
 /// Add `bias[bias_off + n]` to every row.
 pub const ADD_BIAS: u32 = 1;
