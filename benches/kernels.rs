@@ -7,7 +7,8 @@
 use std::sync::Arc;
 
 use backprop::Activation;
-use backprop::gpu::ops::{self, Epilogue, Strided, Tile};
+use backprop::gpu::ops::{self, Epilogue, Strided};
+use backprop::gpu::shaders::Tile;
 use backprop::gpu::{AdapterRequest, GpuContext, buffer};
 use backprop::optim::{OptimConfig, OptimizerKind};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
@@ -20,7 +21,7 @@ fn kernels(c: &mut Criterion) {
     let ctx = Arc::new(ctx);
     let n: usize = std::env::var("BACKPROP_BENCH_SIZE").ok().and_then(|s| s.parse().ok()).unwrap_or(256);
     let buf = |len: usize| buffer::storage_init(&ctx, "bench", &vec![0.5f32; len]).expect("buffer");
-    let (a, w, out, z, scratch) = (buf(n * n), buf(n * n), buf(n * n), buf(n * n), buf(1));
+    let (a, w, out, z) = (buf(n * n), buf(n * n), buf(n * n), buf(n * n));
     let mut group = c.benchmark_group(format!("kernels/{n}"));
     group.sample_size(20);
     group.throughput(Throughput::Elements((2 * n * n * n) as u64));
@@ -30,18 +31,18 @@ fn kernels(c: &mut Criterion) {
                 "forward A·W",
                 Strided::rows(&a, 0, n),
                 Strided::rows(&w, 0, n),
-                Epilogue::forward((&w, 0), (&z, 0), Activation::Sigmoid),
+                Epilogue::Forward { bias: (&w, 0).into(), pre: (&z, 0).into(), activation: Activation::Sigmoid },
             ),
             (
                 "input grad δ·Wᵀ ⊙ f'",
                 Strided::rows(&a, 0, n),
                 Strided::transposed(&w, 0, n),
-                Epilogue::derivative(Activation::Sigmoid, (&z, 0)),
+                Epilogue::Derivative { z: (&z, 0).into(), activation: Activation::Sigmoid },
             ),
-            ("weight grad Aᵀ·δ", Strided::transposed(&a, 0, n), Strided::rows(&w, 0, n), Epilogue::none()),
+            ("weight grad Aᵀ·δ", Strided::transposed(&a, 0, n), Strided::rows(&w, 0, n), Epilogue::Store),
         ];
         for (name, sa, sb, epi) in products {
-            let d = ops::matmul_tiled(&ctx, tile, (n, n, n), sa, sb, epi, (&out, 0), &scratch).expect("dispatch");
+            let d = ops::matmul_tiled(&ctx, tile, (n, n, n), sa, sb, epi, Strided::rows(&out, 0, n)).expect("dispatch");
             group.bench_function(format!("{name} {tile:?}"), |b| b.iter(|| ops::run(&ctx, &[&d]).expect("run")));
         }
     }

@@ -7,8 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::error::{Error, Result};
-use crate::gpu::ops::Tile;
-use crate::gpu::shaders::Pipelines;
+use crate::gpu::shaders::{Pipelines, Tile};
 
 /// How to install a driver when no adapter is found; shown in every "no adapter" error.
 pub const NO_ADAPTER_HINT: &str = "install a Vulkan, Metal or DX12 driver for your GPU; on Debian or Ubuntu without a GPU, \
@@ -154,6 +153,9 @@ pub struct GpuContext {
     summary: AdapterSummary,
     limits: wgpu::Limits,
     pipelines: Pipelines,
+    /// A 16-byte storage buffer bound where a kernel's binding has nothing to hold (a product's `pre`
+    /// when its epilogue stores no pre-activation).
+    scratch: wgpu::Buffer,
     errors: ErrorLog,
     timeout: Duration,
     /// Matmul tilings measured on this adapter, by (M, N, K, A transposed, B transposed).
@@ -235,12 +237,19 @@ impl GpuContext {
             }
         });
         let pipelines = Pipelines::new(&device);
+        let scratch = device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("scratch"),
+            size: 16,
+            usage: wgpu::BufferUsages::STORAGE,
+            mapped_at_creation: false,
+        });
         let ctx = Self {
             device,
             queue,
             summary,
             limits,
             pipelines,
+            scratch,
             errors,
             timeout: Duration::from_secs(600),
             tuning: Mutex::default(),
@@ -276,6 +285,11 @@ impl GpuContext {
 
     pub(crate) fn pipelines(&self) -> &Pipelines {
         &self.pipelines
+    }
+
+    /// The buffer bound where a binding has nothing to hold.
+    pub(crate) fn scratch(&self) -> &wgpu::Buffer {
+        &self.scratch
     }
 
     /// Returns the first GPU error reported since the last check, if any.

@@ -1,6 +1,8 @@
 //! Every WGSL file, compiled into the binary and looked up by an enum; each kernel's bindings, declared
 //! once (a test checks them against the shaders with naga); pipelines built once per device.
 
+use std::collections::HashMap;
+
 use crate::gpu::structs::{
     GatherParams, GradParams, LossParams, LossTotals, MatmulParams, OptimParams, ShaderStruct, StepState,
 };
@@ -43,9 +45,48 @@ impl ShaderFile {
         }
     }
 
-    /// What is compiled: `common.wgsl` followed by the file.
-    pub fn source(self) -> String {
-        format!("{COMMON}\n{}", self.body())
+    /// What is compiled for a kernel of this file: `common.wgsl`, then `constants` (a tiling's for
+    /// `linear.wgsl`, see `Tile`), then the file.
+    fn source_with(self, constants: &str) -> String {
+        format!("{COMMON}\n{constants}{}", self.body())
+    }
+}
+
+/// The tilings of the matrix product: `linear.wgsl` is compiled once for each, with its two constants.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Tile {
+    /// 32×32 a workgroup, 2×2 a thread, K step 16: more, smaller workgroups, for small products.
+    Small,
+    /// 64×64 a workgroup, 4×4 a thread in registers, K step 16.
+    Big,
+    /// 128×128 a workgroup, 8×8 a thread in registers, K step 8: twice the arithmetic per value read from
+    /// workgroup memory of `Big`, for devices with registers to spare (64 accumulators a thread).
+    Huge,
+}
+
+impl Tile {
+    pub const ALL: [Tile; 3] = [Tile::Small, Tile::Big, Tile::Huge];
+
+    /// Rows and columns of C one workgroup computes (`TILE` in `linear.wgsl`).
+    pub fn size(self) -> usize {
+        match self {
+            Tile::Small => 32,
+            Tile::Big => 64,
+            Tile::Huge => 128,
+        }
+    }
+
+    /// The step along K (`TK` in `linear.wgsl`).
+    pub fn k_step(self) -> usize {
+        match self {
+            Tile::Small | Tile::Big => 16,
+            Tile::Huge => 8,
+        }
+    }
+
+    /// The WGSL constants that instantiate `linear.wgsl` for this tiling.
+    fn constants(self) -> String {
+        format!("// {self:?} tiling\nconst TILE: u32 = {}u;\nconst TK: u32 = {}u;\n", self.size(), self.k_step())
     }
 }
 
@@ -91,12 +132,10 @@ impl Slot {
     }
 }
 
-/// One compute entry point.
+/// One compute entry point (the matrix product once per tiling).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Kernel {
-    Matmul,
-    MatmulBig,
-    MatmulHuge,
+    Matmul(Tile),
     LossGrad,
     MseLoss,
     XentLoss,
@@ -147,9 +186,9 @@ const GATHER_ROWS: Bindings =
 
 impl Kernel {
     pub const ALL: [Kernel; 15] = [
-        Self::Matmul,
-        Self::MatmulBig,
-        Self::MatmulHuge,
+        Self::Matmul(Tile::Small),
+        Self::Matmul(Tile::Big),
+        Self::Matmul(Tile::Huge),
         Self::LossGrad,
         Self::MseLoss,
         Self::XentLoss,
@@ -167,9 +206,9 @@ impl Kernel {
     /// The kernel's position in `ALL`.
     pub fn index(self) -> usize {
         match self {
-            Self::Matmul => 0,
-            Self::MatmulBig => 1,
-            Self::MatmulHuge => 2,
+            Self::Matmul(Tile::Small) => 0,
+            Self::Matmul(Tile::Big) => 1,
+            Self::Matmul(Tile::Huge) => 2,
             Self::LossGrad => 3,
             Self::MseLoss => 4,
             Self::XentLoss => 5,
@@ -187,7 +226,7 @@ impl Kernel {
 
     pub fn file(self) -> ShaderFile {
         match self {
-            Self::Matmul | Self::MatmulBig | Self::MatmulHuge => ShaderFile::Linear,
+            Self::Matmul(_) => ShaderFile::Linear,
             Self::LossGrad | Self::MseLoss | Self::XentLoss | Self::SoftmaxRows => ShaderFile::Loss,
             Self::BiasGrad => ShaderFile::Grad,
             Self::Sgd | Self::Momentum | Self::Adam | Self::OptimPrepare | Self::GradNorm | Self::GradNormFinish => {
@@ -199,9 +238,7 @@ impl Kernel {
 
     pub fn entry_point(self) -> &'static str {
         match self {
-            Self::Matmul => "matmul",
-            Self::MatmulBig => "matmul_big",
-            Self::MatmulHuge => "matmul_huge",
+            Self::Matmul(_) => "matmul",
             Self::LossGrad => "loss_grad",
             Self::MseLoss => "mse_loss",
             Self::XentLoss => "xent_loss",
@@ -220,7 +257,7 @@ impl Kernel {
     /// Every binding of group 0 the entry point uses, in binding order, and what is bound there.
     pub fn bindings(self) -> Bindings {
         match self {
-            Self::Matmul | Self::MatmulBig | Self::MatmulHuge => MATMUL,
+            Self::Matmul(_) => MATMUL,
             Self::LossGrad => LOSS_GRAD,
             Self::MseLoss | Self::XentLoss => LOSS_VALUE,
             Self::SoftmaxRows => SOFTMAX_ROWS,
@@ -232,6 +269,22 @@ impl Kernel {
             Self::GradNorm => GRAD_NORM,
             Self::GradNormFinish => GRAD_NORM_FINISH,
             Self::GatherRows => GATHER_ROWS,
+        }
+    }
+
+    /// The WGSL this kernel is compiled from: `common.wgsl`, the tiling's constants for a product, its file.
+    pub fn source(self) -> String {
+        match self {
+            Self::Matmul(tile) => self.file().source_with(&tile.constants()),
+            _ => self.file().source_with(""),
+        }
+    }
+
+    /// A name for the compiled module: the file, and the tiling for a product.
+    pub fn module_label(self) -> String {
+        match self {
+            Self::Matmul(tile) => format!("{} ({tile:?} tiling)", self.file().file_name()),
+            _ => self.file().file_name().to_string(),
         }
     }
 
@@ -257,23 +310,20 @@ pub(crate) struct Pipelines {
 
 impl Pipelines {
     pub fn new(device: &wgpu::Device) -> Self {
-        let modules: Vec<wgpu::ShaderModule> = ShaderFile::ALL
+        // One module per distinct source: a file's kernels share it, each tiling has its own.
+        let mut modules: HashMap<String, wgpu::ShaderModule> = HashMap::new();
+        let pipelines = Kernel::ALL
             .iter()
-            .map(|&f| {
-                device.create_shader_module(wgpu::ShaderModuleDescriptor {
-                    label: Some(f.file_name()),
-                    source: wgpu::ShaderSource::Wgsl(f.source().into()),
-                })
+            .map(|&k| {
+                let module = modules.entry(k.module_label()).or_insert_with(|| {
+                    device.create_shader_module(wgpu::ShaderModuleDescriptor {
+                        label: Some(&k.module_label()),
+                        source: wgpu::ShaderSource::Wgsl(k.source().into()),
+                    })
+                });
+                Self::build(device, k, module)
             })
             .collect();
-        let module_of = |f: ShaderFile| match f {
-            ShaderFile::Linear => &modules[0],
-            ShaderFile::Loss => &modules[1],
-            ShaderFile::Grad => &modules[2],
-            ShaderFile::Optim => &modules[3],
-            ShaderFile::Data => &modules[4],
-        };
-        let pipelines = Kernel::ALL.iter().map(|&k| Self::build(device, k, module_of(k.file()))).collect();
         Self { pipelines }
     }
 

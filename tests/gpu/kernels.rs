@@ -2,7 +2,8 @@
 //! workgroup size), with every output buffer pre-filled with NaN so a missed element cannot pass.
 
 use backprop::cpu;
-use backprop::gpu::ops::{self, Epilogue, Strided, Tile};
+use backprop::gpu::ops::{self, Epilogue, Strided};
+use backprop::gpu::shaders::Tile;
 use backprop::gpu::structs::{MatmulParams, StepState};
 use backprop::gpu::{GpuContext, buffer};
 use backprop::model::{Activation, Params};
@@ -50,16 +51,14 @@ fn matmul_forward_with_bias_and_every_fused_activation() {
             let pb = buffer::storage_init(&ctx, "params", &flat_params).unwrap();
             let out = nan_buffer(&ctx, b * o);
             let pre = nan_buffer(&ctx, b * o);
-            let scratch = nan_buffer(&ctx, 1);
             let d = ops::matmul_tiled(
                 &ctx,
                 tile,
                 (b, o, i),
                 Strided::rows(&xb, 0, i),
                 Strided::rows(&pb, w_off, o),
-                Epilogue::forward((&pb, b_off), (&pre, 0), act),
-                (&out, 0),
-                &scratch,
+                Epilogue::Forward { bias: (&pb, b_off).into(), pre: (&pre, 0).into(), activation: act },
+                Strided::rows(&out, 0, o),
             )
             .unwrap();
             ops::run(&ctx, &[&d]).unwrap();
@@ -119,8 +118,8 @@ fn matmul_big_and_huge_load_aligned_operands_as_vectors() {
                 col_stride: if tb { ldb } else { 1 },
             };
             let out = nan_buffer(&ctx, m * n);
-            let scratch = nan_buffer(&ctx, 1);
-            let d = ops::matmul_tiled(&ctx, tile, (m, n, k), sa, sb, Epilogue::none(), (&out, 0), &scratch).unwrap();
+            let d =
+                ops::matmul_tiled(&ctx, tile, (m, n, k), sa, sb, Epilogue::Store, Strided::rows(&out, 0, n)).unwrap();
             let flags = d.params::<MatmulParams>().flags;
             let want_flags =
                 (if ta { ops::A_VEC_M } else { ops::A_VEC_K }) | (if tb { ops::B_VEC_K } else { ops::B_VEC_N });
@@ -132,7 +131,6 @@ fn matmul_big_and_huge_load_aligned_operands_as_vectors() {
     }
     // An odd offset or stride keeps the scalar loads.
     let buf = nan_buffer(&ctx, 64);
-    let scratch = nan_buffer(&ctx, 1);
     let out = nan_buffer(&ctx, 16);
     let d = ops::matmul_tiled(
         &ctx,
@@ -140,9 +138,8 @@ fn matmul_big_and_huge_load_aligned_operands_as_vectors() {
         (4, 4, 4),
         Strided::rows(&buf, 1, 4),
         Strided::rows(&buf, 0, 5),
-        Epilogue::none(),
-        (&out, 0),
-        &scratch,
+        Epilogue::Store,
+        Strided::rows(&out, 0, 4),
     )
     .unwrap();
     assert_eq!(d.params::<MatmulParams>().flags, 0);
@@ -161,16 +158,14 @@ fn matmul_input_grad_reads_w_transposed() {
         let db = buffer::storage_init(&ctx, "delta", &to_f32(&delta)).unwrap();
         let pb = buffer::storage_init(&ctx, "params", &flat_params).unwrap();
         let out = nan_buffer(&ctx, b * i);
-        let scratch = nan_buffer(&ctx, 1);
         let d = ops::matmul_tiled(
             &ctx,
             tile,
             (b, i, o),
             Strided::rows(&db, 0, o),
             Strided::transposed(&pb, w_off, o),
-            Epilogue::none(),
-            (&out, 0),
-            &scratch,
+            Epilogue::Store,
+            Strided::rows(&out, 0, i),
         )
         .unwrap();
         ops::run(&ctx, &[&d]).unwrap();
@@ -192,16 +187,14 @@ fn matmul_input_grad_with_the_activation_derivative_fused() {
             let wb = buffer::storage_init(&ctx, "w", &to_f32(&w)).unwrap();
             let zb = buffer::storage_init(&ctx, "z", &to_f32(&z_prev)).unwrap();
             let out = nan_buffer(&ctx, b * i);
-            let scratch = nan_buffer(&ctx, 1);
             let d = ops::matmul_tiled(
                 &ctx,
                 tile,
                 (b, i, o),
                 Strided::rows(&db, 0, o),
                 Strided::transposed(&wb, 0, o),
-                Epilogue::derivative(act, (&zb, 0)),
-                (&out, 0),
-                &scratch,
+                Epilogue::Derivative { z: (&zb, 0).into(), activation: act },
+                Strided::rows(&out, 0, i),
             )
             .unwrap();
             ops::run(&ctx, &[&d]).unwrap();
@@ -226,16 +219,14 @@ fn matmul_weight_grad_is_the_sum_of_outer_products_and_stays_in_its_slot() {
         let off = 11;
         let total = off + i * o + 13;
         let grads = nan_buffer(&ctx, total);
-        let scratch = nan_buffer(&ctx, 1);
         let d = ops::matmul_tiled(
             &ctx,
             tile,
             (i, o, b),
             Strided::transposed(&ab, 0, i),
             Strided::rows(&db, 0, o),
-            Epilogue::none(),
-            (&grads, off),
-            &scratch,
+            Epilogue::Store,
+            Strided::rows(&grads, off, o),
         )
         .unwrap();
         ops::run(&ctx, &[&d]).unwrap();
@@ -255,10 +246,12 @@ fn epilogue_activation(ctx: &GpuContext, act: Activation, z: &[f32], g: Option<&
     let n = z.len();
     let one = buffer::storage_init(ctx, "one", &[1.0, 0.0]).unwrap();
     let zb = buffer::storage_init(ctx, "z", z).unwrap();
-    let (out, pre, scratch) = (nan_buffer(ctx, n), nan_buffer(ctx, n), nan_buffer(ctx, 1));
+    let (out, pre) = (nan_buffer(ctx, n), nan_buffer(ctx, n));
     let (input, epilogue) = match g {
-        None => (&zb, Epilogue::forward((&one, 1), (&pre, 0), act)),
-        Some(g) => (&buffer::storage_init(ctx, "g", g).unwrap(), Epilogue::derivative(act, (&zb, 0))),
+        None => (&zb, Epilogue::Forward { bias: (&one, 1).into(), pre: (&pre, 0).into(), activation: act }),
+        Some(g) => {
+            (&buffer::storage_init(ctx, "g", g).unwrap(), Epilogue::Derivative { z: (&zb, 0).into(), activation: act })
+        }
     };
     let d = ops::matmul_tiled(
         ctx,
@@ -267,8 +260,7 @@ fn epilogue_activation(ctx: &GpuContext, act: Activation, z: &[f32], g: Option<&
         Strided::rows(input, 0, 1),
         Strided::rows(&one, 0, 1),
         epilogue,
-        (&out, 0),
-        &scratch,
+        Strided::rows(&out, 0, 1),
     )
     .unwrap();
     ops::run(ctx, &[&d]).unwrap();
@@ -517,15 +509,13 @@ fn large_products_are_autotuned_once_and_stay_correct() {
     let (ab, wb) =
         (buffer::storage_init(&ctx, "a", &to_f32(&a)).unwrap(), buffer::storage_init(&ctx, "w", &to_f32(&w)).unwrap());
     let out = nan_buffer(&ctx, m * n);
-    let scratch = nan_buffer(&ctx, 1);
     let d = ops::matmul(
         &ctx,
         (m, n, k),
         Strided::rows(&ab, 0, k),
         Strided::rows(&wb, 0, n),
-        Epilogue::none(),
-        (&out, 0),
-        &scratch,
+        Epilogue::Store,
+        Strided::rows(&out, 0, n),
     )
     .unwrap();
     ops::run(&ctx, &[&d]).unwrap();

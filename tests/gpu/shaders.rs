@@ -5,17 +5,18 @@ use std::collections::BTreeSet;
 
 use backprop::Activation;
 use backprop::gpu::ops;
-use backprop::gpu::shaders::{Elem, Kernel, ShaderFile, Slot, Twin};
+use backprop::gpu::shaders::{Elem, Kernel, ShaderFile, Slot, Tile, Twin};
 
+/// Every module the pipelines are compiled from (each file, `linear.wgsl` once per tiling).
 #[test]
 fn every_shader_validates_with_naga() {
-    for file in ShaderFile::ALL {
-        let src = file.source();
+    for k in Kernel::ALL {
+        let src = k.source();
         let module = naga::front::wgsl::parse_str(&src)
-            .unwrap_or_else(|e| panic!("{} does not parse:\n{}", file.file_name(), e.emit_to_string(&src)));
+            .unwrap_or_else(|e| panic!("{} does not parse:\n{}", k.module_label(), e.emit_to_string(&src)));
         naga::valid::Validator::new(naga::valid::ValidationFlags::all(), naga::valid::Capabilities::default())
             .validate(&module)
-            .unwrap_or_else(|e| panic!("{} does not validate: {e:?}", file.file_name()));
+            .unwrap_or_else(|e| panic!("{} does not validate: {e:?}", k.module_label()));
     }
 }
 
@@ -36,7 +37,7 @@ fn every_shader_file_on_disk_is_compiled_in() {
 #[test]
 fn every_kernel_entry_point_exists_in_its_file() {
     for k in Kernel::ALL {
-        let src = k.file().source();
+        let src = k.source();
         let module = naga::front::wgsl::parse_str(&src).expect("parses");
         let ep = module.entry_points.iter().find(|e| e.name == k.entry_point());
         let ep =
@@ -90,7 +91,7 @@ fn slot_of(module: &naga::Module, var: &naga::GlobalVariable) -> Slot {
 #[test]
 fn every_kernel_binds_what_the_host_binds() {
     for k in Kernel::ALL {
-        let (module, info) = validated(&k.file().source());
+        let (module, info) = validated(&k.source());
         let index = module.entry_points.iter().position(|e| e.name == k.entry_point()).expect("the entry point");
         let uses = info.get_entry_point(index);
         let mut in_shader: Vec<(u32, Slot)> = module
@@ -110,16 +111,17 @@ fn every_kernel_binds_what_the_host_binds() {
 }
 
 /// The shaders' named constants hold the values the host computes with: the activation ids, the
-/// workgroup size of the elementwise kernels, and the columns one bias-gradient workgroup sums.
+/// workgroup size of the elementwise kernels, the columns one bias-gradient workgroup sums, and each
+/// tiling's constants.
 #[test]
 fn the_shaders_constants_are_the_hosts() {
-    let constant = |file: ShaderFile, name: &str| -> u32 {
-        let module = naga::front::wgsl::parse_str(&file.source()).expect("parses");
+    let constant = |k: Kernel, name: &str| -> u32 {
+        let module = naga::front::wgsl::parse_str(&k.source()).expect("parses");
         let (_, c) = module
             .constants
             .iter()
             .find(|(_, c)| c.name.as_deref() == Some(name))
-            .unwrap_or_else(|| panic!("{} declares no constant {name}", file.file_name()));
+            .unwrap_or_else(|| panic!("{} declares no constant {name}", k.module_label()));
         match module.global_expressions[c.init] {
             naga::Expression::Literal(naga::Literal::U32(v)) => v,
             ref other => panic!("{name} is {other:?}, not a u32 literal"),
@@ -127,10 +129,14 @@ fn the_shaders_constants_are_the_hosts() {
     };
     for act in Activation::ALL {
         let name = format!("ACT_{}", act.name().to_uppercase());
-        assert_eq!(constant(ShaderFile::Loss, &name), act.shader_id(), "{name}");
+        assert_eq!(constant(Kernel::LossGrad, &name), act.shader_id(), "{name}");
     }
-    for file in ShaderFile::ALL {
-        assert_eq!(constant(file, "WG"), ops::WG, "WG in {}", file.file_name());
+    for k in Kernel::ALL {
+        assert_eq!(constant(k, "WG"), ops::WG, "WG in {}", k.module_label());
     }
-    assert_eq!(constant(ShaderFile::Grad, "COLS") as usize, ops::BIAS_COLUMNS, "COLS in grad.wgsl");
+    assert_eq!(constant(Kernel::BiasGrad, "COLS") as usize, ops::BIAS_COLUMNS, "COLS in grad.wgsl");
+    for tile in Tile::ALL {
+        assert_eq!(constant(Kernel::Matmul(tile), "TILE") as usize, tile.size(), "{tile:?}: TILE");
+        assert_eq!(constant(Kernel::Matmul(tile), "TK") as usize, tile.k_step(), "{tile:?}: TK");
+    }
 }

@@ -45,7 +45,6 @@ pub struct GpuMlp {
     /// `LossTotals`: the loss of the last step and the running sum of loss·B.
     loss: wgpu::Buffer,
     loss_staging: wgpu::Buffer,
-    scratch: wgpu::Buffer,
     /// `StepState`: t, Adam's bias corrections, the first bad step; advanced on the GPU by `optim_prepare`.
     step_state: wgpu::Buffer,
     optim: OptimConfig,
@@ -83,7 +82,6 @@ impl GpuMlp {
         let grads = buffer::storage(&ctx, "gradients", layout.len)?;
         let loss = buffer::storage_struct(&ctx, "loss totals", &LossTotals::default())?;
         let loss_staging = buffer::staging(&ctx, "loss read-back", std::mem::size_of::<EpochStats>() as u64);
-        let scratch = buffer::storage(&ctx, "scratch", 1)?;
         let step_state = buffer::storage_struct(&ctx, "optimizer step state", &StepState::START)?;
         let optim = OptimConfig::sgd();
         let state = ops::OptimBuffers { m: None, v: None, step: &step_state, loss: &loss };
@@ -98,7 +96,6 @@ impl GpuMlp {
             state_v: None,
             loss,
             loss_staging,
-            scratch,
             step_state,
             optim,
             step: 0,

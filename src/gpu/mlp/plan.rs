@@ -5,7 +5,7 @@ use super::GpuMlp;
 use crate::error::{Error, Result};
 use crate::gpu::buffer;
 use crate::gpu::context::GpuContext;
-use crate::gpu::ops::{self, Accumulate, Dispatch, Epilogue, Strided};
+use crate::gpu::ops::{self, Dispatch, Epilogue, Span, Strided};
 use crate::gpu::structs::{GradParams, MatmulParams};
 use crate::model::{Loss, MlpSpec};
 
@@ -101,8 +101,8 @@ impl GpuMlp {
                 let off = self.layout.layers[l];
                 let input = if l == 0 { &x } else { &post[l - 1] };
                 let act = spec.activations()[l];
-                let (z, a) = ((&pre[l], r0 * o), (&post[l], r0 * o));
-                let bias = (&self.params, off.b);
+                let (z, a) = (Span::from((&pre[l], r0 * o)), Span::from((&post[l], r0 * o)));
+                let bias = Span::from((&self.params, off.b));
                 let n_k = w_pieces[l].len();
                 // Z = A_prev · W + b; A = f(Z). Split along K where W exceeds a binding: the partial sums
                 // build up in Z, and the last piece applies f.
@@ -110,12 +110,13 @@ impl GpuMlp {
                     let a_in = ops::Strided { buffer: input, offset: r0 * i + ks.start, row_stride: i, col_stride: 1 };
                     let w = Strided::rows(&self.params, off.w + ks.start * o, o);
                     let (epilogue, dst) = match (j, n_k) {
-                        (_, 1) => (Epilogue::forward(bias, z, act), a),
-                        (0, _) => (Epilogue::bias_only(bias), z),
-                        (j, n) if j + 1 < n => (Epilogue::none().accumulating(Accumulate::Out), z),
-                        _ => (Epilogue::finish_forward(z, act), a),
+                        (_, 1) => (Epilogue::Forward { bias, pre: z, activation: act }, a),
+                        (0, _) => (Epilogue::Bias { bias }, z),
+                        (j, n) if j + 1 < n => (Epilogue::AddScaled(1.0), z),
+                        _ => (Epilogue::FinishForward { pre: z, activation: act }, a),
                     };
-                    forward.push(ops::matmul(ctx, (mb, o, ks.len()), a_in, w, epilogue, dst, &self.scratch)?);
+                    let dst = Strided::rows(dst.buffer, dst.offset, o);
+                    forward.push(ops::matmul(ctx, (mb, o, ks.len()), a_in, w, epilogue, dst)?);
                 }
             }
             if xent {
@@ -156,15 +157,14 @@ impl GpuMlp {
                         return Ok(());
                     }
                     for ks in &w_pieces[l] {
-                        let z_prev = (&pre[l - 1], r0 * i + ks.start);
+                        let z = Span::from((&pre[l - 1], r0 * i + ks.start));
                         list.push(ops::matmul(
                             ctx,
                             (mb, ks.len(), o),
                             Strided::rows(d.0, d.1, o),
                             Strided::transposed(&self.params, off.w + ks.start * o, o),
-                            Epilogue::derivative(spec.activations()[l - 1], z_prev).with_row_stride(i),
-                            (&delta[l - 1], r0 * i + ks.start),
-                            &self.scratch,
+                            Epilogue::Derivative { z, activation: spec.activations()[l - 1] },
+                            Strided::rows(&delta[l - 1], r0 * i + ks.start, i),
                         )?);
                     }
                     Ok(())
@@ -172,19 +172,19 @@ impl GpuMlp {
                 if sgd {
                     input_grads(list)?;
                 }
-                let acc = if piece.first { Accumulate::No } else { Accumulate::Out };
+                let acc = if piece.first { Epilogue::Store } else { Epilogue::AddScaled(1.0) };
                 for ks in &w_pieces[l] {
                     // dW[ks] = A_prev[:, ks]ᵀ · δ, summed over the pieces of the batch; or W[ks] −= lr·that
                     let a_t = ops::Strided { buffer: input, offset: r0 * i + ks.start, row_stride: 1, col_stride: i };
                     let (epilogue, target) = if sgd {
                         lr_slots.0.push(list.len());
-                        (Epilogue::add_scaled(0.0), &self.params)
+                        (Epilogue::AddScaled(0.0), &self.params)
                     } else {
-                        (Epilogue::none().accumulating(acc), &self.grads)
+                        (acc, &self.grads)
                     };
                     let (shape, d_rows) = ((ks.len(), o, mb), Strided::rows(d.0, d.1, o));
-                    let out = (target, off.w + ks.start * o);
-                    list.push(ops::matmul(ctx, shape, a_t, d_rows, epilogue, out, &self.scratch)?);
+                    let out = Strided::rows(target, off.w + ks.start * o, o);
+                    list.push(ops::matmul(ctx, shape, a_t, d_rows, epilogue, out)?);
                 }
                 // db = Σ_b δ_b; or b −= lr·that
                 if sgd {

@@ -1,11 +1,11 @@
-//! The strided, tiled matrix product of `linear.wgsl` (all three products of a layer): its uniform, flags,
-//! epilogues, the three tilings and the autotune that picks between them.
+//! The strided, tiled matrix product of `linear.wgsl` (all three products of a layer): its flags, its
+//! epilogue, and the autotune that picks its tiling.
 
 use super::{Dispatch, Span, bind, bind_rounded, run, u32_of};
 use crate::error::Result;
 use crate::gpu::buffer;
 use crate::gpu::context::GpuContext;
-use crate::gpu::shaders::Kernel;
+use crate::gpu::shaders::{Kernel, Tile};
 use crate::gpu::structs::MatmulParams;
 use crate::model::Activation;
 
@@ -19,13 +19,13 @@ pub const MUL_DERIV: u32 = 4;
 pub const ACC_OUT: u32 = 8;
 /// Add the value already in `pre` (a partial sum) before the bias.
 pub const ACC_PRE: u32 = 16;
-/// `matmul_big` loads op(A) four values at a time along K.
+/// op(A) is loaded four values at a time along K.
 pub const A_VEC_K: u32 = 32;
-/// `matmul_big` loads op(A) four values at a time along M.
+/// op(A) is loaded four values at a time along M.
 pub const A_VEC_M: u32 = 64;
-/// `matmul_big` loads op(B) four values at a time along N.
+/// op(B) is loaded four values at a time along N.
 pub const B_VEC_N: u32 = 128;
-/// `matmul_big` loads op(B) four values at a time along K.
+/// op(B) is loaded four values at a time along K.
 pub const B_VEC_K: u32 = 256;
 
 /// A strided view of a matrix inside a flat buffer: element (r, c) is at `offset + r*row_stride + c*col_stride`.
@@ -60,117 +60,76 @@ impl<'a> Strided<'a> {
     }
 }
 
-/// Where a product adds a partial sum stored by an earlier product (a split of K).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Accumulate {
-    No,
-    /// `C += out` before the rest of the epilogue.
-    Out,
-    /// `C += pre` before the rest of the epilogue.
-    Pre,
-}
-
-/// The epilogue of a product: optional bias, optional pre-activation store, activation; or, backward, a
-/// product by the activation's derivative at a stored pre-activation.
-pub struct Epilogue<'a> {
-    /// (buffer, offset) of a bias of N values.
-    pub bias: Option<(&'a wgpu::Buffer, usize)>,
-    /// (buffer, offset) where the pre-activation (M, N) is stored.
-    pub pre: Option<(&'a wgpu::Buffer, usize)>,
-    pub activation: Activation,
-    /// Backward: `C ⊙ f'(Z)` with Z (M, N) at (buffer, offset) and f = `activation`; `bias` and `pre` unused.
-    pub derivative_at: Option<(&'a wgpu::Buffer, usize)>,
-    /// A partial sum to add first (not with `derivative_at`).
-    pub accumulate: Accumulate,
-    /// The row stride of C (and of Z / pre), when C is a block of columns of a wider matrix; N otherwise.
-    pub row_stride: Option<usize>,
-    /// C is multiplied by this first (not with `derivative_at`): 1, or −lr where plain SGD adds the weight
-    /// gradient into W (with `Accumulate::Out`).
-    pub scale: f32,
+/// What the product does with C = op(A)·op(B) before storing it at `out`: one variant per use, so the
+/// kernel's flags cannot be combined wrongly. Where the epilogue reads or writes a pre-activation, it is
+/// at the given span with `out`'s row stride.
+#[derive(Clone, Copy, Debug)]
+pub enum Epilogue<'a> {
+    /// `out = C`: the weight gradient (or the first of its pieces).
+    Store,
+    /// `out = out + s·C`: a partial sum added (s = 1), or plain SGD's `W ← W − lr·dW` (s = −lr).
+    AddScaled(f32),
+    /// `out = C + bias`: the first part of a forward product split along K.
+    Bias { bias: Span<'a> },
+    /// `pre = C + bias; out = f(pre)`: a layer's forward product.
+    Forward { bias: Span<'a>, pre: Span<'a>, activation: Activation },
+    /// `pre = C + pre; out = f(pre)`: the last part of a forward product split along K.
+    FinishForward { pre: Span<'a>, activation: Activation },
+    /// `out = C ⊙ f'(z)`: the input gradient with the previous layer's derivative fused (δ_prev).
+    Derivative { z: Span<'a>, activation: Activation },
 }
 
 impl<'a> Epilogue<'a> {
-    /// A plain product.
-    pub fn none() -> Self {
-        Self::new(None, None, Activation::Identity, None)
+    /// The kernel's epilogue flags.
+    fn flags(self) -> u32 {
+        match self {
+            Self::Store => 0,
+            Self::AddScaled(_) => ACC_OUT,
+            Self::Bias { .. } => ADD_BIAS,
+            Self::Forward { .. } => ADD_BIAS | WRITE_PRE,
+            Self::FinishForward { .. } => ACC_PRE | WRITE_PRE,
+            Self::Derivative { .. } => MUL_DERIV,
+        }
     }
 
-    fn new(
-        bias: Option<(&'a wgpu::Buffer, usize)>,
-        pre: Option<(&'a wgpu::Buffer, usize)>,
-        activation: Activation,
-        derivative_at: Option<(&'a wgpu::Buffer, usize)>,
-    ) -> Self {
-        Self { bias, pre, activation, derivative_at, accumulate: Accumulate::No, row_stride: None, scale: 1.0 }
+    fn activation(self) -> Activation {
+        match self {
+            Self::Forward { activation, .. }
+            | Self::FinishForward { activation, .. }
+            | Self::Derivative { activation, .. } => activation,
+            _ => Activation::Identity,
+        }
     }
 
-    /// The same epilogue, adding the partial sum at `acc` first.
-    pub fn accumulating(self, acc: Accumulate) -> Self {
-        Self { accumulate: acc, ..self }
+    /// What C is multiplied by first (not with `Derivative`).
+    fn scale(self) -> f32 {
+        match self {
+            Self::AddScaled(s) => s,
+            _ => 1.0,
+        }
     }
 
-    /// `out + s·C`: a scaled product added to what `out` holds (SGD's `W ← W − lr·dW` with s = −lr).
-    pub fn add_scaled(s: f32) -> Self {
-        Self { scale: s, ..Self::none().accumulating(Accumulate::Out) }
-    }
-    /// The same epilogue, writing C with row stride `ldc`.
-    pub fn with_row_stride(self, ldc: usize) -> Self {
-        Self { row_stride: Some(ldc), ..self }
+    fn bias(self) -> Option<Span<'a>> {
+        match self {
+            Self::Bias { bias } | Self::Forward { bias, .. } => Some(bias),
+            _ => None,
+        }
     }
 
-    /// `C + bias`, no activation: the first part of a forward product split along K.
-    pub fn bias_only(bias: (&'a wgpu::Buffer, usize)) -> Self {
-        Self::new(Some(bias), None, Activation::Identity, None)
-    }
-
-    /// The last part of a split forward product: `f(C + pre)`, storing `C + pre` back into `pre`.
-    pub fn finish_forward(pre: (&'a wgpu::Buffer, usize), activation: Activation) -> Self {
-        Self::new(None, Some(pre), activation, None).accumulating(Accumulate::Pre)
-    }
-
-    /// Forward: `f(C + bias)`, storing `C + bias` at `pre`.
-    pub fn forward(bias: (&'a wgpu::Buffer, usize), pre: (&'a wgpu::Buffer, usize), activation: Activation) -> Self {
-        Self::new(Some(bias), Some(pre), activation, None)
-    }
-
-    /// Backward: `C ⊙ f'(Z)`, Z at `z`.
-    pub fn derivative(activation: Activation, z: (&'a wgpu::Buffer, usize)) -> Self {
-        Self::new(None, None, activation, Some(z))
+    /// Where the pre-activation is read or written (Z for `Derivative`).
+    fn pre(self) -> Option<Span<'a>> {
+        match self {
+            Self::Forward { pre, .. } | Self::FinishForward { pre, .. } => Some(pre),
+            Self::Derivative { z, .. } => Some(z),
+            _ => None,
+        }
     }
 }
 
-/// The three tilings of the matrix product in `linear.wgsl`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Tile {
-    /// `matmul`: 32x32 per workgroup, 2x2 per thread.
-    Small,
-    /// `matmul_big`: 64x64 per workgroup, 4x4 per thread in registers.
-    Big,
-    /// `matmul_huge`: 128x128 per workgroup, 8x8 per thread in registers.
-    Huge,
-}
-
-impl Tile {
-    fn kernel(self) -> Kernel {
-        match self {
-            Tile::Small => Kernel::Matmul,
-            Tile::Big => Kernel::MatmulBig,
-            Tile::Huge => Kernel::MatmulHuge,
-        }
-    }
-    fn size(self) -> usize {
-        match self {
-            Tile::Small => 32,
-            Tile::Big => 64,
-            Tile::Huge => 128,
-        }
-    }
-    pub const ALL: [Tile; 3] = [Tile::Small, Tile::Big, Tile::Huge];
-    /// The choice without measuring: the big tile once both output dimensions fill it (the huge one only
-    /// where timing chose it: it needs 64 registers of accumulators a thread and 128² outputs a workgroup).
-    pub fn heuristic(m: usize, n: usize) -> Tile {
-        if m >= 64 && n >= 64 { Tile::Big } else { Tile::Small }
-    }
+/// The choice without measuring: the big tile once both output dimensions fill it (the huge one only
+/// where timing chose it: it needs 64 registers of accumulators a thread and 128² outputs a workgroup).
+pub fn heuristic_tile(m: usize, n: usize) -> Tile {
+    if m >= 64 && n >= 64 { Tile::Big } else { Tile::Small }
 }
 
 /// Products with at least this many multiply-adds are timed once per adapter and shape (`autotune`).
@@ -186,7 +145,7 @@ pub fn choose_tile(ctx: &GpuContext, (m, n, k): (usize, usize, usize), transpose
         _ => {}
     }
     if m.saturating_mul(n).saturating_mul(k) < AUTOTUNE_MACS {
-        return Ok(Tile::heuristic(m, n));
+        return Ok(heuristic_tile(m, n));
     }
     let key = (m, n, k, transposed.0, transposed.1);
     if let Some(t) = ctx.tuned(&key) {
@@ -204,13 +163,12 @@ fn autotune(ctx: &GpuContext, (m, n, k): (usize, usize, usize), (ta, tb): (bool,
     let a = buffer::storage(ctx, "autotune A", m * k)?;
     let b = buffer::storage(ctx, "autotune B", k * n)?;
     let c = buffer::storage(ctx, "autotune C", m * n)?;
-    let scratch = buffer::storage(ctx, "autotune scratch", 1)?;
     let sa = if ta { Strided::transposed(&a, 0, m) } else { Strided::rows(&a, 0, k) };
     let sb = if tb { Strided::transposed(&b, 0, k) } else { Strided::rows(&b, 0, n) };
-    let mut best = (f64::INFINITY, Tile::heuristic(m, n));
+    let mut best = (f64::INFINITY, heuristic_tile(m, n));
     // A tiling wider than the output would leave most of each workgroup idle: not worth timing.
     for tile in Tile::ALL.into_iter().filter(|t| t.size() <= 32 || (m >= t.size() && n >= t.size())) {
-        let d = matmul_tiled(ctx, tile, (m, n, k), sa, sb, Epilogue::none(), (&c, 0), &scratch)?;
+        let d = matmul_tiled(ctx, tile, (m, n, k), sa, sb, Epilogue::Store, Strided::rows(&c, 0, n))?;
         run(ctx, &[&d])?;
         let once = timed(ctx, &[&d])?;
         let reps = repetitions(once);
@@ -241,26 +199,22 @@ fn timed(ctx: &GpuContext, dispatches: &[&Dispatch]) -> Result<f64> {
     Ok(t.elapsed().as_secs_f64())
 }
 
-/// `C (M, N) = f(op(A) (M, K) · op(B) (K, N) + bias)`, C row-major at `out_off` of `out`, with the tiling
-/// `choose_tile` picks. `scratch` is bound where the epilogue has no bias or pre-activation buffer; it
-/// must not be `out`.
-#[allow(clippy::too_many_arguments)]
+/// `C (M, N) = op(A) (M, K) · op(B) (K, N)` through `epilogue` into `out` (row-major, its row stride N or
+/// more), with the tiling `choose_tile` picks.
 pub fn matmul(
     ctx: &GpuContext,
     shape: (usize, usize, usize),
     a: Strided<'_>,
     b: Strided<'_>,
     epilogue: Epilogue<'_>,
-    out: (&wgpu::Buffer, usize),
-    scratch: &wgpu::Buffer,
+    out: Strided<'_>,
 ) -> Result<Dispatch> {
     let tile =
         choose_tile(ctx, shape, (a.row_stride == 1 && a.col_stride != 1, b.row_stride == 1 && b.col_stride != 1))?;
-    matmul_tiled(ctx, tile, shape, a, b, epilogue, out, scratch)
+    matmul_tiled(ctx, tile, shape, a, b, epilogue, out)
 }
 
 /// As `matmul`, with the tiling given.
-#[allow(clippy::too_many_arguments)]
 pub fn matmul_tiled(
     ctx: &GpuContext,
     tile: Tile,
@@ -268,42 +222,23 @@ pub fn matmul_tiled(
     a: Strided<'_>,
     b: Strided<'_>,
     epilogue: Epilogue<'_>,
-    out: (&wgpu::Buffer, usize),
-    scratch: &wgpu::Buffer,
+    out: Strided<'_>,
 ) -> Result<Dispatch> {
-    let mut flags = 0;
-    if epilogue.bias.is_some() {
-        flags |= ADD_BIAS;
-    }
-    if epilogue.pre.is_some() {
-        flags |= WRITE_PRE;
-    }
-    match epilogue.accumulate {
-        Accumulate::No => {}
-        Accumulate::Out => flags |= ACC_OUT,
-        Accumulate::Pre => flags |= ACC_PRE,
-    }
-    if epilogue.derivative_at.is_some() {
-        flags = MUL_DERIV;
-    }
-    let ldc = epilogue.row_stride.unwrap_or(n);
-    let c_extent = if m == 0 || n == 0 { 0 } else { (m - 1) * ldc + n };
+    assert_eq!(out.col_stride, 1, "a product's output is row-major");
+    let mut flags = epilogue.flags();
+    let ldc = out.row_stride;
+    let c_extent = out.extent(m, n);
     let (bind_a, a_off) = bind_rounded(ctx, "matmul operand A", a.into_span(), a.extent(m, k), 16)?;
     let (bind_b, b_off) = bind_rounded(ctx, "matmul operand B", b.into_span(), b.extent(k, n), 16)?;
-    if tile != Tile::Small && std::env::var_os("BACKPROP_NO_VEC4").is_none() {
+    if std::env::var_os("BACKPROP_NO_VEC4").is_none() {
         flags |= vector_loads(a_off, a.row_stride, a.col_stride, A_VEC_K, A_VEC_M);
         flags |= vector_loads(b_off, b.row_stride, b.col_stride, B_VEC_N, B_VEC_K);
     }
-    let (bias_span, bias_len) = match epilogue.bias {
-        Some(bias) => (Span::from(bias), n),
-        None => (Span::from(b.buffer), 1),
-    };
+    // Unused operands are bound to something harmless: the bias to B (read-only), `pre` to the scratch.
+    let (bias_span, bias_len) = epilogue.bias().map_or((Span::from(b.buffer), 1), |s| (s, n));
     let (bind_bias, bias_off) = bind(ctx, "bias", bias_span, bias_len)?;
-    let (bind_out, out_off) = bind(ctx, "matmul output", out.into(), c_extent)?;
-    let (pre_span, pre_len) = match epilogue.derivative_at.or(epilogue.pre) {
-        Some(pre) => (Span::from(pre), c_extent),
-        None => (Span::from(scratch), 1),
-    };
+    let (bind_out, out_off) = bind(ctx, "matmul output", out.into_span(), c_extent)?;
+    let (pre_span, pre_len) = epilogue.pre().map_or((Span::from(ctx.scratch()), 1), |s| (s, c_extent));
     let (bind_pre, pre_off) = bind(ctx, "pre-activation", pre_span, pre_len)?;
     let params = MatmulParams {
         m: u32_of("matmul rows", m)?,
@@ -319,16 +254,17 @@ pub fn matmul_tiled(
         bias_off: u32_of("bias offset", bias_off)?,
         out_off: u32_of("output offset", out_off)?,
         pre_off: u32_of("pre-activation offset", pre_off)?,
-        act: epilogue.activation.shader_id(),
+        act: epilogue.activation().shader_id(),
         ldc: u32_of("output row stride", ldc)?,
-        scale: epilogue.scale,
+        scale: epilogue.scale(),
     };
     let gx = n.div_ceil(tile.size());
     let gy = m.div_ceil(tile.size());
     ctx.check_workgroups("matmul column tiles", u32_of("matmul tiles", gx)?)?;
     ctx.check_workgroups("matmul row tiles", u32_of("matmul tiles", gy)?)?;
     let groups = [gx.max(1) as u32, gy.max(1) as u32, 1];
-    Ok(Dispatch::new(ctx, tile.kernel(), &params, &[bind_a, bind_b, bind_bias, bind_out, bind_pre], groups))
+    let bindings = [bind_a, bind_b, bind_bias, bind_out, bind_pre];
+    Ok(Dispatch::new(ctx, Kernel::Matmul(tile), &params, &bindings, groups))
 }
 
 /// The vectorised-load flag for an operand with element (r, c) at `off + r·rs + c·cs`: `along_cols` where
