@@ -42,7 +42,7 @@ fn kernels(c: &mut Criterion) {
             ("weight grad Aᵀ·δ", Strided::transposed(&a, 0, n), Strided::rows(&w, 0, n), Epilogue::Store),
         ];
         for (name, sa, sb, epi) in products {
-            let d = ops::matmul_tiled(&ctx, tile, (n, n, n), sa, sb, epi, Strided::rows(&out, 0, n)).expect("dispatch");
+            let d = ops::matmul(&ctx, tile, (n, n, n), sa, sb, epi, Strided::rows(&out, 0, n)).expect("dispatch");
             group.bench_function(format!("{name} {tile:?}"), |b| b.iter(|| ops::run(&ctx, &[&d]).expect("run")));
         }
     }

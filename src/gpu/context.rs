@@ -2,12 +2,12 @@
 //!
 //! Everything else takes a `&GpuContext` (or an `Arc` of one), so tests and tools can hand one in.
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::error::{Error, Result};
-use crate::gpu::shaders::{Pipelines, Tile};
+use crate::gpu::shaders::Pipelines;
+use crate::gpu::tune::Tuner;
 
 /// How to install a driver when no adapter is found; shown in every "no adapter" error.
 pub const NO_ADAPTER_HINT: &str = "install a Vulkan, Metal or DX12 driver for your GPU; on Debian or Ubuntu without a GPU, \
@@ -158,11 +158,9 @@ pub struct GpuContext {
     scratch: wgpu::Buffer,
     errors: ErrorLog,
     timeout: Duration,
-    /// Matmul tilings measured on this adapter, by (M, N, K, A transposed, B transposed).
-    tuning: Mutex<HashMap<TileKey, Tile>>,
+    /// How matrix products pick their tiling, and the tilings measured on this device.
+    tuner: Tuner,
 }
-
-type TileKey = (usize, usize, usize, bool, bool);
 
 impl std::fmt::Debug for GpuContext {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -252,7 +250,7 @@ impl GpuContext {
             scratch,
             errors,
             timeout: Duration::from_secs(600),
-            tuning: Mutex::default(),
+            tuner: Tuner::from_env()?,
         };
         ctx.check()?;
         Ok(ctx)
@@ -263,14 +261,15 @@ impl GpuContext {
         &self.summary
     }
 
-    pub(crate) fn tuned(&self, key: &TileKey) -> Option<Tile> {
-        self.tuning.lock().ok().and_then(|m| m.get(key).copied())
+    /// How matrix products pick their tiling on this device (from the environment unless `with_tuner`
+    /// replaced it).
+    pub fn tuner(&self) -> &Tuner {
+        &self.tuner
     }
 
-    pub(crate) fn remember(&self, key: TileKey, tile: Tile) {
-        if let Ok(mut m) = self.tuning.lock() {
-            m.insert(key, tile);
-        }
+    /// The same device with another tuner (another strategy, say), before it is shared.
+    pub fn with_tuner(self, tuner: Tuner) -> Self {
+        Self { tuner, ..self }
     }
 
     /// Whether kernels can be timed with timestamp queries.

@@ -6,6 +6,7 @@ pub mod mlp;
 pub mod ops;
 pub mod shaders;
 pub mod structs;
+pub mod tune;
 
 pub use context::{AdapterRequest, AdapterSummary, GpuContext, list_adapters};
 pub use mlp::{GpuMlp, StepTiming};

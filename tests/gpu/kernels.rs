@@ -5,6 +5,7 @@ use backprop::cpu;
 use backprop::gpu::ops::{self, Epilogue, Strided};
 use backprop::gpu::shaders::Tile;
 use backprop::gpu::structs::{MatmulParams, StepState};
+use backprop::gpu::tune::{Strategy, Tuner};
 use backprop::gpu::{GpuContext, buffer};
 use backprop::model::{Activation, Params};
 use backprop::optim::{self, OptimConfig, OptimizerKind, StepScalars};
@@ -51,7 +52,7 @@ fn matmul_forward_with_bias_and_every_fused_activation() {
             let pb = buffer::storage_init(&ctx, "params", &flat_params).unwrap();
             let out = nan_buffer(&ctx, b * o);
             let pre = nan_buffer(&ctx, b * o);
-            let d = ops::matmul_tiled(
+            let d = ops::matmul(
                 &ctx,
                 tile,
                 (b, o, i),
@@ -82,15 +83,15 @@ fn matmul_forward_with_bias_and_every_fused_activation() {
     }
 }
 
-/// The vectorised tile loads of the big and huge tilings: operands whose contiguous direction, row stride and offset
+/// The vectorised tile loads of every tiling: operands whose contiguous direction, row stride and offset
 /// are multiples of 4, in all four layouts (A along K or M, B along N or K), at shapes whose edges cut
 /// through vectors and tiles. Each product's flags are checked, so the vector path is the one tested.
 #[test]
-fn matmul_big_and_huge_load_aligned_operands_as_vectors() {
+fn every_tiling_loads_aligned_operands_as_vectors() {
     let ctx = gpu();
     let mut r = rng(21);
     let shapes = [(64, 64, 16), (67, 70, 45), (130, 132, 101), (5, 9, 7), (4, 4, 4), (257, 129, 37)];
-    for (tile, (m, n, k)) in [Tile::Big, Tile::Huge].into_iter().flat_map(|t| shapes.map(|s| (t, s))) {
+    for (tile, (m, n, k)) in Tile::ALL.into_iter().flat_map(|t| shapes.map(|s| (t, s))) {
         for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
             let a = f32_exact(&random(&mut r, m, k, 1.0));
             let b = f32_exact(&random(&mut r, k, n, 1.0));
@@ -118,8 +119,7 @@ fn matmul_big_and_huge_load_aligned_operands_as_vectors() {
                 col_stride: if tb { ldb } else { 1 },
             };
             let out = nan_buffer(&ctx, m * n);
-            let d =
-                ops::matmul_tiled(&ctx, tile, (m, n, k), sa, sb, Epilogue::Store, Strided::rows(&out, 0, n)).unwrap();
+            let d = ops::matmul(&ctx, tile, (m, n, k), sa, sb, Epilogue::Store, Strided::rows(&out, 0, n)).unwrap();
             let flags = d.params::<MatmulParams>().flags;
             let want_flags =
                 (if ta { ops::A_VEC_M } else { ops::A_VEC_K }) | (if tb { ops::B_VEC_K } else { ops::B_VEC_N });
@@ -132,7 +132,7 @@ fn matmul_big_and_huge_load_aligned_operands_as_vectors() {
     // An odd offset or stride keeps the scalar loads.
     let buf = nan_buffer(&ctx, 64);
     let out = nan_buffer(&ctx, 16);
-    let d = ops::matmul_tiled(
+    let d = ops::matmul(
         &ctx,
         Tile::Big,
         (4, 4, 4),
@@ -158,7 +158,7 @@ fn matmul_input_grad_reads_w_transposed() {
         let db = buffer::storage_init(&ctx, "delta", &to_f32(&delta)).unwrap();
         let pb = buffer::storage_init(&ctx, "params", &flat_params).unwrap();
         let out = nan_buffer(&ctx, b * i);
-        let d = ops::matmul_tiled(
+        let d = ops::matmul(
             &ctx,
             tile,
             (b, i, o),
@@ -187,7 +187,7 @@ fn matmul_input_grad_with_the_activation_derivative_fused() {
             let wb = buffer::storage_init(&ctx, "w", &to_f32(&w)).unwrap();
             let zb = buffer::storage_init(&ctx, "z", &to_f32(&z_prev)).unwrap();
             let out = nan_buffer(&ctx, b * i);
-            let d = ops::matmul_tiled(
+            let d = ops::matmul(
                 &ctx,
                 tile,
                 (b, i, o),
@@ -219,7 +219,7 @@ fn matmul_weight_grad_is_the_sum_of_outer_products_and_stays_in_its_slot() {
         let off = 11;
         let total = off + i * o + 13;
         let grads = nan_buffer(&ctx, total);
-        let d = ops::matmul_tiled(
+        let d = ops::matmul(
             &ctx,
             tile,
             (i, o, b),
@@ -253,7 +253,7 @@ fn epilogue_activation(ctx: &GpuContext, act: Activation, z: &[f32], g: Option<&
             (&buffer::storage_init(ctx, "g", g).unwrap(), Epilogue::Derivative { z: (&zb, 0).into(), activation: act })
         }
     };
-    let d = ops::matmul_tiled(
+    let d = ops::matmul(
         ctx,
         Tile::Small,
         (n, 1, 1),
@@ -497,27 +497,23 @@ fn a_buffer_beyond_the_device_limit_is_a_typed_error() {
 
 #[test]
 fn large_products_are_autotuned_once_and_stay_correct() {
-    let ctx = gpu();
+    // A tuner of its own that measures this product (2^24 multiply-adds) whatever BACKPROP_MATMUL_TILE says.
+    let ctx = GpuContext::new(&Default::default()).unwrap().with_tuner(Tuner::new(Strategy::DEFAULT, true));
     let (m, n, k) = (256, 257, 256);
-    let first = ops::choose_tile(&ctx, (m, n, k), (false, false)).unwrap();
-    let t = std::time::Instant::now();
-    assert_eq!(ops::choose_tile(&ctx, (m, n, k), (false, false)).unwrap(), first, "the choice is cached");
-    assert!(t.elapsed().as_millis() < 50, "a cached choice is not measured again");
     let mut r = rng(10);
     let a = f32_exact(&random(&mut r, m, k, 1.0));
     let w = f32_exact(&random(&mut r, k, n, 1.0));
     let (ab, wb) =
         (buffer::storage_init(&ctx, "a", &to_f32(&a)).unwrap(), buffer::storage_init(&ctx, "w", &to_f32(&w)).unwrap());
+    let (sa, sw) = (Strided::rows(&ab, 0, k), Strided::rows(&wb, 0, n));
+    let first = ops::tile_for(&ctx, (m, n, k), &sa, &sw).unwrap();
+    let measured = ctx.tuner().timings();
+    assert!(measured >= 10, "the first choice is measured: {measured} timings");
+    assert_eq!(ops::tile_for(&ctx, (m, n, k), &sa, &sw).unwrap(), first, "the choice is cached");
+    assert_eq!(ctx.tuner().timings(), measured, "a cached choice is not measured again");
     let out = nan_buffer(&ctx, m * n);
-    let d = ops::matmul(
-        &ctx,
-        (m, n, k),
-        Strided::rows(&ab, 0, k),
-        Strided::rows(&wb, 0, n),
-        Epilogue::Store,
-        Strided::rows(&out, 0, n),
-    )
-    .unwrap();
+    let d = ops::matmul(&ctx, first, (m, n, k), sa, sw, Epilogue::Store, Strided::rows(&out, 0, n)).unwrap();
+    assert_eq!(ctx.tuner().timings(), measured, "building a dispatch times nothing");
     ops::run(&ctx, &[&d]).unwrap();
     let want = a.dot(&w);
     assert_close(&format!("autotuned product ({first:?})"), &read(&ctx, &out, 0, m * n), &flat(&want), 1e-4, 1e-4);

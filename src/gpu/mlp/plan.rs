@@ -116,7 +116,7 @@ impl GpuMlp {
                         _ => (Epilogue::FinishForward { pre: z, activation: act }, a),
                     };
                     let dst = Strided::rows(dst.buffer, dst.offset, o);
-                    forward.push(ops::matmul(ctx, (mb, o, ks.len()), a_in, w, epilogue, dst)?);
+                    forward.push(product(ctx, (mb, o, ks.len()), a_in, w, epilogue, dst)?);
                 }
             }
             if xent {
@@ -158,7 +158,7 @@ impl GpuMlp {
                     }
                     for ks in &w_pieces[l] {
                         let z = Span::from((&pre[l - 1], r0 * i + ks.start));
-                        list.push(ops::matmul(
+                        list.push(product(
                             ctx,
                             (mb, ks.len(), o),
                             Strided::rows(d.0, d.1, o),
@@ -184,7 +184,7 @@ impl GpuMlp {
                     };
                     let (shape, d_rows) = ((ks.len(), o, mb), Strided::rows(d.0, d.1, o));
                     let out = Strided::rows(target, off.w + ks.start * o, o);
-                    list.push(ops::matmul(ctx, shape, a_t, d_rows, epilogue, out)?);
+                    list.push(product(ctx, shape, a_t, d_rows, epilogue, out)?);
                 }
                 // db = Σ_b δ_b; or b −= lr·that
                 if sgd {
@@ -252,4 +252,18 @@ pub(super) fn weight_pieces(ctx: &GpuContext, spec: &MlpSpec, l: usize) -> Resul
         }),
         rows => Ok(ops::pieces(i, rows)),
     }
+}
+
+/// A product with the tiling the device's tuner picks for it (measuring it first, once per device and key,
+/// where the tuner's strategy says so).
+fn product(
+    ctx: &GpuContext,
+    shape: (usize, usize, usize),
+    a: Strided<'_>,
+    b: Strided<'_>,
+    epilogue: Epilogue<'_>,
+    out: Strided<'_>,
+) -> Result<Dispatch> {
+    let tile = ops::tile_for(ctx, shape, &a, &b)?;
+    ops::matmul(ctx, tile, shape, a, b, epilogue, out)
 }

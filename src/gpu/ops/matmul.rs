@@ -1,5 +1,5 @@
 //! The strided, tiled matrix product of `linear.wgsl` (all three products of a layer): its flags, its
-//! epilogue, and the autotune that picks its tiling.
+//! epilogue, and the measurement the tuner (`gpu::tune`) asks for when it picks a tiling.
 
 use super::{Dispatch, Span, bind, bind_rounded, run, u32_of};
 use crate::error::Result;
@@ -7,6 +7,7 @@ use crate::gpu::buffer;
 use crate::gpu::context::GpuContext;
 use crate::gpu::shaders::{Kernel, Tile};
 use crate::gpu::structs::MatmulParams;
+use crate::gpu::tune::MatmulKey;
 use crate::model::Activation;
 
 /// Add `bias[bias_off + n]` to every row.
@@ -52,6 +53,11 @@ impl<'a> Strided<'a> {
     }
     fn into_span(self) -> Span<'a> {
         Span { buffer: self.buffer, offset: self.offset }
+    }
+
+    /// Whether the view reads a row-major matrix transposed (its rows contiguous, columns strided).
+    fn is_transposed(&self) -> bool {
+        self.row_stride == 1 && self.col_stride != 1
     }
 
     /// The transpose of a row-major matrix with `cols` columns stored at `offset`.
@@ -126,96 +132,53 @@ impl<'a> Epilogue<'a> {
     }
 }
 
-/// The choice without measuring: the big tile once both output dimensions fill it (the huge one only
-/// where timing chose it: it needs 64 registers of accumulators a thread and 128² outputs a workgroup).
-pub fn heuristic_tile(m: usize, n: usize) -> Tile {
-    if m >= 64 && n >= 64 { Tile::Big } else { Tile::Small }
+/// The tuner's key for a product of `shape` (M, N, K) over operands `a` and `b`.
+pub fn matmul_key((m, n, k): (usize, usize, usize), a: &Strided<'_>, b: &Strided<'_>) -> MatmulKey {
+    MatmulKey { m, n, k, a_transposed: a.is_transposed(), b_transposed: b.is_transposed() }
 }
 
-/// Products with at least this many multiply-adds are timed once per adapter and shape (`autotune`).
-pub const AUTOTUNE_MACS: usize = 1 << 24;
-
-/// Picks the tiling for a product: `BACKPROP_MATMUL_TILE=small|big|huge` forces one; large products are
-/// timed with each tiling once per adapter and shape and the fastest kept; small ones use `Tile::heuristic`.
-pub fn choose_tile(ctx: &GpuContext, (m, n, k): (usize, usize, usize), transposed: (bool, bool)) -> Result<Tile> {
-    match std::env::var("BACKPROP_MATMUL_TILE").as_deref() {
-        Ok("small") => return Ok(Tile::Small),
-        Ok("big") => return Ok(Tile::Big),
-        Ok("huge") => return Ok(Tile::Huge),
-        _ => {}
-    }
-    if m.saturating_mul(n).saturating_mul(k) < AUTOTUNE_MACS {
-        return Ok(heuristic_tile(m, n));
-    }
-    let key = (m, n, k, transposed.0, transposed.1);
-    if let Some(t) = ctx.tuned(&key) {
-        return Ok(t);
-    }
-    let t = autotune(ctx, (m, n, k), transposed)?;
-    ctx.remember(key, t);
-    Ok(t)
+/// The tiling the device's tuner picks for a product of `shape` over `a` and `b`, measured first where its
+/// strategy says so (`MatmulTimer`).
+pub fn tile_for(ctx: &GpuContext, shape: (usize, usize, usize), a: &Strided<'_>, b: &Strided<'_>) -> Result<Tile> {
+    let key = matmul_key(shape, a, b);
+    let mut timer = MatmulTimer::new(ctx, key);
+    ctx.tuner().matmul_tile(key, |tile, runs| timer.time(tile, runs))
 }
 
-/// Times every tiling on scratch buffers of the product's shape (best of three after a warm-up run). Where
-/// one run is short (a fast GPU, where submitting and waiting would dominate), each timing is of enough runs
-/// back to back in one submit to take about `AUTOTUNE_TARGET_MS`, as in a training step.
-fn autotune(ctx: &GpuContext, (m, n, k): (usize, usize, usize), (ta, tb): (bool, bool)) -> Result<Tile> {
-    let a = buffer::storage(ctx, "autotune A", m * k)?;
-    let b = buffer::storage(ctx, "autotune B", k * n)?;
-    let c = buffer::storage(ctx, "autotune C", m * n)?;
-    let sa = if ta { Strided::transposed(&a, 0, m) } else { Strided::rows(&a, 0, k) };
-    let sb = if tb { Strided::transposed(&b, 0, k) } else { Strided::rows(&b, 0, n) };
-    let mut best = (f64::INFINITY, heuristic_tile(m, n));
-    // A tiling wider than the output would leave most of each workgroup idle: not worth timing.
-    for tile in Tile::ALL.into_iter().filter(|t| t.size() <= 32 || (m >= t.size() && n >= t.size())) {
-        let d = matmul_tiled(ctx, tile, (m, n, k), sa, sb, Epilogue::Store, Strided::rows(&c, 0, n))?;
-        run(ctx, &[&d])?;
-        let once = timed(ctx, &[&d])?;
-        let reps = repetitions(once);
-        let batch = vec![&d; reps];
-        for _ in 0..3 {
-            let s = timed(ctx, &batch)? / reps as f64;
-            if s < best.0 {
-                best = (s, tile);
-            }
+/// Times products of one key on scratch buffers of its shape and layout (made at the first timing): the
+/// measurement `Tuner::matmul_tile` asks for.
+pub struct MatmulTimer<'c> {
+    ctx: &'c GpuContext,
+    key: MatmulKey,
+    /// A, B and C.
+    buffers: Option<[wgpu::Buffer; 3]>,
+}
+
+impl<'c> MatmulTimer<'c> {
+    pub fn new(ctx: &'c GpuContext, key: MatmulKey) -> Self {
+        Self { ctx, key, buffers: None }
+    }
+
+    /// Seconds for `runs` runs of the product with `tile`, back to back in one submit, until they finish.
+    pub fn time(&mut self, tile: Tile, runs: usize) -> Result<f64> {
+        let (ctx, MatmulKey { m, n, k, a_transposed, b_transposed }) = (self.ctx, self.key);
+        if self.buffers.is_none() {
+            let buf = |what, len| buffer::storage(ctx, what, len);
+            self.buffers = Some([buf("tuning A", m * k)?, buf("tuning B", k * n)?, buf("tuning C", m * n)?]);
         }
+        let [a, b, c] = self.buffers.as_ref().expect("made above");
+        let sa = if a_transposed { Strided::transposed(a, 0, m) } else { Strided::rows(a, 0, k) };
+        let sb = if b_transposed { Strided::transposed(b, 0, k) } else { Strided::rows(b, 0, n) };
+        let d = matmul(ctx, tile, (m, n, k), sa, sb, Epilogue::Store, Strided::rows(c, 0, n))?;
+        let started = std::time::Instant::now();
+        run(ctx, &vec![&d; runs])?;
+        Ok(started.elapsed().as_secs_f64())
     }
-    Ok(best.1)
 }
 
-/// Milliseconds each autotune timing aims for.
-const AUTOTUNE_TARGET_MS: f64 = 2.0;
-
-/// Runs back to back in one autotune timing, when one run took `once` seconds: 1 for a run of
-/// `AUTOTUNE_TARGET_MS` or more, up to 64 for very short ones.
-fn repetitions(once: f64) -> usize {
-    ((AUTOTUNE_TARGET_MS * 1e-3 / once.max(1e-9)).ceil() as usize).clamp(1, 64)
-}
-
-/// Seconds to run `dispatches` in one submit and wait for them.
-fn timed(ctx: &GpuContext, dispatches: &[&Dispatch]) -> Result<f64> {
-    let t = std::time::Instant::now();
-    run(ctx, dispatches)?;
-    Ok(t.elapsed().as_secs_f64())
-}
-
-/// `C (M, N) = op(A) (M, K) · op(B) (K, N)` through `epilogue` into `out` (row-major, its row stride N or
-/// more), with the tiling `choose_tile` picks.
+/// `C (M, N) = op(A) (M, K) · op(B) (K, N)` with `tile`, through `epilogue` into `out` (row-major, its row
+/// stride N or more).
 pub fn matmul(
-    ctx: &GpuContext,
-    shape: (usize, usize, usize),
-    a: Strided<'_>,
-    b: Strided<'_>,
-    epilogue: Epilogue<'_>,
-    out: Strided<'_>,
-) -> Result<Dispatch> {
-    let tile =
-        choose_tile(ctx, shape, (a.row_stride == 1 && a.col_stride != 1, b.row_stride == 1 && b.col_stride != 1))?;
-    matmul_tiled(ctx, tile, shape, a, b, epilogue, out)
-}
-
-/// As `matmul`, with the tiling given.
-pub fn matmul_tiled(
     ctx: &GpuContext,
     tile: Tile,
     (m, n, k): (usize, usize, usize),
@@ -230,7 +193,7 @@ pub fn matmul_tiled(
     let c_extent = out.extent(m, n);
     let (bind_a, a_off) = bind_rounded(ctx, "matmul operand A", a.into_span(), a.extent(m, k), 16)?;
     let (bind_b, b_off) = bind_rounded(ctx, "matmul operand B", b.into_span(), b.extent(k, n), 16)?;
-    if std::env::var_os("BACKPROP_NO_VEC4").is_none() {
+    if ctx.tuner().vector_loads() {
         flags |= vector_loads(a_off, a.row_stride, a.col_stride, A_VEC_K, A_VEC_M);
         flags |= vector_loads(b_off, b.row_stride, b.col_stride, B_VEC_N, B_VEC_K);
     }
@@ -279,19 +242,5 @@ fn vector_loads(off: usize, rs: usize, cs: usize, along_cols: u32, along_rows: u
         along_rows
     } else {
         0
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::repetitions;
-
-    #[test]
-    fn short_autotune_runs_are_repeated_long_ones_are_not() {
-        assert_eq!(repetitions(5e-3), 1, "a run past the target is timed alone");
-        assert_eq!(repetitions(2e-3), 1);
-        assert_eq!(repetitions(0.5e-3), 4);
-        assert_eq!(repetitions(100e-6), 20, "a 100 µs run (mostly submit and wait) is repeated");
-        assert_eq!(repetitions(0.0), 64, "never more than 64");
     }
 }
