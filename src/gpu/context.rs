@@ -160,6 +160,9 @@ pub struct GpuContext {
     timeout: Duration,
     /// How matrix products pick their tiling, and the tilings measured on this device.
     tuner: Tuner,
+    /// The most bytes one group of buffers may take (`with_memory_budget`); unset, a CPU adapter's is the
+    /// host's available memory and a GPU's is not known.
+    memory_budget: Option<u64>,
 }
 
 impl std::fmt::Debug for GpuContext {
@@ -251,6 +254,7 @@ impl GpuContext {
             errors,
             timeout: Duration::from_secs(600),
             tuner: Tuner::from_env()?,
+            memory_budget: None,
         };
         ctx.check()?;
         Ok(ctx)
@@ -265,6 +269,26 @@ impl GpuContext {
     /// replaced it).
     pub fn tuner(&self) -> &Tuner {
         &self.tuner
+    }
+
+    /// The same device with at most `bytes` of buffers allowed in one group (a model's, a batch's or a data
+    /// set's), checked before they are made: for tests, and to keep a run within a share of the memory.
+    pub fn with_memory_budget(self, bytes: u64) -> Self {
+        Self { memory_budget: Some(bytes), ..self }
+    }
+
+    /// The bytes one group of buffers may take, and where that figure comes from: the budget set with
+    /// `with_memory_budget`, else, on a CPU adapter (whose buffers are host memory), the host's available
+    /// memory; `None` where it is not known (a GPU's own memory: wgpu does not say).
+    pub fn memory_budget(&self) -> Option<(u64, String)> {
+        if let Some(b) = self.memory_budget {
+            return Some((b, "the memory budget set for this device".into()));
+        }
+        if self.summary.device_type != "cpu" {
+            return None;
+        }
+        let where_ = format!("the host's available memory (where {} makes its buffers)", self.summary.name);
+        crate::gpu::memory::host_available().map(|b| (b, where_))
     }
 
     /// The same device with another tuner (another strategy, say), before it is shared.

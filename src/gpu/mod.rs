@@ -2,6 +2,7 @@
 
 pub mod buffer;
 pub mod context;
+pub mod memory;
 pub mod mlp;
 pub mod ops;
 pub mod shaders;

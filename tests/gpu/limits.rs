@@ -3,7 +3,9 @@
 //! rows, or one row of a weight matrix, larger than a binding) is a typed error naming the limit and the
 //! sizes, raised before anything runs. Tested on the real adapter with the limit lowered artificially.
 
-use backprop::gpu::ops;
+use std::sync::Arc;
+
+use backprop::gpu::{GpuContext, ops};
 use backprop::model::Output;
 use backprop::optim::{OptimConfig, OptimizerKind};
 use backprop::{Activation, Backend, CpuBackend, Error, GpuMlp, Loss, MlpSpec, Params, cpu};
@@ -238,4 +240,38 @@ fn work_that_cannot_be_split_is_refused_with_the_sizes_before_anything_runs() {
     let (requested, available) = expect_limit(e);
     assert_eq!((requested, available), (1200, 1 << 10), "{text}");
     assert!(text.contains("layer 1"), "{text}");
+}
+
+/// The buffers of a batch are checked before any is made: all of them against the memory they come from
+/// (here a budget of 1 MiB; on a CPU adapter, the host's available memory), each against the device's
+/// largest buffer. Past either, one error that says to use a smaller --batch-size, and nothing ran; a
+/// batch within them trains. A model too large for the budget is refused when it is made.
+#[test]
+fn a_batch_beyond_the_memory_or_a_buffer_limit_is_refused_before_anything_is_made() {
+    let ctx = Arc::new(GpuContext::new(&Default::default()).unwrap().with_memory_budget(1 << 20));
+    // 2496 bytes of buffers a row: 400 rows fit 1 MiB, 500 do not.
+    let spec = MlpSpec::uniform(vec![8, 200, 4], Activation::Tanh, Loss::Mse).unwrap();
+    let mut model = GpuMlp::new(ctx.clone(), spec.clone(), &Params::init(&spec, 1)).unwrap();
+    let batch = |b: usize| (Array2::<f32>::zeros((b, 8)), Array2::<f32>::zeros((b, 4)));
+    let (x, y) = batch(400);
+    model.step(x.view(), y.view(), 0.1, false).unwrap();
+    let trained = model.params().unwrap();
+    let (x, y) = batch(500);
+    let e = model.step(x.view(), y.view(), 0.1, false).unwrap_err().to_string();
+    assert!(e.contains("a batch of 500 rows") && e.contains("--batch-size") && e.contains("1048576"), "{e}");
+    assert_eq!(model.params().unwrap(), trained, "nothing ran");
+    let wide = MlpSpec::uniform(vec![8, 20_000, 4], Activation::Tanh, Loss::Mse).unwrap();
+    let e = GpuMlp::new(ctx, wide.clone(), &Params::init(&wide, 1)).err().expect("refused").to_string();
+    assert!(e.contains("the model") && e.contains("1048576"), "{e}");
+
+    // Z of 1000 rows of 600,000 values is 2.4 GB, past lavapipe's 2 GiB buffer limit: refused before
+    // anything is allocated (the whole batch would be 7 GB).
+    let ctx = crate::common::gpu();
+    let spec = MlpSpec::uniform(vec![1, 600_000, 1], Activation::Relu, Loss::Mse).unwrap();
+    let mut model = GpuMlp::new(ctx.clone(), spec.clone(), &Params::init(&spec, 1)).unwrap();
+    let (x, y) = (Array2::<f32>::zeros((1000, 1)), Array2::<f32>::zeros((1000, 1)));
+    let e = model.step(x.view(), y.view(), 0.1, false).unwrap_err();
+    let text = e.to_string();
+    assert!(text.contains("Z0") && text.contains("--batch-size"), "{text}");
+    assert!(matches!(e, Error::DeviceLimit { limit: "max_buffer_size", requested: 2_400_000_000, .. }), "{text}");
 }

@@ -66,6 +66,13 @@ impl<'a> Strided<'a> {
     }
 }
 
+impl<'a> Span<'a> {
+    /// The row-major matrix with `cols` columns that starts here.
+    pub fn rows(self, cols: usize) -> Strided<'a> {
+        Strided::rows(self.buffer, self.offset, cols)
+    }
+}
+
 /// What the product does with C = op(A)·op(B) before storing it at `out`: one variant per use, so the
 /// kernel's flags cannot be combined wrongly. Where the epilogue reads or writes a pre-activation, it is
 /// at the given span with `out`'s row stride.
