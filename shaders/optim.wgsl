@@ -27,7 +27,7 @@ struct OptimParams {
 
 // The optimizer's step between kernels (`optim::StepState` on the host).
 struct StepState {
-    t: u32, first_bad_step: u32,
+    t: u32, bias_step: u32, first_bad_step: u32,
     bias_correction1: f32, bias_correction2: f32, bias_correction2_sqrt: f32,
     clip: f32,
 }
@@ -72,15 +72,29 @@ fn grad_norm_finish() {
     step_state.clip = min(1.0, p.max_grad_norm / (sqrt(s) + 1e-6));
 }
 
-// t ← t + 1; bc1 = 1 − β1^t; bc2 = 1 − β2^t; bc2_sqrt = sqrt(bc2); note the step if its loss is not finite.
+// t ← t + 1; note the step if its loss is not finite; bc1 = 1 − β1^t, bc2 = 1 − β2^t, bc2_sqrt = sqrt(bc2).
+// The corrections advance by q ← β·q + (1 − β) once for each step since `bias_step`: once a step, and
+// after a restore (bias_step 0) from the start, stopping early where q no longer changes (its fixed point:
+// the recurrence only rises, so it stays there). The replay runs this same loop, so a resumed run has the
+// bits of one that never stopped.
 @compute @workgroup_size(1, 1, 1)
 fn optim_prepare() {
     let t = step_state.t + 1u;
     step_state.t = t;
     if (!is_finite(loss.last) && step_state.first_bad_step == 0u) { step_state.first_bad_step = t; }
-    step_state.bias_correction1 = fma(p.beta1, step_state.bias_correction1, p.one_minus_beta1);
-    step_state.bias_correction2 = fma(p.beta2, step_state.bias_correction2, p.one_minus_beta2);
-    step_state.bias_correction2_sqrt = sqrt(step_state.bias_correction2);
+    var bc1 = step_state.bias_correction1;
+    var bc2 = step_state.bias_correction2;
+    for (var at = step_state.bias_step; at < t; at++) {
+        let next1 = fma(p.beta1, bc1, p.one_minus_beta1);
+        let next2 = fma(p.beta2, bc2, p.one_minus_beta2);
+        if (next1 == bc1 && next2 == bc2) { break; }
+        bc1 = next1;
+        bc2 = next2;
+    }
+    step_state.bias_step = t;
+    step_state.bias_correction1 = bc1;
+    step_state.bias_correction2 = bc2;
+    step_state.bias_correction2_sqrt = sqrt(bc2);
 }
 
 @compute @workgroup_size(WG)

@@ -153,11 +153,16 @@ impl OptimState {
 /// What the GPU keeps of the optimizer's step from kernel to kernel (`StepState` in `optim.wgsl`): the
 /// step count and Adam's bias corrections, advanced by `optim_prepare` before each update, the first
 /// step whose loss was not finite, and the step's gradient clip coefficient.
+///
+/// The bias corrections are a recurrence in f32, not a function of t the host could recompute to the same
+/// bits, so a restored state starts them over (`resumed`) and the next `optim_prepare` replays them up to t.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, bytemuck::Pod, bytemuck::Zeroable)]
 pub struct StepState {
     /// Steps taken.
     pub t: u32,
+    /// The step the bias corrections are for: t, except after a restore until the next step replays them.
+    pub bias_step: u32,
     /// The first step whose loss was NaN or infinite; 0 while there is none.
     pub first_bad_step: u32,
     /// `1 − β1^t`, kept by the recurrence `q ← β1·q + (1 − β1)` (1 − pow(β, t) in f32 would cancel
@@ -173,14 +178,20 @@ pub struct StepState {
 
 impl StepState {
     /// Before the first step.
-    pub const START: Self = Self {
-        t: 0,
-        first_bad_step: 0,
-        bias_correction1: 0.0,
-        bias_correction2: 0.0,
-        bias_correction2_sqrt: 0.0,
-        clip: 1.0,
-    };
+    pub const START: Self = Self::resumed(0);
+
+    /// After `t` steps, restored: the bias corrections start over, for the next step to replay.
+    pub const fn resumed(t: u32) -> Self {
+        Self {
+            t,
+            bias_step: 0,
+            first_bad_step: 0,
+            bias_correction1: 0.0,
+            bias_correction2: 0.0,
+            bias_correction2_sqrt: 0.0,
+            clip: 1.0,
+        }
+    }
 }
 
 /// The most optimizer steps a run can take, on either backend: the GPU counts them in 32 bits.

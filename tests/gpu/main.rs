@@ -10,5 +10,6 @@ mod kernels;
 mod limits;
 mod optimizers;
 mod properties;
+mod resume;
 mod shaders;
 mod training;

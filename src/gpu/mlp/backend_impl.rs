@@ -6,11 +6,11 @@ use super::GpuMlp;
 use super::optimizer::Optimizer;
 use crate::backend::{self, Backend};
 use crate::cpu::Trace;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::gpu::ops;
 use crate::gpu::structs::StepState;
 use crate::model::{MlpSpec, Params};
-use crate::optim::{self, OptimConfig, OptimState, StepScalars};
+use crate::optim::{self, OptimConfig, OptimState};
 
 impl Backend for GpuMlp {
     fn name(&self) -> String {
@@ -53,19 +53,11 @@ impl Backend for GpuMlp {
         s.check(&cfg, self.layout.len)?;
         optim::check_steps(s.step, 0)?;
         self.model.write_state(&self.ctx, &s.m, &s.v);
+        // The bias corrections are not recomputed from t on the host (f64 rounded to f32 differs from the
+        // GPU's f32 recurrence by an ulp): the next step's `optim_prepare` replays the recurrence itself.
+        let t = u32::try_from(s.step).expect("check_steps bounds the step count to u32");
+        self.model.write_step_state(&self.ctx, &StepState::resumed(t));
         self.step = s.step;
-        let t = u32::try_from(s.step).map_err(|_| Error::Invalid(format!("step count {} is too large", s.step)))?;
-        let sc = StepScalars::new(&cfg, 0.0, s.step);
-        let bc2 = sc.bias_correction2_sqrt * sc.bias_correction2_sqrt;
-        let state = StepState {
-            t,
-            first_bad_step: 0,
-            bias_correction1: sc.bias_correction1 as f32,
-            bias_correction2: bc2 as f32,
-            bias_correction2_sqrt: sc.bias_correction2_sqrt as f32,
-            clip: 1.0,
-        };
-        self.model.write_step_state(&self.ctx, &state);
         Ok(())
     }
 
