@@ -57,7 +57,8 @@ fn kernels(c: &mut Criterion) {
     let adam = OptimConfig { kind: OptimizerKind::default_for("adam").expect("adam"), weight_decay: 0.0 };
     let (m, v, loss) = (buf(n * n), buf(n * n), buf(2));
     let sc = buffer::storage_struct(&ctx, "step state", &backprop::optim::StepState::START).expect("buffer");
-    let state = ops::OptimBuffers { m: Some(&m), v: Some(&v), step: &sc, loss: &loss };
+    let partials = buf(1);
+    let state = ops::OptimBuffers { m: Some(&m), v: Some(&v), step: &sc, loss: &loss, partials: &partials };
     let upd = ops::optimizer(&ctx, &adam, n * n, 1e-3, None, &a, &out, state).expect("dispatch");
     group.bench_function("adam", |b| b.iter(|| ops::run(&ctx, &upd.iter().collect::<Vec<_>>()).expect("run")));
     group.finish();

@@ -1,10 +1,17 @@
 //! Optimizers with PyTorch's definitions and defaults, over one flat parameter vector, and learning-rate
-//! schedules. The CPU functions here are the reference for the kernels in `shaders/optim.wgsl`.
+//! schedules. The update rules themselves (`rules`) are the reference for the kernels in
+//! `shaders/optim.wgsl`, each function named as its kernel.
+
+mod rules;
+
+pub use rules::{
+    AdamStep, StepScalars, StepState, adam, clip_coefficient, grad_norm, grad_norm_finish, momentum, optim_prepare,
+    sgd, update,
+};
 
 use std::str::FromStr;
 
 use crate::error::{Error, Result};
-use crate::model::Real;
 
 /// Which update rule.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -150,50 +157,6 @@ impl OptimState {
     }
 }
 
-/// What the GPU keeps of the optimizer's step from kernel to kernel (`StepState` in `optim.wgsl`): the
-/// step count and Adam's bias corrections, advanced by `optim_prepare` before each update, the first
-/// step whose loss was not finite, and the step's gradient clip coefficient.
-///
-/// The bias corrections are a recurrence in f32, not a function of t the host could recompute to the same
-/// bits, so a restored state starts them over (`resumed`) and the next `optim_prepare` replays them up to t.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, PartialEq, bytemuck::Pod, bytemuck::Zeroable)]
-pub struct StepState {
-    /// Steps taken.
-    pub t: u32,
-    /// The step the bias corrections are for: t, except after a restore until the next step replays them.
-    pub bias_step: u32,
-    /// The first step whose loss was NaN or infinite; 0 while there is none.
-    pub first_bad_step: u32,
-    /// `1 − β1^t`, kept by the recurrence `q ← β1·q + (1 − β1)` (1 − pow(β, t) in f32 would cancel
-    /// catastrophically for β2 = 0.999).
-    pub bias_correction1: f32,
-    /// `1 − β2^t`, by the same recurrence.
-    pub bias_correction2: f32,
-    /// `sqrt(1 − β2^t)`.
-    pub bias_correction2_sqrt: f32,
-    /// The clip coefficient of the step's gradient (1 when not clipping).
-    pub clip: f32,
-}
-
-impl StepState {
-    /// Before the first step.
-    pub const START: Self = Self::resumed(0);
-
-    /// After `t` steps, restored: the bias corrections start over, for the next step to replay.
-    pub const fn resumed(t: u32) -> Self {
-        Self {
-            t,
-            bias_step: 0,
-            first_bad_step: 0,
-            bias_correction1: 0.0,
-            bias_correction2: 0.0,
-            bias_correction2_sqrt: 0.0,
-            clip: 1.0,
-        }
-    }
-}
-
 /// The most optimizer steps a run can take, on either backend: the GPU counts them in 32 bits.
 pub const MAX_STEPS: u64 = u32::MAX as u64;
 
@@ -206,59 +169,6 @@ pub fn check_steps(taken: u64, more: usize) -> Result<()> {
              start a new run from the checkpoint's weights with --init instead of --resume"
         ))),
     }
-}
-
-/// The numbers one update needs beyond the state: PyTorch's bias corrections for step `t` (1-based).
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct StepScalars {
-    pub lr: f64,
-    /// `1 − β1^t` (1 when not Adam).
-    pub bias_correction1: f64,
-    /// `sqrt(1 − β2^t)` (1 when not Adam).
-    pub bias_correction2_sqrt: f64,
-}
-
-impl StepScalars {
-    pub fn new(cfg: &OptimConfig, lr: f64, t: u64) -> Self {
-        match cfg.kind {
-            OptimizerKind::Adam { beta1, beta2, .. } if t > 0 => {
-                let t = t.min(i32::MAX as u64) as i32;
-                Self { lr, bias_correction1: 1.0 - beta1.powi(t), bias_correction2_sqrt: (1.0 - beta2.powi(t)).sqrt() }
-            }
-            _ => Self { lr, bias_correction1: 1.0, bias_correction2_sqrt: 1.0 },
-        }
-    }
-}
-
-/// One update of `params` (P) from `grads` (P), exactly as PyTorch's single-tensor code writes it.
-/// `m` and `v` are the state vectors the rule keeps (empty slices where it keeps none).
-pub fn update<T: Real>(cfg: &OptimConfig, params: &mut [T], grads: &[T], m: &mut [T], v: &mut [T], s: StepScalars) {
-    let c = |x: f64| T::from_f64(x).unwrap_or_else(T::nan);
-    let (lr, wd) = (c(s.lr), c(cfg.weight_decay));
-    let one = T::one();
-    for i in 0..params.len() {
-        let g = grads[i] + wd * params[i];
-        match cfg.kind {
-            OptimizerKind::Sgd => params[i] = params[i] - lr * g,
-            OptimizerKind::Momentum { momentum } => {
-                m[i] = c(momentum) * m[i] + g;
-                params[i] = params[i] - lr * m[i];
-            }
-            OptimizerKind::Adam { beta1, beta2, eps } => {
-                let (b1, b2) = (c(beta1), c(beta2));
-                m[i] = b1 * m[i] + (one - b1) * g;
-                v[i] = b2 * v[i] + (one - b2) * g * g;
-                let denom = v[i].sqrt() / c(s.bias_correction2_sqrt) + c(eps);
-                params[i] = params[i] - (lr / c(s.bias_correction1)) * m[i] / denom;
-            }
-        }
-    }
-}
-
-/// PyTorch's `clip_grad_norm_` coefficient: `min(1, max_norm / (‖g‖ + 1e-6))`, the norm summed in f64.
-pub fn clip_coefficient<T: Real>(grads: &[T], max_norm: f32) -> T {
-    let norm = grads.iter().map(|g| g.to_f64().unwrap_or(f64::NAN).powi(2)).sum::<f64>().sqrt();
-    T::from_f64((max_norm as f64 / (norm + 1e-6)).min(1.0)).unwrap_or_else(T::nan)
 }
 
 /// A learning-rate schedule over epochs, as PyTorch's `StepLR` and `CosineAnnealingLR` define them.

@@ -275,3 +275,19 @@ fn a_batch_beyond_the_memory_or_a_buffer_limit_is_refused_before_anything_is_mad
     assert!(text.contains("Z0") && text.contains("--batch-size"), "{text}");
     assert!(matches!(e, Error::DeviceLimit { limit: "max_buffer_size", requested: 2_400_000_000, .. }), "{text}");
 }
+
+#[test]
+fn a_buffer_beyond_the_device_limit_is_a_typed_error() {
+    // (Bindings beyond max_storage_buffer_binding_size are tested in tests/limits.rs.)
+    let ctx = crate::common::gpu();
+    let max = ctx.limits().max_buffer_size as usize;
+    let e = backprop::gpu::buffer::storage(&ctx, "huge", max / 4 + 1).unwrap_err();
+    match &e {
+        backprop::Error::DeviceLimit { limit, requested, available, .. } => {
+            assert_eq!(*limit, "max_buffer_size");
+            assert!(requested > available);
+        }
+        other => panic!("expected DeviceLimit, got {other}"),
+    }
+    assert!(e.to_string().contains("max_buffer_size") && e.to_string().contains("huge"), "{e}");
+}

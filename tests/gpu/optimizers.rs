@@ -83,7 +83,8 @@ fn gpu_run(cfg: &OptimConfig, theta0: &[f32], grads: &[Vec<f32>], lr: f64) -> Ve
         let gb = buffer::storage_init(&ctx, "grads", g).unwrap();
         let _ = t;
         let loss = buffer::storage_init(&ctx, "loss", &[0.0, 0.0]).unwrap();
-        let state = ops::OptimBuffers { m: Some(&mb), v: Some(&vb), step: &sc, loss: &loss };
+        let partials = buffer::storage(&ctx, "partials", 1).unwrap();
+        let state = ops::OptimBuffers { m: Some(&mb), v: Some(&vb), step: &sc, loss: &loss, partials: &partials };
         let d = ops::optimizer(&ctx, cfg, n, lr as f32, None, &gb, &pb, state).unwrap();
         ops::run(&ctx, &d.iter().collect::<Vec<_>>()).unwrap();
         let m = if k >= 1 { read(&ctx, &mb, n) } else { Vec::new() };

@@ -159,7 +159,8 @@ fn the_bias_corrections_replayed_after_a_restore_are_those_of_every_step() {
         );
         let state_after = |start: StepState, steps: usize| {
             let step = buffer::storage_struct(&ctx, "step state", &start).unwrap();
-            let buffers = ops::OptimBuffers { m: Some(&m), v: Some(&v), step: &step, loss: &loss };
+            let partials = buffer::storage(&ctx, "partials", 1).unwrap();
+            let buffers = ops::OptimBuffers { m: Some(&m), v: Some(&v), step: &step, loss: &loss, partials: &partials };
             let update = ops::optimizer(&ctx, &cfg, 1, 0.0, None, &g, &p, buffers).unwrap();
             assert_eq!(update[0].kernel(), backprop::gpu::shaders::Kernel::OptimPrepare);
             ops::run(&ctx, &vec![&update[0]; steps]).unwrap();

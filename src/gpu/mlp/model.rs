@@ -22,6 +22,8 @@ pub(super) struct ModelBuffers {
     pub(super) loss: wgpu::Buffer,
     /// `StepState`: the step count, Adam's bias corrections, the first bad step, the clip coefficient.
     pub(super) step_state: wgpu::Buffer,
+    /// The gradient norm's partial sums, one per piece of the update.
+    norm_partials: wgpu::Buffer,
     /// Where the loss and the epoch's statistics are read back.
     staging: wgpu::Buffer,
 }
@@ -48,6 +50,7 @@ impl ModelBuffers {
             v: None,
             loss: buffer::storage_struct(ctx, "loss totals", &LossTotals::default())?,
             step_state: buffer::storage_struct(ctx, "optimizer step state", &StepState::START)?,
+            norm_partials: buffer::storage(ctx, "gradient norm partial sums", ops::update_pieces(ctx, n)?)?,
             staging: buffer::staging(ctx, "loss read-back", size_of::<EpochStats>() as u64),
         })
     }
@@ -67,7 +70,8 @@ impl ModelBuffers {
 
     /// What the optimizer's dispatches bind.
     pub(super) fn optim_buffers(&self) -> ops::OptimBuffers<'_> {
-        ops::OptimBuffers { m: self.m.as_ref(), v: self.v.as_ref(), step: &self.step_state, loss: &self.loss }
+        let (m, v, partials) = (self.m.as_ref(), self.v.as_ref(), &self.norm_partials);
+        ops::OptimBuffers { m, v, step: &self.step_state, loss: &self.loss, partials }
     }
 
     /// The state vectors m and v (empty where the rule keeps none), `n` values each.

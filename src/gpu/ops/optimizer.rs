@@ -3,7 +3,6 @@
 
 use super::{Binding, Dispatch, F32, aligned_rows_per_binding, bind_aligned, elementwise_groups, pieces, u32_of};
 use crate::error::{Error, Result};
-use crate::gpu::buffer;
 use crate::gpu::context::GpuContext;
 use crate::gpu::shaders::Kernel;
 use crate::gpu::structs::{LossTotals, OptimParams, StepState};
@@ -35,13 +34,27 @@ fn optim_params(cfg: &OptimConfig, n: usize, lr: f32, max_grad_norm: Option<f32>
 }
 
 /// The state an optimizer update binds: the momentum buffer or first moment `m` and the second moment `v`
-/// (P values each, where the rule keeps them), the `StepState` (start from `StepState::START`), and the
-/// `LossTotals` the step's loss is in.
+/// (P values each, where the rule keeps them), the `StepState` (start from `StepState::START`), the
+/// `LossTotals` the step's loss is in, and the gradient norm's partial sums (`update_pieces` values).
 pub struct OptimBuffers<'a> {
     pub m: Option<&'a wgpu::Buffer>,
     pub v: Option<&'a wgpu::Buffer>,
     pub step: &'a wgpu::Buffer,
     pub loss: &'a wgpu::Buffer,
+    pub partials: &'a wgpu::Buffer,
+}
+
+/// The pieces an update of `n` parameters is split into, one storage binding each (one for most models).
+pub fn update_pieces(ctx: &GpuContext, n: usize) -> Result<usize> {
+    match aligned_rows_per_binding(ctx, 1) {
+        0 => Err(Error::DeviceLimit {
+            what: "one aligned piece of the parameters".into(),
+            limit: "max_storage_buffer_binding_size",
+            requested: ctx.limits().min_storage_buffer_offset_alignment as u64,
+            available: ctx.limits().max_storage_buffer_binding_size,
+        }),
+        per => Ok(pieces(n, per).len()),
+    }
 }
 
 /// The dispatches of one optimizer step over `n` parameters, in order: `optim_prepare` (advances t and the
@@ -64,20 +77,11 @@ pub fn optimizer<'a>(
         OptimizerKind::Momentum { .. } => Kernel::Momentum,
         OptimizerKind::Adam { .. } => Kernel::Adam,
     };
-    let per = aligned_rows_per_binding(ctx, 1);
-    if per == 0 {
-        return Err(Error::DeviceLimit {
-            what: "one aligned piece of the parameters".into(),
-            limit: "max_storage_buffer_binding_size",
-            requested: ctx.limits().min_storage_buffer_offset_alignment as u64,
-            available: ctx.limits().max_storage_buffer_binding_size,
-        });
-    }
-    let ranges = pieces(n, per);
-    let partials = buffer::storage(ctx, "gradient norm partial sums", ranges.len())?;
+    update_pieces(ctx, n)?;
+    let ranges = pieces(n, aligned_rows_per_binding(ctx, 1));
     let step = bind_aligned(ctx, "optimizer step state", state.step.into(), values_of::<StepState>())?;
     let loss = bind_aligned(ctx, "loss totals", state.loss.into(), values_of::<LossTotals>())?;
-    let partials = bind_aligned(ctx, "gradient norm partial sums", (&partials).into(), ranges.len())?;
+    let partials = bind_aligned(ctx, "gradient norm partial sums", state.partials.into(), ranges.len())?;
     let mut base = optim_params(cfg, n, lr, max_grad_norm)?;
     base.pieces = u32_of("parameter pieces", ranges.len())?;
     // `kernel` over piece `i` of the parameters, binding what it uses of the buffers above.
