@@ -609,14 +609,14 @@ pub fn worked(device: &DeviceArgs, as_json: bool) -> Result<()> {
 }
 
 pub fn devices(as_json: bool) -> Result<()> {
-    let all = gpu::list_adapters(&gpu::AdapterRequest::default());
+    let all = gpu::list_adapters(&gpu::AdapterRequest::default())?;
     if as_json {
         let v: Vec<_> = all.iter().map(|a| a.to_json()).collect();
         println!("{}", serde_json::to_string_pretty(&v).map_err(|e| Error::Invalid(e.to_string()))?);
         return Ok(());
     }
     if all.is_empty() {
-        println!("no adapters found: {}", gpu::context::NO_ADAPTER_HINT);
+        println!("no adapters found: {}", gpu::adapter::NO_ADAPTER_HINT);
         return Ok(());
     }
     for (i, a) in all.iter().enumerate() {

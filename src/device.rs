@@ -2,7 +2,7 @@
 //! and the adapter request each choice makes.
 
 use crate::error::{Error, Result};
-use crate::gpu::{AdapterRequest, context};
+use crate::gpu::adapter::{AdapterRequest, parse_api};
 
 /// Where the user asked to run: `auto`, `cpu`, `gpu` (any adapter), or a GPU through one graphics API.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -21,7 +21,7 @@ impl std::str::FromStr for BackendChoice {
             "auto" => Ok(Self::Auto),
             "cpu" => Ok(Self::Cpu),
             "gpu" => Ok(Self::Gpu),
-            other => context::parse_api(other).map(Self::Api).ok_or_else(|| {
+            other => parse_api(other).map(Self::Api).ok_or_else(|| {
                 Error::Invalid(format!("unknown backend '{s}' (expected auto, cpu, gpu, vulkan, metal, dx12 or gl)"))
             }),
         }

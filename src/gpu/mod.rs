@@ -1,5 +1,6 @@
 //! The GPU backend: hand-written WGSL kernels run through wgpu.
 
+pub mod adapter;
 pub mod buffer;
 pub mod context;
 pub mod memory;
@@ -9,5 +10,6 @@ pub mod shaders;
 pub mod structs;
 pub mod tune;
 
-pub use context::{AdapterRequest, AdapterSummary, GpuContext, list_adapters};
+pub use adapter::{AdapterRequest, AdapterSummary, list_adapters};
+pub use context::GpuContext;
 pub use mlp::{GpuMlp, StepTiming};
