@@ -114,18 +114,10 @@ impl GpuContext {
         Self { memory_budget: Some(bytes), ..self }
     }
 
-    /// The bytes one group of buffers may take, and where that figure comes from: the budget set with
-    /// `with_memory_budget`, else, on a CPU adapter (whose buffers are host memory), the host's available
-    /// memory; `None` where it is not known (a GPU's own memory: wgpu does not say).
-    pub fn memory_budget(&self) -> Option<(u64, String)> {
-        if let Some(b) = self.memory_budget {
-            return Some((b, "the memory budget set for this device".into()));
-        }
-        if self.summary.device_type != "cpu" {
-            return None;
-        }
-        let where_ = format!("the host's available memory (where {} makes its buffers)", self.summary.name);
-        crate::gpu::memory::host_available().map(|b| (b, where_))
+    /// The budget `with_memory_budget` set, if any (`memory::check` falls back to the host's memory on a
+    /// CPU adapter).
+    pub fn memory_budget(&self) -> Option<u64> {
+        self.memory_budget
     }
 
     /// The same device with another tuner (another strategy, say), before it is shared.

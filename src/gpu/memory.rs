@@ -22,12 +22,27 @@ pub fn check(ctx: &GpuContext, what: &str, buffers: &[Request], fix: &str) -> Re
         });
     }
     let total = buffers.iter().fold(0u64, |t, (_, b)| t.saturating_add(*b));
-    match ctx.memory_budget() {
+    match budget(ctx) {
         Some((available, source)) if total > available => Err(Error::Invalid(format!(
             "{what} needs {total} bytes of GPU buffers and {source} has {available}: {fix}"
         ))),
         _ => Ok(()),
     }
+}
+
+/// The bytes one group of buffers may take, and where that figure comes from: the budget set with
+/// `GpuContext::with_memory_budget`, else, on a CPU adapter (whose buffers are host memory), the host's
+/// available memory; `None` where it is not known (a GPU's own memory: wgpu does not say).
+pub fn budget(ctx: &GpuContext) -> Option<(u64, String)> {
+    if let Some(b) = ctx.memory_budget() {
+        return Some((b, "the memory budget set for this device".into()));
+    }
+    let adapter = ctx.adapter();
+    if adapter.device_type != "cpu" {
+        return None;
+    }
+    let source = format!("the host's available memory (where {} makes its buffers)", adapter.name);
+    host_available().map(|b| (b, source))
 }
 
 /// The host's available memory in bytes (`MemAvailable` of /proc/meminfo), where the system says.
