@@ -7,9 +7,10 @@
 //              θ ← θ − (lr / bc1) · m / (sqrt(v) / bc2_sqrt + eps)      bc1 = 1 − β1^t, bc2_sqrt = sqrt(1 − β2^t)
 //
 // g, θ, m, v are all (P). The step count t and Adam's bias corrections live on the GPU, in `step_state`,
-// advanced by `optim_prepare` (one thread) before each update, so many steps can be encoded in one submit. 1 − β^t is kept by the recurrence q ← β·q + (1 − β), with
-// 1 − β rounded from f64 on the host: computing 1 − pow(β, t) in f32 would cancel catastrophically for
-// β2 = 0.999. The host rewrites the uniform only when lr changes.
+// advanced by `optim_prepare` (one thread) before each update, so many steps can be encoded in one submit.
+// 1 − β^t is kept by the recurrence q ← β·q + (1 − β), with 1 − β rounded from f64 on the host: computing
+// 1 − pow(β, t) in f32 would cancel catastrophically for β2 = 0.999. The host rewrites the uniform only
+// when lr changes.
 //
 // step_state.first_bad_step is the first step whose loss was NaN or infinite (0: none yet), so divergence
 // is found with the epoch's one read-back. With --max-grad-norm (max_grad_norm > 0), `grad_norm` sums each
