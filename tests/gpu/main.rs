@@ -9,6 +9,7 @@ mod adapters;
 mod divergence;
 mod kernels;
 mod limits;
+mod optimizer_state;
 mod optimizers;
 mod properties;
 mod resume;
