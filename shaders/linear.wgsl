@@ -10,14 +10,17 @@
 // at out_off with row stride ldc (n, or wider when C is a block of columns of a larger matrix). Every load
 // and store is bounds-checked, so any M, N, K >= 1 is valid.
 //
-// One tiled body serves every tiling: the host compiles this file once per tiling (`Tile` on the host), with
-// the tiling's two constants put before it:
+// The host compiles this file once per tiling (`Tile` on the host), with the tiling's two constants put
+// before it:
 //   TILE   rows and columns of C one workgroup computes (32, 64 or 128)
 //   TK     the step along K, values of op(A) and op(B) held in workgroup memory per step (16, 16 or 8)
-// Each of the SIDE × SIDE threads keeps an R × R block of C in registers (R = TILE / SIDE: 2, 4 or 8),
-// rows lid.y + SIDE·i and columns lid.x + SIDE·j, so the workgroup's loads and stores stay contiguous.
-// Every output element sums its products in the order of K, whatever the tiling, so all tilings give the
-// same bits.
+// `matmul`, the register-blocked body, serves the 64×64 and 128×128 tilings: each of the SIDE × SIDE threads
+// keeps an R × R block of C in registers (R = TILE / SIDE: 4 or 8), rows lid.y + SIDE·i and columns
+// lid.x + SIDE·j, so the workgroup's loads and stores stay contiguous. `matmul_small`, the 32×32 tiling for
+// small products, gives each thread a 2×2 block of neighbours instead, from row-major tiles: where launches
+// dominate it costs a third less a launch than the register-blocked body at TILE = 32 (lavapipe: about 66
+// against 100 µs for a 1×2×2 product). Every output element sums its products in the order of K, whatever
+// the tiling, so all tilings give the same bits.
 //
 // Where a weight matrix is larger than one storage binding, the host splits its rows into bindings that
 // fit: forward, the depth K is split and the partial products are summed through the ACC flags; backward,
@@ -97,11 +100,13 @@ const R: u32 = TILE / SIDE;         // rows (and columns) of C each thread holds
 var<workgroup> tile_ka: array<f32, TILE * TK>;
 var<workgroup> tile_kb: array<f32, TILE * TK>;
 
-// tile_ka = op(A)[row0 .., k0 ..] as (TK, TILE): four values a thread per pass, with A_VEC_K one vec4
-// along K, with A_VEC_M one along M; a vector that would cross the matrix's edge is loaded value by value.
+// tile_ka = op(A)[row0 .., k0 ..] as (TK, TILE). With A_VEC_K a thread loads one vec4 along K, with A_VEC_M
+// one along M (TILE·TK is 4·THREADS for the tilings this body serves: one vector a thread); a vector that
+// would cross the matrix's edge is loaded value by value.
 fn fill_tile_a(tid: u32, row0: u32, k0: u32) {
     if ((p.flags & A_VEC_K) != 0u) {
-        for (var q = tid; q < TILE * TK / 4u; q += THREADS) {
+        if (tid < TILE * TK / 4u) {
+            let q = tid;
             let r = q / (TK / 4u);
             let kq = (q % (TK / 4u)) * 4u;
             let gr = row0 + r;
@@ -114,7 +119,8 @@ fn fill_tile_a(tid: u32, row0: u32, k0: u32) {
             }
         }
     } else if ((p.flags & A_VEC_M) != 0u) {
-        for (var q = tid; q < TILE * TK / 4u; q += THREADS) {
+        if (tid < TILE * TK / 4u) {
+            let q = tid;
             let k = q / (TILE / 4u);
             let mq = (q % (TILE / 4u)) * 4u;
             let gm = row0 + mq;
@@ -135,11 +141,12 @@ fn fill_tile_a(tid: u32, row0: u32, k0: u32) {
     }
 }
 
-// tile_kb = op(B)[k0 .., col0 ..] as (TK, TILE): with B_VEC_N one vec4 along N a thread per pass, with
-// B_VEC_K one along K.
+// tile_kb = op(B)[k0 .., col0 ..] as (TK, TILE): with B_VEC_N one vec4 along N a thread, with B_VEC_K one
+// along K.
 fn fill_tile_b(tid: u32, k0: u32, col0: u32) {
     if ((p.flags & B_VEC_N) != 0u) {
-        for (var q = tid; q < TILE * TK / 4u; q += THREADS) {
+        if (tid < TILE * TK / 4u) {
+            let q = tid;
             let k = q / (TILE / 4u);
             let nq = (q % (TILE / 4u)) * 4u;
             let gk = k0 + k;
@@ -152,7 +159,8 @@ fn fill_tile_b(tid: u32, k0: u32, col0: u32) {
             }
         }
     } else if ((p.flags & B_VEC_K) != 0u) {
-        for (var q = tid; q < TILE * TK / 4u; q += THREADS) {
+        if (tid < TILE * TK / 4u) {
+            let q = tid;
             let n = q / (TK / 4u);
             let kq = (q % (TK / 4u)) * 4u;
             let gk = k0 + kq;
@@ -202,5 +210,47 @@ fn matmul(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) w
         for (var j = 0u; j < R; j++) {
             store(row0 + lid.y + SIDE * i, col0 + lid.x + SIDE * j, acc[i * R + j]);
         }
+    }
+}
+
+// matmul_small: a workgroup of SIDE × SIDE threads computes a SMALL_TILE × SMALL_TILE tile of C from
+// row-major tiles of op(A) (SMALL_TILE, SMALL_TK) and op(B) (SMALL_TK, SMALL_TILE), each thread a 2×2 block
+// of neighbours (rows 2·lid.y, 2·lid.y + 1; columns 2·lid.x, 2·lid.x + 1), stepping K by SMALL_TK. Its
+// loads are scalar (the host sets no vector-load flags for it).
+const SMALL_TILE: u32 = 2u * SIDE;
+const SMALL_TK: u32 = 16u;
+
+var<workgroup> tile_a: array<f32, SMALL_TILE * SMALL_TK>; // (SMALL_TILE, SMALL_TK)
+var<workgroup> tile_b: array<f32, SMALL_TK * SMALL_TILE>; // (SMALL_TK, SMALL_TILE)
+
+@compute @workgroup_size(SIDE, SIDE, 1)
+fn matmul_small(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
+    let row0 = wid.y * SMALL_TILE;
+    let col0 = wid.x * SMALL_TILE;
+    let tid = lid.y * SIDE + lid.x;
+    var acc = array<f32, 4>(0.0, 0.0, 0.0, 0.0);
+
+    for (var k0 = 0u; k0 < p.k; k0 += SMALL_TK) {
+        for (var e = tid; e < SMALL_TILE * SMALL_TK; e += THREADS) {
+            tile_a[e] = load_a(row0 + e / SMALL_TK, k0 + e % SMALL_TK);
+        }
+        for (var e = tid; e < SMALL_TK * SMALL_TILE; e += THREADS) {
+            tile_b[e] = load_b(k0 + e / SMALL_TILE, col0 + e % SMALL_TILE);
+        }
+        workgroupBarrier();
+        for (var kk = 0u; kk < SMALL_TK; kk++) {
+            let a0 = tile_a[(lid.y * 2u) * SMALL_TK + kk];
+            let a1 = tile_a[(lid.y * 2u + 1u) * SMALL_TK + kk];
+            let b0 = tile_b[kk * SMALL_TILE + lid.x * 2u];
+            let b1 = tile_b[kk * SMALL_TILE + lid.x * 2u + 1u];
+            acc[0] = fma(a0, b0, acc[0]);
+            acc[1] = fma(a0, b1, acc[1]);
+            acc[2] = fma(a1, b0, acc[2]);
+            acc[3] = fma(a1, b1, acc[3]);
+        }
+        workgroupBarrier();
+    }
+    for (var i = 0u; i < 4u; i++) {
+        store(row0 + lid.y * 2u + i / 2u, col0 + lid.x * 2u + i % 2u, acc[i]);
     }
 }

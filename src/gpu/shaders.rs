@@ -55,7 +55,8 @@ impl ShaderFile {
 /// The tilings of the matrix product: `linear.wgsl` is compiled once for each, with its two constants.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Tile {
-    /// 32×32 a workgroup, 2×2 a thread, K step 16: more, smaller workgroups, for small products.
+    /// 32×32 a workgroup, a 2×2 block of neighbours a thread, K step 16 (`matmul_small`): more, smaller
+    /// workgroups, for small products.
     Small,
     /// 64×64 a workgroup, 4×4 a thread in registers, K step 16.
     Big,
@@ -82,6 +83,11 @@ impl Tile {
             Tile::Small | Tile::Big => 16,
             Tile::Huge => 8,
         }
+    }
+
+    /// Whether its loads of op(A) and op(B) may be vectors (the register-blocked body's, not `matmul_small`'s).
+    pub fn vector_loads(self) -> bool {
+        self != Tile::Small
     }
 
     /// The WGSL constants that instantiate `linear.wgsl` for this tiling.
@@ -238,6 +244,7 @@ impl Kernel {
 
     pub fn entry_point(self) -> &'static str {
         match self {
+            Self::Matmul(Tile::Small) => "matmul_small",
             Self::Matmul(_) => "matmul",
             Self::LossGrad => "loss_grad",
             Self::MseLoss => "mse_loss",

@@ -136,7 +136,8 @@ fn the_shaders_constants_are_the_hosts() {
     }
     assert_eq!(constant(Kernel::BiasGrad, "COLS") as usize, ops::BIAS_COLUMNS, "COLS in grad.wgsl");
     for tile in Tile::ALL {
-        assert_eq!(constant(Kernel::Matmul(tile), "TILE") as usize, tile.size(), "{tile:?}: TILE");
-        assert_eq!(constant(Kernel::Matmul(tile), "TK") as usize, tile.k_step(), "{tile:?}: TK");
+        let (size, k_step) = if tile == Tile::Small { ("SMALL_TILE", "SMALL_TK") } else { ("TILE", "TK") };
+        assert_eq!(constant(Kernel::Matmul(tile), size) as usize, tile.size(), "{tile:?}: {size}");
+        assert_eq!(constant(Kernel::Matmul(tile), k_step) as usize, tile.k_step(), "{tile:?}: {k_step}");
     }
 }

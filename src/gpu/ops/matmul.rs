@@ -200,7 +200,7 @@ pub fn matmul(
     let c_extent = out.extent(m, n);
     let (bind_a, a_off) = bind_rounded(ctx, "matmul operand A", a.into_span(), a.extent(m, k), 16)?;
     let (bind_b, b_off) = bind_rounded(ctx, "matmul operand B", b.into_span(), b.extent(k, n), 16)?;
-    if ctx.tuner().vector_loads() {
+    if ctx.tuner().vector_loads() && tile.vector_loads() {
         flags |= vector_loads(a_off, a.row_stride, a.col_stride, A_VEC_K, A_VEC_M);
         flags |= vector_loads(b_off, b.row_stride, b.col_stride, B_VEC_N, B_VEC_K);
     }
