@@ -1,13 +1,14 @@
 // common.wgsl: shared by every shader file; the host prepends it to each one before compiling.
 // Shapes use the letters of DESIGN.md: B batch, I a layer's input width, O its output width.
 
+// Activation ids: `Activation::shader_id` on the host (a test reads these constants from the module).
 const ACT_IDENTITY: u32 = 0u;
 const ACT_SIGMOID: u32 = 1u;
 const ACT_RELU: u32 = 2u;
 const ACT_TANH: u32 = 3u;
 
-// Threads per workgroup of the elementwise kernels; the host dispatches ceil(n / WG) of them,
-// folded into (x, y) when x would pass the 65535 limit.
+// Threads per workgroup of the elementwise and reduction kernels (`ops::WG` on the host); the host
+// dispatches ceil(n / WG) of them, folded into (x, y) when x would pass the 65535 limit.
 const WG: u32 = 256u;
 
 fn sigmoid(z: f32) -> f32 {
@@ -23,20 +24,20 @@ fn tanh_stable(z: f32) -> f32 {
 // f(z)
 fn activate(act: u32, z: f32) -> f32 {
     switch act {
-        case 1u: { return sigmoid(z); }
-        case 2u: { return max(z, 0.0); }
-        case 3u: { return tanh_stable(z); }
-        default: { return z; }
+        case ACT_SIGMOID: { return sigmoid(z); }
+        case ACT_RELU: { return max(z, 0.0); }
+        case ACT_TANH: { return tanh_stable(z); }
+        default: { return z; } // ACT_IDENTITY
     }
 }
 
 // f'(z); relu'(0) = 0 as in PyTorch
 fn activate_derivative(act: u32, z: f32) -> f32 {
     switch act {
-        case 1u: { let s = sigmoid(z); return s * (1.0 - s); }
-        case 2u: { return select(0.0, 1.0, z > 0.0); }
-        case 3u: { let t = tanh_stable(z); return 1.0 - t * t; }
-        default: { return 1.0; }
+        case ACT_SIGMOID: { let s = sigmoid(z); return s * (1.0 - s); }
+        case ACT_RELU: { return select(0.0, 1.0, z > 0.0); }
+        case ACT_TANH: { let t = tanh_stable(z); return 1.0 - t * t; }
+        default: { return 1.0; } // ACT_IDENTITY
     }
 }
 
@@ -44,14 +45,30 @@ fn activate_derivative(act: u32, z: f32) -> f32 {
 // sigmoid a(1 − a), relu a > 0, tanh 1 − a², identity 1.
 fn derivative_from_output(act: u32, a: f32) -> f32 {
     switch act {
-        case 1u: { return a * (1.0 - a); }
-        case 2u: { return select(0.0, 1.0, a > 0.0); }
-        case 3u: { return 1.0 - a * a; }
-        default: { return 1.0; }
+        case ACT_SIGMOID: { return a * (1.0 - a); }
+        case ACT_RELU: { return select(0.0, 1.0, a > 0.0); }
+        case ACT_TANH: { return 1.0 - a * a; }
+        default: { return 1.0; } // ACT_IDENTITY
     }
 }
 
 // The flat index of this invocation in a 1-D problem dispatched as (x, y) workgroups of WG threads.
 fn flat_index(gid: vec3<u32>, groups: vec3<u32>) -> u32 {
     return gid.x + gid.y * groups.x * WG;
+}
+
+// The one reduction of every kernel that sums (the losses, the gradient norm, the bias gradient), so each
+// sum is the same bits on every run: invocation t of a workgroup of WG puts `value` in partial[t], then
+// for s = WG/2, WG/4, ..., `lanes`, every t < s adds partial[t + s]. Afterwards partial[c], c < lanes, holds
+// the sum over the invocations t with t % lanes == c (lanes = 1: the whole workgroup's sum in partial[0]).
+// `lanes` must be a power of two and the same for the whole workgroup.
+var<workgroup> partial: array<f32, WG>;
+
+fn workgroup_sum(t: u32, value: f32, lanes: u32) {
+    partial[t] = value;
+    workgroupBarrier();
+    for (var s = WG / 2u; s >= lanes; s /= 2u) {
+        if (t < s) { partial[t] += partial[t + s]; }
+        workgroupBarrier();
+    }
 }

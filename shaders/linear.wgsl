@@ -10,6 +10,18 @@
 // at out_off with row stride ldc (n, or wider when C is a block of columns of a larger matrix). Every load
 // and store is bounds-checked, so any M, N, K >= 1 is valid.
 //
+// The host compiles this file once per tiling (`Tile` on the host), with the tiling's two constants put
+// before it:
+//   TILE   rows and columns of C one workgroup computes (32, 64 or 128)
+//   TK     the step along K, values of op(A) and op(B) held in workgroup memory per step (16, 16 or 8)
+// `matmul`, the register-blocked body, serves the 64×64 and 128×128 tilings: each of the SIDE × SIDE threads
+// keeps an R × R block of C in registers (R = TILE / SIDE: 4 or 8), rows lid.y + SIDE·i and columns
+// lid.x + SIDE·j, so the workgroup's loads and stores stay contiguous. `matmul_small`, the 32×32 tiling for
+// small products, gives each thread a 2×2 block of neighbours instead, from row-major tiles: where launches
+// dominate it costs a third less a launch than the register-blocked body at TILE = 32 (lavapipe: about 66
+// against 100 µs for a 1×2×2 product). Every output element sums its products in the order of K, whatever
+// the tiling, so all tilings give the same bits.
+//
 // Where a weight matrix is larger than one storage binding, the host splits its rows into bindings that
 // fit: forward, the depth K is split and the partial products are summed through the ACC flags; backward,
 // each piece writes its own block of columns (input gradient) or rows (weight gradient). Where a batch is
@@ -28,8 +40,8 @@ const WRITE_PRE: u32 = 2u;  // also store the value before the activation into `
 const MUL_DERIV: u32 = 4u;  // backward: out = C ⊙ f'(pre), pre the previous layer's Z; fuses δ = dA ⊙ f'(Z)
 const ACC_OUT: u32 = 8u;    // add the value already in `out` (a partial sum) before the bias
 const ACC_PRE: u32 = 16u;   // add the value already in `pre` (a partial sum) before the bias
-// Vectorised tile loads of matmul_big, set by the host where the operand's contiguous direction, its stride
-// and its offset are multiples of 4: four consecutive values of op(A) along K or M, of op(B) along N or K.
+// Vectorised tile loads, set by the host where the operand's contiguous direction, its stride and its
+// offset are multiples of 4: four consecutive values of op(A) along K or M, of op(B) along N or K.
 const A_VEC_K: u32 = 32u;
 const A_VEC_M: u32 = 64u;
 const B_VEC_N: u32 = 128u;
@@ -80,32 +92,157 @@ fn load_b(r: u32, c: u32) -> f32 {
     return 0.0;
 }
 
-// matmul: a workgroup of 16x16 threads computes a 32x32 tile of C, each thread a 2x2 block, stepping K
-// by 16. Best for small products, where more, smaller workgroups keep the device busy.
-const TM: u32 = 32u;
-const TN: u32 = 32u;
-const TK: u32 = 16u;
-const THREADS: u32 = 256u;
+const SIDE: u32 = 16u;              // threads per side of the workgroup
+const THREADS: u32 = SIDE * SIDE;
+const R: u32 = TILE / SIDE;         // rows (and columns) of C each thread holds
 
-var<workgroup> tile_a: array<f32, 512>; // (TM, TK)
-var<workgroup> tile_b: array<f32, 512>; // (TK, TN)
+// The tiles of one K step, both K-major: (TK, TILE) of op(A) and (TK, TILE) of op(B).
+var<workgroup> tile_ka: array<f32, TILE * TK>;
+var<workgroup> tile_kb: array<f32, TILE * TK>;
 
-@compute @workgroup_size(16, 16, 1)
+// tile_ka = op(A)[row0 .., k0 ..] as (TK, TILE). With A_VEC_K a thread loads one vec4 along K, with A_VEC_M
+// one along M (TILE·TK is 4·THREADS for the tilings this body serves: one vector a thread); a vector that
+// would cross the matrix's edge is loaded value by value.
+fn fill_tile_a(tid: u32, row0: u32, k0: u32) {
+    if ((p.flags & A_VEC_K) != 0u) {
+        if (tid < TILE * TK / 4u) {
+            let q = tid;
+            let r = q / (TK / 4u);
+            let kq = (q % (TK / 4u)) * 4u;
+            let gr = row0 + r;
+            let gk = k0 + kq;
+            if (gr < p.m && gk + 3u < p.k) {
+                let v = a[(p.a_off + gr * p.a_rs + gk) >> 2u];
+                for (var i = 0u; i < 4u; i++) { tile_ka[(kq + i) * TILE + r] = v[i]; }
+            } else {
+                for (var i = 0u; i < 4u; i++) { tile_ka[(kq + i) * TILE + r] = load_a(gr, gk + i); }
+            }
+        }
+    } else if ((p.flags & A_VEC_M) != 0u) {
+        if (tid < TILE * TK / 4u) {
+            let q = tid;
+            let k = q / (TILE / 4u);
+            let mq = (q % (TILE / 4u)) * 4u;
+            let gm = row0 + mq;
+            let gk = k0 + k;
+            if (gm + 3u < p.m && gk < p.k) {
+                let v = a[(p.a_off + gm + gk * p.a_cs) >> 2u];
+                for (var i = 0u; i < 4u; i++) { tile_ka[k * TILE + mq + i] = v[i]; }
+            } else {
+                for (var i = 0u; i < 4u; i++) { tile_ka[k * TILE + mq + i] = load_a(gm + i, gk); }
+            }
+        }
+    } else {
+        for (var e = tid; e < TILE * TK; e += THREADS) {
+            let r = e / TK;
+            let k = e % TK;
+            tile_ka[k * TILE + r] = load_a(row0 + r, k0 + k);
+        }
+    }
+}
+
+// tile_kb = op(B)[k0 .., col0 ..] as (TK, TILE): with B_VEC_N one vec4 along N a thread, with B_VEC_K one
+// along K.
+fn fill_tile_b(tid: u32, k0: u32, col0: u32) {
+    if ((p.flags & B_VEC_N) != 0u) {
+        if (tid < TILE * TK / 4u) {
+            let q = tid;
+            let k = q / (TILE / 4u);
+            let nq = (q % (TILE / 4u)) * 4u;
+            let gk = k0 + k;
+            let gn = col0 + nq;
+            if (gk < p.k && gn + 3u < p.n) {
+                let v = b[(p.b_off + gk * p.b_rs + gn) >> 2u];
+                for (var i = 0u; i < 4u; i++) { tile_kb[k * TILE + nq + i] = v[i]; }
+            } else {
+                for (var i = 0u; i < 4u; i++) { tile_kb[k * TILE + nq + i] = load_b(gk, gn + i); }
+            }
+        }
+    } else if ((p.flags & B_VEC_K) != 0u) {
+        if (tid < TILE * TK / 4u) {
+            let q = tid;
+            let n = q / (TK / 4u);
+            let kq = (q % (TK / 4u)) * 4u;
+            let gk = k0 + kq;
+            let gn = col0 + n;
+            if (gk + 3u < p.k && gn < p.n) {
+                let v = b[(p.b_off + gk + gn * p.b_cs) >> 2u];
+                for (var i = 0u; i < 4u; i++) { tile_kb[(kq + i) * TILE + n] = v[i]; }
+            } else {
+                for (var i = 0u; i < 4u; i++) { tile_kb[(kq + i) * TILE + n] = load_b(gk + i, gn); }
+            }
+        }
+    } else {
+        for (var e = tid; e < TK * TILE; e += THREADS) { tile_kb[e] = load_b(k0 + e / TILE, col0 + e % TILE); }
+    }
+}
+
+// A workgroup computes the TILE × TILE block of C at (wid.y, wid.x), each thread its R × R registers,
+// stepping K by TK: R² multiply-adds per 2R values read from workgroup memory.
+@compute @workgroup_size(SIDE, SIDE, 1)
 fn matmul(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
-    let row0 = wid.y * TM;
-    let col0 = wid.x * TN;
-    let tid = lid.y * 16u + lid.x;
-    var acc = array<f32, 4>(0.0, 0.0, 0.0, 0.0);
+    let row0 = wid.y * TILE;
+    let col0 = wid.x * TILE;
+    let tid = lid.y * SIDE + lid.x;
+    var acc: array<f32, R * R>;
+    for (var i = 0u; i < R * R; i++) { acc[i] = 0.0; }
 
     for (var k0 = 0u; k0 < p.k; k0 += TK) {
-        for (var e = tid; e < TM * TK; e += THREADS) { tile_a[e] = load_a(row0 + e / TK, k0 + e % TK); }
-        for (var e = tid; e < TK * TN; e += THREADS) { tile_b[e] = load_b(k0 + e / TN, col0 + e % TN); }
+        fill_tile_a(tid, row0, k0);
+        fill_tile_b(tid, k0, col0);
         workgroupBarrier();
         for (var kk = 0u; kk < TK; kk++) {
-            let a0 = tile_a[(lid.y * 2u) * TK + kk];
-            let a1 = tile_a[(lid.y * 2u + 1u) * TK + kk];
-            let b0 = tile_b[kk * TN + lid.x * 2u];
-            let b1 = tile_b[kk * TN + lid.x * 2u + 1u];
+            var ra: array<f32, R>;
+            var rb: array<f32, R>;
+            for (var i = 0u; i < R; i++) {
+                ra[i] = tile_ka[kk * TILE + lid.y + SIDE * i];
+                rb[i] = tile_kb[kk * TILE + lid.x + SIDE * i];
+            }
+            for (var i = 0u; i < R; i++) {
+                for (var j = 0u; j < R; j++) {
+                    acc[i * R + j] = fma(ra[i], rb[j], acc[i * R + j]);
+                }
+            }
+        }
+        workgroupBarrier();
+    }
+    for (var i = 0u; i < R; i++) {
+        for (var j = 0u; j < R; j++) {
+            store(row0 + lid.y + SIDE * i, col0 + lid.x + SIDE * j, acc[i * R + j]);
+        }
+    }
+}
+
+// matmul_small: a workgroup of SIDE × SIDE threads computes a SMALL_TILE × SMALL_TILE tile of C from
+// row-major tiles of op(A) (SMALL_TILE, SMALL_TK) and op(B) (SMALL_TK, SMALL_TILE), each thread a 2×2 block
+// of neighbours (rows 2·lid.y, 2·lid.y + 1; columns 2·lid.x, 2·lid.x + 1), stepping K by SMALL_TK. Its
+// loads are scalar (the host sets no vector-load flags for it).
+const SMALL_TILE: u32 = 2u * SIDE;
+const SMALL_TK: u32 = 16u;
+
+var<workgroup> tile_a: array<f32, SMALL_TILE * SMALL_TK>; // (SMALL_TILE, SMALL_TK)
+var<workgroup> tile_b: array<f32, SMALL_TK * SMALL_TILE>; // (SMALL_TK, SMALL_TILE)
+
+@compute @workgroup_size(SIDE, SIDE, 1)
+fn matmul_small(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
+    let row0 = wid.y * SMALL_TILE;
+    let col0 = wid.x * SMALL_TILE;
+    let tid = lid.y * SIDE + lid.x;
+    var acc = array<f32, 4>(0.0, 0.0, 0.0, 0.0);
+
+    for (var k0 = 0u; k0 < p.k; k0 += SMALL_TK) {
+        for (var e = tid; e < SMALL_TILE * SMALL_TK; e += THREADS) {
+            tile_a[e] = load_a(row0 + e / SMALL_TK, k0 + e % SMALL_TK);
+        }
+        for (var e = tid; e < SMALL_TK * SMALL_TILE; e += THREADS) {
+            tile_b[e] = load_b(k0 + e / SMALL_TILE, col0 + e % SMALL_TILE);
+        }
+        workgroupBarrier();
+        for (var kk = 0u; kk < SMALL_TK; kk++) {
+            let a0 = tile_a[(lid.y * 2u) * SMALL_TK + kk];
+            let a1 = tile_a[(lid.y * 2u + 1u) * SMALL_TK + kk];
+            let b0 = tile_b[kk * SMALL_TILE + lid.x * 2u];
+            let b1 = tile_b[kk * SMALL_TILE + lid.x * 2u + 1u];
             acc[0] = fma(a0, b0, acc[0]);
             acc[1] = fma(a0, b1, acc[1]);
             acc[2] = fma(a1, b0, acc[2]);
@@ -115,156 +252,5 @@ fn matmul(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) w
     }
     for (var i = 0u; i < 4u; i++) {
         store(row0 + lid.y * 2u + i / 2u, col0 + lid.x * 2u + i % 2u, acc[i]);
-    }
-}
-
-// The tiles of the two register-blocked tilings (matmul_big, matmul_huge), both K-major: (tk, tm) of op(A) and
-// (tk, tn) of op(B), 1024 values each (64 × 16 or 128 × 8). Each entry point has its own copy.
-var<workgroup> tile_ka: array<f32, 1024>;
-var<workgroup> tile_kb: array<f32, 1024>;
-
-// tile_ka = op(A)[row0 .., k0 ..] as (tk, tm), with tm · tk = 1024, so each of the 256 threads fills 4 values:
-// with A_VEC_K one vec4 along K, with A_VEC_M one along M; a vector that would cross the matrix's edge is loaded
-// value by value.
-fn fill_tile_a(tid: u32, row0: u32, k0: u32, tm: u32, tk: u32) {
-    if ((p.flags & A_VEC_K) != 0u) {
-        let r = tid / (tk / 4u);
-        let kq = (tid % (tk / 4u)) * 4u;
-        let gr = row0 + r;
-        let gk = k0 + kq;
-        if (gr < p.m && gk + 3u < p.k) {
-            let v = a[(p.a_off + gr * p.a_rs + gk) >> 2u];
-            for (var i = 0u; i < 4u; i++) { tile_ka[(kq + i) * tm + r] = v[i]; }
-        } else {
-            for (var i = 0u; i < 4u; i++) { tile_ka[(kq + i) * tm + r] = load_a(gr, gk + i); }
-        }
-    } else if ((p.flags & A_VEC_M) != 0u) {
-        let k = tid / (tm / 4u);
-        let mq = (tid % (tm / 4u)) * 4u;
-        let gm = row0 + mq;
-        let gk = k0 + k;
-        if (gm + 3u < p.m && gk < p.k) {
-            let v = a[(p.a_off + gm + gk * p.a_cs) >> 2u];
-            for (var i = 0u; i < 4u; i++) { tile_ka[k * tm + mq + i] = v[i]; }
-        } else {
-            for (var i = 0u; i < 4u; i++) { tile_ka[k * tm + mq + i] = load_a(gm + i, gk); }
-        }
-    } else {
-        for (var e = tid; e < tm * tk; e += THREADS) {
-            let r = e / tk;
-            let k = e % tk;
-            tile_ka[k * tm + r] = load_a(row0 + r, k0 + k);
-        }
-    }
-}
-
-// tile_kb = op(B)[k0 .., col0 ..] as (tk, tn): with B_VEC_N one vec4 along N per thread, with B_VEC_K one along K.
-fn fill_tile_b(tid: u32, k0: u32, col0: u32, tn: u32, tk: u32) {
-    if ((p.flags & B_VEC_N) != 0u) {
-        let k = tid / (tn / 4u);
-        let nq = (tid % (tn / 4u)) * 4u;
-        let gk = k0 + k;
-        let gn = col0 + nq;
-        if (gk < p.k && gn + 3u < p.n) {
-            let v = b[(p.b_off + gk * p.b_rs + gn) >> 2u];
-            for (var i = 0u; i < 4u; i++) { tile_kb[k * tn + nq + i] = v[i]; }
-        } else {
-            for (var i = 0u; i < 4u; i++) { tile_kb[k * tn + nq + i] = load_b(gk, gn + i); }
-        }
-    } else if ((p.flags & B_VEC_K) != 0u) {
-        let n = tid / (tk / 4u);
-        let kq = (tid % (tk / 4u)) * 4u;
-        let gk = k0 + kq;
-        let gn = col0 + n;
-        if (gk + 3u < p.k && gn < p.n) {
-            let v = b[(p.b_off + gk + gn * p.b_cs) >> 2u];
-            for (var i = 0u; i < 4u; i++) { tile_kb[(kq + i) * tn + n] = v[i]; }
-        } else {
-            for (var i = 0u; i < 4u; i++) { tile_kb[(kq + i) * tn + n] = load_b(gk + i, gn); }
-        }
-    } else {
-        for (var e = tid; e < tk * tn; e += THREADS) { tile_kb[e] = load_b(k0 + e / tn, col0 + e % tn); }
-    }
-}
-
-// matmul_big: a workgroup of 16x16 threads computes a 64x64 tile of C, each thread a 4x4 block held in
-// registers (rows lid.y + 16i, columns lid.x + 16j, so the workgroup's loads and stores stay contiguous),
-// stepping K by 16: four times the arithmetic per value loaded from workgroup memory of `matmul`.
-const BM: u32 = 64u;
-const BN: u32 = 64u;
-const BK: u32 = 16u;
-
-@compute @workgroup_size(16, 16, 1)
-fn matmul_big(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
-    let row0 = wid.y * BM;
-    let col0 = wid.x * BN;
-    let tid = lid.y * 16u + lid.x;
-    var acc: array<f32, 16>;
-    for (var i = 0u; i < 16u; i++) { acc[i] = 0.0; }
-
-    for (var k0 = 0u; k0 < p.k; k0 += BK) {
-        fill_tile_a(tid, row0, k0, BM, BK);
-        fill_tile_b(tid, k0, col0, BN, BK);
-        workgroupBarrier();
-        for (var kk = 0u; kk < BK; kk++) {
-            var ra: array<f32, 4>;
-            var rb: array<f32, 4>;
-            for (var i = 0u; i < 4u; i++) {
-                ra[i] = tile_ka[kk * BM + lid.y + 16u * i];
-                rb[i] = tile_kb[kk * BN + lid.x + 16u * i];
-            }
-            for (var i = 0u; i < 4u; i++) {
-                for (var j = 0u; j < 4u; j++) {
-                    acc[i * 4u + j] = fma(ra[i], rb[j], acc[i * 4u + j]);
-                }
-            }
-        }
-        workgroupBarrier();
-    }
-    for (var i = 0u; i < 4u; i++) {
-        for (var j = 0u; j < 4u; j++) {
-            store(row0 + lid.y + 16u * i, col0 + lid.x + 16u * j, acc[i * 4u + j]);
-        }
-    }
-}
-
-// matmul_huge: a workgroup of 16x16 threads computes a 128x128 tile of C, each thread an 8x8 block in
-// registers (rows lid.y + 16i, columns lid.x + 16j), stepping K by 8: twice the arithmetic per value read
-// from workgroup memory of `matmul_big`, for devices with registers to spare (64 accumulators a thread).
-const HM: u32 = 128u;
-const HN: u32 = 128u;
-const HK: u32 = 8u;
-
-@compute @workgroup_size(16, 16, 1)
-fn matmul_huge(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
-    let row0 = wid.y * HM;
-    let col0 = wid.x * HN;
-    let tid = lid.y * 16u + lid.x;
-    var acc: array<f32, 64>;
-    for (var i = 0u; i < 64u; i++) { acc[i] = 0.0; }
-
-    for (var k0 = 0u; k0 < p.k; k0 += HK) {
-        fill_tile_a(tid, row0, k0, HM, HK);
-        fill_tile_b(tid, k0, col0, HN, HK);
-        workgroupBarrier();
-        for (var kk = 0u; kk < HK; kk++) {
-            var ra: array<f32, 8>;
-            var rb: array<f32, 8>;
-            for (var i = 0u; i < 8u; i++) {
-                ra[i] = tile_ka[kk * HM + lid.y + 16u * i];
-                rb[i] = tile_kb[kk * HN + lid.x + 16u * i];
-            }
-            for (var i = 0u; i < 8u; i++) {
-                for (var j = 0u; j < 8u; j++) {
-                    acc[i * 8u + j] = fma(ra[i], rb[j], acc[i * 8u + j]);
-                }
-            }
-        }
-        workgroupBarrier();
-    }
-    for (var i = 0u; i < 8u; i++) {
-        for (var j = 0u; j < 8u; j++) {
-            store(row0 + lid.y + 16u * i, col0 + lid.x + 16u * j, acc[i * 8u + j]);
-        }
     }
 }

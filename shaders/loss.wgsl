@@ -4,27 +4,31 @@
 //                 MSE: dL/dA = 2 (A − Y) / (B·O), scale = 2/(B·O), times the output activation's f'
 //                 (identity: dL/dA itself)
 //                 softmax cross-entropy, fused: δ_L = (softmax(Z) − Y) / B, scale = 1/B, act identity
-//   mse_loss      L = mean((A − Y)²)                       → out[out_off]
-//   xent_loss     L = mean_b Σ_j y_bj (logsumexp(z_b) − z_bj)   Z (B, O), Y (B, O) → out[out_off]
+//   mse_loss      L = mean((A − Y)²)                       → totals.last
+//   xent_loss     L = mean_b Σ_j y_bj (logsumexp(z_b) − z_bj)   Z (B, O), Y (B, O) → totals.last
 //   softmax_rows  A = softmax(Z) per row                   Z (B, O) → A (B, O)
 //
 // The two loss kernels run as one workgroup and sum in a fixed order, so the loss is the same bits on
-// every run. When acc_weight is not 0 they also add loss·acc_weight to out[out_off + 1], which sums the
-// epoch's loss on the GPU with no read-back per step. A batch too large for one binding is taken in pieces
-// of rows: `scale` holds the whole batch's size, and every piece after the first has `accumulate` set, so
-// out[out_off] ends as the whole batch's loss.
+// every run. When acc_weight is not 0 they also add loss·acc_weight to totals.sum, which sums the epoch's
+// loss on the GPU with no read-back per step. A batch too large for one binding is taken in pieces of rows:
+// `scale` holds the whole batch's size, and every piece after the first has `accumulate` set, so
+// totals.last ends as the whole batch's loss.
 
 struct LossParams {
-    n: u32, rows: u32, cols: u32, out_off: u32,
-    scale: f32, acc_weight: f32, accumulate: u32, act: u32,
+    n: u32, rows: u32, cols: u32, act: u32,
+    scale: f32, acc_weight: f32, accumulate: u32, _pad: u32,
 }
+
+// The last batch's loss and the running sum of loss·B (`LossTotals` on the host).
+struct LossTotals { last: f32, sum: f32, }
 
 @group(0) @binding(0) var<uniform> p: LossParams;
 @group(0) @binding(1) var<storage, read> pred: array<f32>;      // A, or Z for xent_loss and softmax_rows
 @group(0) @binding(2) var<storage, read> expected: array<f32>;  // Y
-@group(0) @binding(3) var<storage, read_write> out: array<f32>;
+@group(0) @binding(3) var<storage, read_write> out: array<f32>;            // δ, or softmax(Z)
+@group(0) @binding(3) var<storage, read_write> totals: LossTotals;         // the loss kernels' output
 
-@compute @workgroup_size(256, 1, 1)
+@compute @workgroup_size(WG)
 fn loss_grad(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
     let i = flat_index(gid, groups);
     if (i < p.n) {
@@ -33,25 +37,18 @@ fn loss_grad(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgro
     }
 }
 
-var<workgroup> partial: array<f32, 256>;
-
-// Sums partial[] over the workgroup in a fixed tree order and stores the mean (sum · scale).
+// Sums the invocations' values over the workgroup (`workgroup_sum`) and stores the mean (sum · scale).
 fn finish_loss(t: u32, s: f32) {
-    partial[t] = s;
-    workgroupBarrier();
-    for (var stride = WG / 2u; stride > 0u; stride /= 2u) {
-        if (t < stride) { partial[t] += partial[t + stride]; }
-        workgroupBarrier();
-    }
+    workgroup_sum(t, s, 1u);
     if (t == 0u) {
         let loss = partial[0] * p.scale;
-        if (p.accumulate != 0u) { out[p.out_off] += loss; } else { out[p.out_off] = loss; }
-        if (p.acc_weight != 0.0) { out[p.out_off + 1u] += loss * p.acc_weight; }
+        if (p.accumulate != 0u) { totals.last += loss; } else { totals.last = loss; }
+        if (p.acc_weight != 0.0) { totals.sum += loss * p.acc_weight; }
     }
 }
 
 // scale = 1 / (B·O)
-@compute @workgroup_size(256, 1, 1)
+@compute @workgroup_size(WG)
 fn mse_loss(@builtin(local_invocation_index) t: u32) {
     var s = 0.0;
     for (var i = t; i < p.n; i += WG) {
@@ -62,7 +59,7 @@ fn mse_loss(@builtin(local_invocation_index) t: u32) {
 }
 
 // scale = 1 / B; one thread per row, rows strided over the workgroup.
-@compute @workgroup_size(256, 1, 1)
+@compute @workgroup_size(WG)
 fn xent_loss(@builtin(local_invocation_index) t: u32) {
     var s = 0.0;
     for (var r = t; r < p.rows; r += WG) {
@@ -78,7 +75,7 @@ fn xent_loss(@builtin(local_invocation_index) t: u32) {
 }
 
 // One thread per row.
-@compute @workgroup_size(256, 1, 1)
+@compute @workgroup_size(WG)
 fn softmax_rows(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
     let r = flat_index(gid, groups);
     if (r >= p.rows) { return; }

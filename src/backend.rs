@@ -1,11 +1,13 @@
-//! The `Backend` trait that the CPU and the GPU implementations share, and the CPU implementation.
+//! The `Backend` trait that the CPU (`cpu_fast::CpuBackend`) and the GPU (`gpu::GpuMlp`) implement, and the
+//! rules both follow: the checks of a `run_steps` call, of a gradient-clip value, and when plain SGD runs
+//! inside the backward pass.
 
 use ndarray::{Array2, ArrayView2};
 
 use crate::cpu::Trace;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::model::{MlpSpec, Params};
-use crate::optim::{OptimConfig, OptimState};
+use crate::optim::{OptimConfig, OptimState, OptimizerKind};
 
 /// A place where an MLP trains: the same calls on the CPU and on the GPU.
 pub trait Backend {
@@ -30,7 +32,7 @@ pub trait Backend {
     fn set_data(&mut self, x: ArrayView2<f32>, y: ArrayView2<f32>) -> Result<()>;
     /// Training steps on the rows `rows` of the training set, `batch` at a time (the last batch may be
     /// smaller), with no read-back; losses go to the running sum. On the GPU: one submit. At most N rows
-    /// per call (an epoch's order, or part of it).
+    /// per call (an epoch's order, or part of it), checked by [`Batches::new`]: a batch of 0 is an error.
     fn run_steps(&mut self, rows: &[usize], batch: usize, lr: f32) -> Result<()>;
     /// Clips the gradient's global norm to `max_norm` before every update (PyTorch's `clip_grad_norm_`), or
     /// not at all with `None` (the default).
@@ -52,67 +54,61 @@ pub trait Backend {
     fn predict(&mut self, x: ArrayView2<f32>) -> Result<Array2<f32>>;
 }
 
-pub use crate::cpu_fast::CpuBackend;
-
-/// Checks a `--max-grad-norm` value.
+/// Checks a `--max-grad-norm` value (`set_grad_clip` on either backend).
 pub fn check_clip(max_norm: Option<f32>) -> Result<()> {
     match max_norm {
         Some(n) if !(n > 0.0 && n.is_finite()) => {
-            Err(crate::error::Error::Invalid(format!("--max-grad-norm must be a positive number, got {n}")))
+            Err(Error::Invalid(format!("--max-grad-norm must be a positive number, got {n}")))
         }
         _ => Ok(()),
     }
 }
 
-/// Checks that an optimizer state fits `cfg` and `n` parameters.
-pub fn check_state(cfg: &OptimConfig, n: usize, s: &OptimState) -> Result<()> {
-    let k = cfg.state_vectors();
-    let want = |len: usize, used: bool| if used { len == n } else { len == 0 };
-    if !want(s.m.len(), k >= 1) || !want(s.v.len(), k >= 2) {
-        return Err(crate::error::Error::shape(
-            format!("{} optimizer state", cfg.kind.name()),
-            format!("{k} vector(s) of {n}"),
-            format!("m of {}, v of {}", s.m.len(), s.v.len()),
-        ));
-    }
-    Ok(())
+/// Whether an update can run inside the backward pass on either backend: plain SGD with neither weight
+/// decay nor gradient clipping, where `W ← W − lr·A_prevᵀ·δ` is one product adding into W.
+pub fn fuses_sgd(cfg: &OptimConfig, max_grad_norm: Option<f32>) -> bool {
+    cfg.kind == OptimizerKind::Sgd && cfg.weight_decay == 0.0 && max_grad_norm.is_none()
 }
 
-/// Where the user asked to run: `auto`, `cpu`, `gpu` (any adapter), or a GPU through one graphics API.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum BackendChoice {
-    Auto,
-    Cpu,
-    Gpu,
-    /// A GPU through one API (`vulkan`, `metal`, `dx12`, `gl`).
-    Api(wgpu::Backends),
+/// The batches of one `run_steps` call, checked the same way on both backends: `rows` of a training set of
+/// `n` rows (each below `n`, at most `n` of them), `size` at a time, the last batch possibly smaller.
+#[derive(Clone, Copy, Debug)]
+pub struct Batches<'a> {
+    rows: &'a [usize],
+    size: usize,
 }
 
-impl std::str::FromStr for BackendChoice {
-    type Err = crate::error::Error;
-    fn from_str(s: &str) -> Result<Self> {
-        match s.to_ascii_lowercase().as_str() {
-            "auto" => Ok(Self::Auto),
-            "cpu" => Ok(Self::Cpu),
-            "gpu" => Ok(Self::Gpu),
-            other => crate::gpu::context::parse_api(other).map(Self::Api).ok_or_else(|| {
-                crate::error::Error::Invalid(format!(
-                    "unknown backend '{s}' (expected auto, cpu, gpu, vulkan, metal, dx12 or gl)"
-                ))
-            }),
+impl<'a> Batches<'a> {
+    pub fn new(rows: &'a [usize], size: usize, n: usize) -> Result<Self> {
+        if size == 0 {
+            return Err(Error::Invalid("run_steps: the batch size must be at least 1".into()));
         }
+        if let Some(&bad) = rows.iter().find(|&&r| r >= n) {
+            return Err(Error::shape("row index", format!("< {n}"), bad));
+        }
+        if rows.len() > n {
+            return Err(Error::shape("rows in one call", format!("at most {n}"), rows.len()));
+        }
+        Ok(Self { rows, size })
+    }
+
+    /// Each batch's rows, with the batch's offset in the call's rows.
+    pub fn iter(&self) -> impl Iterator<Item = (usize, &'a [usize])> + 'a {
+        let size = self.size;
+        self.rows.chunks(size).enumerate().map(move |(i, rows)| (i * size, rows))
+    }
+
+    /// How many steps the call takes.
+    pub fn len(&self) -> usize {
+        self.rows.len().div_ceil(self.size)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.rows.is_empty()
     }
 }
 
-impl BackendChoice {
-    /// The adapter request for this choice, or `None` for the CPU.
-    pub fn adapter_request(self, name: Option<String>) -> Option<crate::gpu::AdapterRequest> {
-        match self {
-            Self::Cpu => None,
-            Self::Auto | Self::Gpu => {
-                Some(crate::gpu::AdapterRequest { backends: None, name, max_storage_binding: None })
-            }
-            Self::Api(b) => Some(crate::gpu::AdapterRequest { backends: Some(b), name, max_storage_binding: None }),
-        }
-    }
+/// The error of `run_steps` before `set_data`.
+pub fn no_data() -> Error {
+    Error::Invalid("run_steps needs set_data first".into())
 }

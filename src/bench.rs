@@ -14,7 +14,8 @@ use rand::SeedableRng;
 use rand::distr::{Distribution, Uniform};
 use rand_chacha::ChaCha8Rng;
 
-use crate::backend::{Backend, CpuBackend};
+use crate::backend::Backend;
+use crate::cpu_fast::CpuBackend;
 use crate::error::{Error, Result};
 use crate::gpu::{GpuContext, GpuMlp};
 use crate::model::{Activation, Loss, MlpSpec, Params};

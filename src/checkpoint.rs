@@ -68,7 +68,7 @@ pub fn to_bytes(ck: &Checkpoint) -> Result<Vec<u8>> {
     meta.insert("task".into(), task_json(&m.task).to_string());
     if let Some(t) = &ck.training {
         let n = m.spec.param_layout().len;
-        crate::backend::check_state(&t.optimizer, n, &t.state)?;
+        t.state.check(&t.optimizer, n)?;
         let training =
             json!({"optimizer": t.optimizer.to_json(), "step": t.state.step, "epoch": t.epoch, "seed": t.seed});
         meta.insert("training".into(), training.to_string());

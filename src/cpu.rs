@@ -1,19 +1,15 @@
 //! The CPU reference: forward, backward and update on ndarray, generic over f32 and f64.
 //!
-//! This module is the specification. Every GPU kernel has a twin here with the same name and the same
-//! shapes, and the tests compare the two. It is written to be read, not to be fast.
+//! This module is the specification, written to be read, not to be fast. Every GPU kernel has a twin of
+//! the same name and shapes, built from the functions of the math: `matmul` (with its `Epilogue`),
+//! `loss_grad`, `mse_loss`, `xent_loss`, `softmax_rows`, `bias_grad` and `gather_rows` here, the
+//! optimizer's in `optim`; the GPU suite runs every kernel of `gpu::shaders::Kernel::ALL` against its twin.
 
-use std::fmt::Debug;
+use ndarray::{Array1, Array2, ArrayView1, ArrayView2, Axis, Zip};
 
-use ndarray::{Array1, Array2, ArrayView1, ArrayView2, Axis, LinalgScalar, ScalarOperand, Zip};
-use num_traits::{Float, FromPrimitive};
-
-use crate::error::{Error, Result};
+use crate::error::Result;
+pub use crate::model::Real;
 use crate::model::{Activation, Loss, MlpSpec, Params};
-
-/// The float types the reference runs in.
-pub trait Real: Float + FromPrimitive + LinalgScalar + ScalarOperand + Debug + Send + Sync + 'static {}
-impl<T: Float + FromPrimitive + LinalgScalar + ScalarOperand + Debug + Send + Sync + 'static> Real for T {}
 
 fn cast<T: Real>(v: f64) -> T {
     T::from_f64(v).unwrap_or_else(T::nan)
@@ -66,7 +62,80 @@ pub fn activation_backward<T: Real>(act: Activation, grad: ArrayView2<T>, z: Arr
     Zip::from(&grad).and(&z).map_collect(|&g, &zv| g * activate_derivative(act, zv))
 }
 
-/// `mean((A − Y)²)` over all B·O elements.
+/// `f'(z)` from `a = f(z)`, the output: the same value as `activate_derivative(act, z)` without the
+/// exponential (sigmoid `a(1 − a)`, relu `a > 0`, tanh `1 − a²`, identity 1).
+pub fn derivative_from_output<T: Real>(act: Activation, a: T) -> T {
+    match act {
+        Activation::Identity => T::one(),
+        Activation::Sigmoid => a * (T::one() - a),
+        Activation::Relu => {
+            if a > T::zero() {
+                T::one()
+            } else {
+                T::zero()
+            }
+        }
+        Activation::Tanh => T::one() - a * a,
+    }
+}
+
+/// What `matmul` does with the product C before storing it: one variant per use, as the GPU's
+/// `ops::Epilogue`. `pre` is the pre-activation `matmul` is given.
+#[derive(Clone, Copy, Debug)]
+pub enum Epilogue<'a, T> {
+    /// `out = C`.
+    Store,
+    /// `out = out + s·C`: a partial sum added (s = 1), or plain SGD's `W ← W − lr·dW` (s = −lr).
+    AddScaled(T),
+    /// `out = C + bias`: the first part of a forward product split along K.
+    Bias(ArrayView1<'a, T>),
+    /// `pre = C + bias; out = f(pre)`: a layer's forward product.
+    Forward { bias: ArrayView1<'a, T>, activation: Activation },
+    /// `pre = C + pre; out = f(pre)`: the last part of a forward product split along K.
+    FinishForward(Activation),
+    /// `out = C ⊙ f'(z)`: the input gradient with the previous layer's derivative fused (δ_prev).
+    Derivative { z: ArrayView2<'a, T>, activation: Activation },
+}
+
+/// Twin of `matmul`: `C = op(A) · op(B)` through `epilogue` into `out`, where op(A) (M, K) and op(B) (K, N)
+/// are views (a transpose is `.t()`) and `out`, `pre` are (M, N).
+pub fn matmul<T: Real>(
+    a: ArrayView2<T>,
+    b: ArrayView2<T>,
+    epilogue: Epilogue<T>,
+    out: &mut Array2<T>,
+    pre: &mut Array2<T>,
+) {
+    let c = a.dot(&b);
+    match epilogue {
+        Epilogue::Store => out.assign(&c),
+        Epilogue::AddScaled(s) => out.zip_mut_with(&c, |o, &c| *o = *o + s * c),
+        Epilogue::Bias(bias) => out.assign(&(c + bias)),
+        Epilogue::Forward { bias, activation } => {
+            pre.assign(&linear_forward(a, b, bias));
+            out.assign(&activation_forward(activation, pre.view()));
+        }
+        Epilogue::FinishForward(activation) => {
+            *pre = &*pre + &c;
+            out.assign(&activation_forward(activation, pre.view()));
+        }
+        Epilogue::Derivative { z, activation } => out.assign(&activation_backward(activation, c.view(), z)),
+    }
+}
+
+/// Twin of `loss_grad`: `δ_L = scale (A − Y) ⊙ f'(Z_L)`, f' taken from A (`derivative_from_output`). The
+/// MSE gradient times the output activation's derivative with `scale = 2/(B·O)`; the fused softmax
+/// cross-entropy gradient with `scale = 1/B` and the identity. A (B, O), Y (B, O) → (B, O).
+pub fn loss_grad<T: Real>(scale: T, output: Activation, a: ArrayView2<T>, y: ArrayView2<T>) -> Array2<T> {
+    Zip::from(&a).and(&y).map_collect(|&a, &y| scale * (a - y) * derivative_from_output(output, a))
+}
+
+/// Twin of `gather_rows`: the rows `idx` of `src`, in that order. src (N, C) → (len(idx), C).
+pub fn gather_rows<T: Real>(src: ArrayView2<T>, idx: &[usize]) -> Array2<T> {
+    src.select(Axis(0), idx)
+}
+
+/// Twin of `mse_loss`: `mean((A − Y)²)` over all B·O elements.
 pub fn mse_loss<T: Real>(pred: ArrayView2<T>, target: ArrayView2<T>) -> T {
     let sum = Zip::from(&pred).and(&target).fold(T::zero(), |acc, &p, &y| acc + (p - y) * (p - y));
     sum / cast(pred.len() as f64)
@@ -78,7 +147,7 @@ pub fn mse_grad<T: Real>(pred: ArrayView2<T>, target: ArrayView2<T>) -> Array2<T
     Zip::from(&pred).and(&target).map_collect(|&p, &y| scale * (p - y))
 }
 
-/// `softmax` of each row, computed as `exp(z − max z) / Σ exp(z − max z)`. Z (B, O) → (B, O).
+/// Twin of `softmax_rows`: `softmax` of each row, computed as `exp(z − max z) / Σ exp(z − max z)`. Z (B, O) → (B, O).
 pub fn softmax_rows<T: Real>(z: ArrayView2<T>) -> Array2<T> {
     let mut out = z.to_owned();
     for mut row in out.outer_iter_mut() {
@@ -90,7 +159,7 @@ pub fn softmax_rows<T: Real>(z: ArrayView2<T>) -> Array2<T> {
     out
 }
 
-/// Softmax cross-entropy from logits: `mean_b Σ_j y_bj (logsumexp(z_b) − z_bj)`. Z (B, O), Y (B, O) → scalar.
+/// Twin of `xent_loss`: softmax cross-entropy from logits, `mean_b Σ_j y_bj (logsumexp(z_b) − z_bj)`. Z (B, O), Y (B, O) → scalar.
 pub fn xent_loss<T: Real>(z: ArrayView2<T>, target: ArrayView2<T>) -> T {
     let mut total = T::zero();
     for (zr, yr) in z.outer_iter().zip(target.outer_iter()) {
@@ -120,7 +189,7 @@ pub fn weight_grad<T: Real>(a_prev: ArrayView2<T>, delta: ArrayView2<T>) -> Arra
     dw
 }
 
-/// `db = Σ_b δ_b`. δ (B, O) → (O).
+/// Twin of `bias_grad`: `db = Σ_b δ_b`. δ (B, O) → (O).
 pub fn bias_grad<T: Real>(delta: ArrayView2<T>) -> Array1<T> {
     delta.sum_axis(Axis(0))
 }
@@ -158,32 +227,13 @@ pub struct Trace<T> {
     pub input_grad: Option<Array2<T>>,
 }
 
-/// Checks that a batch `x` (B, I_0) and targets `y` (B, O_L) fit `spec`.
-pub fn check_batch(spec: &MlpSpec, x_shape: (usize, usize), y_shape: Option<(usize, usize)>) -> Result<()> {
-    if x_shape.0 == 0 {
-        return Err(Error::shape("batch", "at least 1 row", "0 rows"));
-    }
-    if x_shape.1 != spec.input_width() {
-        return Err(Error::shape("input columns", spec.input_width(), x_shape.1));
-    }
-    if let Some((rows, cols)) = y_shape {
-        if rows != x_shape.0 {
-            return Err(Error::shape("target rows", x_shape.0, rows));
-        }
-        if cols != spec.output_width() {
-            return Err(Error::shape("target columns", spec.output_width(), cols));
-        }
-    }
-    Ok(())
-}
-
 /// Per layer: the pre-activations Z_l and the activations A_l.
 pub type Activations<T> = (Vec<Array2<T>>, Vec<Array2<T>>);
 
 /// Forward pass: returns (Z_l, A_l) for every layer. X (B, I_0).
 pub fn forward<T: Real>(spec: &MlpSpec, params: &Params<T>, x: ArrayView2<T>) -> Result<Activations<T>> {
     params.check(spec)?;
-    check_batch(spec, x.dim(), None)?;
+    spec.check_batch(x.dim(), None)?;
     let mut pre = Vec::with_capacity(spec.layers());
     let mut post: Vec<Array2<T>> = Vec::with_capacity(spec.layers());
     for l in 0..spec.layers() {
@@ -207,7 +257,7 @@ pub fn forward_backward<T: Real>(
     x: ArrayView2<T>,
     y: ArrayView2<T>,
 ) -> Result<Trace<T>> {
-    check_batch(spec, x.dim(), Some(y.dim()))?;
+    spec.check_batch(x.dim(), Some(y.dim()))?;
     let (pre, post) = forward(spec, params, x)?;
     let last = spec.layers() - 1;
     // `grad` is dL/dA_l on the way down; for the fused softmax cross-entropy it is already δ_L.
@@ -234,7 +284,7 @@ pub fn forward_backward<T: Real>(
 
 /// The loss of `params` on one batch, without gradients.
 pub fn loss<T: Real>(spec: &MlpSpec, params: &Params<T>, x: ArrayView2<T>, y: ArrayView2<T>) -> Result<T> {
-    check_batch(spec, x.dim(), Some(y.dim()))?;
+    spec.check_batch(x.dim(), Some(y.dim()))?;
     let (pre, post) = forward(spec, params, x)?;
     let last = spec.layers() - 1;
     Ok(match spec.loss() {

@@ -77,6 +77,7 @@ pub mod checkpoint;
 pub mod cpu;
 pub mod cpu_fast;
 pub mod data;
+pub mod device;
 pub mod error;
 pub mod fsutil;
 pub mod gpu;
@@ -86,7 +87,8 @@ pub mod report;
 pub mod train;
 pub mod worked_example;
 
-pub use backend::{Backend, CpuBackend};
+pub use backend::Backend;
+pub use cpu_fast::CpuBackend;
 pub use error::{Error, Result};
 pub use gpu::{AdapterRequest, GpuContext, GpuMlp};
 pub use model::{Activation, Loss, MlpSpec, Params};

@@ -1,9 +1,16 @@
 //! Optimizers with PyTorch's definitions and defaults, over one flat parameter vector, and learning-rate
-//! schedules. The CPU functions here are the reference for the kernels in `shaders/optim.wgsl`.
+//! schedules. The update rules themselves (`rules`) are the reference for the kernels in
+//! `shaders/optim.wgsl`, each function named as its kernel.
+
+mod rules;
+
+pub use rules::{
+    AdamStep, StepScalars, StepState, adam, clip_coefficient, grad_norm, grad_norm_finish, momentum, optim_prepare,
+    sgd, update,
+};
 
 use std::str::FromStr;
 
-use crate::cpu::Real;
 use crate::error::{Error, Result};
 
 /// Which update rule.
@@ -164,59 +171,35 @@ impl OptimState {
             step: 0,
         }
     }
-}
 
-/// The numbers one update needs beyond the state: PyTorch's bias corrections for step `t` (1-based).
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct StepScalars {
-    pub lr: f64,
-    /// `1 − β1^t` (1 when not Adam).
-    pub bias_correction1: f64,
-    /// `sqrt(1 − β2^t)` (1 when not Adam).
-    pub bias_correction2_sqrt: f64,
-}
-
-impl StepScalars {
-    pub fn new(cfg: &OptimConfig, lr: f64, t: u64) -> Self {
-        match cfg.kind {
-            OptimizerKind::Adam { beta1, beta2, .. } if t > 0 => {
-                let t = t.min(i32::MAX as u64) as i32;
-                Self { lr, bias_correction1: 1.0 - beta1.powi(t), bias_correction2_sqrt: (1.0 - beta2.powi(t)).sqrt() }
-            }
-            _ => Self { lr, bias_correction1: 1.0, bias_correction2_sqrt: 1.0 },
+    /// Checks that this state fits `cfg` over `n` parameters: a vector for each one the rule keeps, none
+    /// for the others. (A backend also checks the step count against [`MAX_STEPS`] when it takes the state.)
+    pub fn check(&self, cfg: &OptimConfig, n: usize) -> Result<()> {
+        let k = cfg.state_vectors();
+        let fits = |len: usize, used: bool| if used { len == n } else { len == 0 };
+        if !fits(self.m.len(), k >= 1) || !fits(self.v.len(), k >= 2) {
+            return Err(Error::shape(
+                format!("{} optimizer state", cfg.kind.name()),
+                format!("{k} vector(s) of {n}"),
+                format!("m of {}, v of {}", self.m.len(), self.v.len()),
+            ));
         }
+        Ok(())
     }
 }
 
-/// One update of `params` (P) from `grads` (P), exactly as PyTorch's single-tensor code writes it.
-/// `m` and `v` are the state vectors the rule keeps (empty slices where it keeps none).
-pub fn update<T: Real>(cfg: &OptimConfig, params: &mut [T], grads: &[T], m: &mut [T], v: &mut [T], s: StepScalars) {
-    let c = |x: f64| T::from_f64(x).unwrap_or_else(T::nan);
-    let (lr, wd) = (c(s.lr), c(cfg.weight_decay));
-    let one = T::one();
-    for i in 0..params.len() {
-        let g = grads[i] + wd * params[i];
-        match cfg.kind {
-            OptimizerKind::Sgd => params[i] = params[i] - lr * g,
-            OptimizerKind::Momentum { momentum } => {
-                m[i] = c(momentum) * m[i] + g;
-                params[i] = params[i] - lr * m[i];
-            }
-            OptimizerKind::Adam { beta1, beta2, eps } => {
-                let (b1, b2) = (c(beta1), c(beta2));
-                m[i] = b1 * m[i] + (one - b1) * g;
-                v[i] = b2 * v[i] + (one - b2) * g * g;
-                let denom = v[i].sqrt() / c(s.bias_correction2_sqrt) + c(eps);
-                params[i] = params[i] - (lr / c(s.bias_correction1)) * m[i] / denom;
-            }
-        }
-    }
-}
+/// The most optimizer steps a run can take, on either backend: the GPU counts them in 32 bits.
+pub const MAX_STEPS: u64 = u32::MAX as u64;
 
-/// PyTorch's `clip_grad_norm_` coefficient: `min(1, max_norm / (‖g‖ + 1e-6))`, the norm summed in f64.
-pub fn clip_coefficient<T: Real>(grads: &[T], max_norm: f32) -> T {
-    let norm = grads.iter().map(|g| g.to_f64().unwrap_or(f64::NAN).powi(2)).sum::<f64>().sqrt();
-    T::from_f64((max_norm as f64 / (norm + 1e-6)).min(1.0)).unwrap_or_else(T::nan)
+/// Checks that `more` steps after `taken` stay within [`MAX_STEPS`].
+pub fn check_steps(taken: u64, more: usize) -> Result<()> {
+    match taken.checked_add(more as u64) {
+        Some(t) if t <= MAX_STEPS => Ok(()),
+        _ => Err(Error::Invalid(format!(
+            "the step count would pass {MAX_STEPS} (it is {taken}, with {more} more steps asked for): \
+             start a new run from the checkpoint's weights with --init instead of --resume"
+        ))),
+    }
 }
 
 /// A learning-rate schedule over epochs, as PyTorch's `StepLR` and `CosineAnnealingLR` define them.

@@ -1157,7 +1157,8 @@ fn checkpoints_read_from_fifos_and_pipes_as_from_files() {
     let writer = std::thread::spawn(move || {
         let mut w = std::fs::OpenOptions::new().write(true).open(f).unwrap();
         std::io::Write::write_all(&mut w, &claiming(1 << 40)).unwrap();
-        (0..1024).take_while(|_| std::io::Write::write_all(&mut w, &[0u8; 65536]).is_ok()).count()
+        let block = vec![0u8; 65536];
+        (0..1024).take_while(|_| std::io::Write::write_all(&mut w, &block).is_ok()).count()
     });
     let e = checkpoint::load_with(&fifo, &backprop::data::Limits::with_memory(1 << 30)).unwrap_err().to_string();
     assert!(e.contains("ck.fifo: its 1.0 TiB of tensors"), "{e}");

@@ -5,10 +5,11 @@ mod common;
 
 use backprop::cpu;
 use backprop::model::Output;
-use backprop::optim::{self, OptimConfig, OptimizerKind, StepScalars};
+use backprop::optim::{OptimConfig, OptimizerKind};
 use backprop::{Activation, Backend, CpuBackend, Loss, MlpSpec, Params};
 
-use common::{assert_close, f32_exact, random, rng};
+use common::reference::Reference;
+use common::{assert_close, f32_exact, flat, random, rng};
 
 /// `steps` steps on the backend and on the reference. `traced` steps through `traced_step`, which keeps the
 /// gradients and checks them and the layers' values too; otherwise through `step`, where plain SGD runs fused
@@ -25,8 +26,7 @@ fn compare_steps(spec: &MlpSpec, cfg: OptimConfig, batch: usize, steps: usize, l
     let (x32, y32) = (x.mapv(|v| v as f32), y.mapv(|v| v as f32));
     let mut backend = CpuBackend::new(spec.clone(), init.clone()).unwrap();
     backend.set_optimizer(cfg).unwrap();
-    let mut flat = init.to_f64().to_flat();
-    let (mut m, mut v) = (vec![0.0; flat.len()], vec![0.0; flat.len()]);
+    let mut reference = Reference::new(spec, &init, cfg, None);
     let name = format!(
         "{:?} {:?} {} batch {batch}{}",
         spec.sizes(),
@@ -35,16 +35,7 @@ fn compare_steps(spec: &MlpSpec, cfg: OptimConfig, batch: usize, steps: usize, l
         if traced { " traced" } else { "" }
     );
     for step in 0..steps {
-        let p = Params::from_flat(spec, &flat).unwrap();
-        let want = cpu::forward_backward(spec, &p, x.view(), y.view()).unwrap();
-        optim::update(
-            &cfg,
-            &mut flat,
-            &want.grads.to_flat(),
-            &mut m,
-            &mut v,
-            StepScalars::new(&cfg, lr, step as u64 + 1),
-        );
+        let want = reference.step(x.view(), y.view(), lr);
         if !traced {
             let loss = backend.step(x32.view(), y32.view(), lr as f32, true).unwrap().expect("asked for the loss");
             assert_close(&format!("{name}: loss at step {step}"), &[loss], &[want.loss], 1e-6, 1e-4);
@@ -54,28 +45,16 @@ fn compare_steps(spec: &MlpSpec, cfg: OptimConfig, batch: usize, steps: usize, l
         assert_close(&format!("{name}: loss at step {step}"), &[got.loss], &[want.loss], 1e-6, 1e-4);
         if step == 0 {
             for l in 0..spec.layers() {
-                let v64 = |a: &ndarray::Array2<f64>| a.iter().copied().collect::<Vec<_>>();
-                assert_close(
-                    &format!("{name}: A{l}"),
-                    got.post[l].as_slice().unwrap(),
-                    &v64(&want.post[l]),
-                    1e-5,
-                    1e-4,
-                );
-                assert_close(
-                    &format!("{name}: delta{l}"),
-                    got.delta[l].as_slice().unwrap(),
-                    &v64(&want.delta[l]),
-                    1e-6,
-                    1e-3,
-                );
+                let (a, d) = (got.post[l].as_slice().unwrap(), got.delta[l].as_slice().unwrap());
+                assert_close(&format!("{name}: A{l}"), a, &flat(&want.post[l]), 1e-5, 1e-4);
+                assert_close(&format!("{name}: delta{l}"), d, &flat(&want.delta[l]), 1e-6, 1e-3);
             }
             assert_close(&format!("{name}: gradients"), &got.grads.to_flat(), &want.grads.to_flat(), 1e-5, 1e-3);
         }
     }
-    assert_close(&format!("{name}: parameters"), &backend.params().unwrap().to_flat(), &flat, 1e-5, 1e-3);
+    assert_close(&format!("{name}: parameters"), &backend.params().unwrap().to_flat(), &reference.flat, 1e-5, 1e-3);
     let pred = backend.predict(x32.view()).unwrap();
-    let (_, post) = cpu::forward(spec, &Params::from_flat(spec, &flat).unwrap(), x.view()).unwrap();
+    let (_, post) = cpu::forward(spec, &reference.params(), x.view()).unwrap();
     let want: Vec<f64> = post[spec.layers() - 1].iter().copied().collect();
     assert_close(&format!("{name}: predictions"), pred.as_slice().unwrap(), &want, 1e-5, 1e-3);
 }

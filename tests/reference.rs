@@ -182,3 +182,90 @@ fn bad_shapes_are_errors_not_panics() {
     let wrong = Params::<f64>::zeros(&MlpSpec::uniform(vec![3, 3], Activation::Sigmoid, Loss::Mse).unwrap());
     assert!(cpu::forward(&spec, &wrong, x.view()).is_err());
 }
+
+/// The kernels' twins are the math they fuse: `matmul`'s epilogues are the layer's functions, `loss_grad`
+/// is the loss gradient times the output's derivative (taken from the output), `gather_rows` picks rows.
+#[test]
+fn the_kernel_twins_compute_the_math_they_fuse() {
+    let mut r = common::rng(12);
+    let (a, w) = (common::random(&mut r, 5, 4, 1.0), common::random(&mut r, 4, 3, 1.0));
+    let (bias, z) = (common::random(&mut r, 1, 3, 1.0).row(0).to_owned(), common::random(&mut r, 5, 3, 2.0));
+    let close = |name: &str, got: &ndarray::Array2<f64>, want: &ndarray::Array2<f64>| {
+        assert!(got.iter().zip(want).all(|(g, w)| (g - w).abs() < 1e-12), "{name}: {got} vs {want}");
+    };
+    for act in Activation::ALL {
+        let (mut out, mut pre) = (ndarray::Array2::zeros((5, 3)), ndarray::Array2::zeros((5, 3)));
+        cpu::matmul(
+            a.view(),
+            w.view(),
+            cpu::Epilogue::Forward { bias: bias.view(), activation: act },
+            &mut out,
+            &mut pre,
+        );
+        let want_z = cpu::linear_forward(a.view(), w.view(), bias.view());
+        close(&format!("{act}: Z"), &pre, &want_z);
+        close(&format!("{act}: A"), &out, &cpu::activation_forward(act, want_z.view()));
+        // The same product split in two along K: the first part with the bias, the last adding into Z.
+        let (mut z1, mut unused) = (ndarray::Array2::zeros((5, 3)), ndarray::Array2::zeros((5, 3)));
+        let (k1, k2) = (ndarray::s![.., ..2], ndarray::s![..2, ..]);
+        cpu::matmul(a.slice(k1), w.slice(k2), cpu::Epilogue::Bias(bias.view()), &mut z1, &mut unused);
+        let (kk1, kk2) = (ndarray::s![.., 2..], ndarray::s![2.., ..]);
+        cpu::matmul(a.slice(kk1), w.slice(kk2), cpu::Epilogue::FinishForward(act), &mut out, &mut z1);
+        close(&format!("{act}: split Z"), &z1, &want_z);
+        close(&format!("{act}: split A"), &out, &cpu::activation_forward(act, want_z.view()));
+        let delta = common::random(&mut r, 5, 3, 1.0);
+        let mut d_prev = ndarray::Array2::zeros((5, 4));
+        cpu::matmul(
+            delta.view(),
+            w.view().reversed_axes(),
+            cpu::Epilogue::Derivative { z: a.view(), activation: act },
+            &mut d_prev,
+            &mut unused,
+        );
+        close(
+            &format!("{act}: δ_prev"),
+            &d_prev,
+            &cpu::activation_backward(act, cpu::input_grad(delta.view(), w.view()).view(), a.view()),
+        );
+        let out_a = cpu::activation_forward(act, z.view());
+        let y = common::random(&mut r, 5, 3, 1.0);
+        let want = cpu::activation_backward(act, cpu::mse_grad(out_a.view(), y.view()).view(), z.view());
+        close(&format!("{act}: loss_grad"), &cpu::loss_grad(2.0 / 15.0, act, out_a.view(), y.view()), &want);
+    }
+    let mut dw = common::random(&mut r, 4, 3, 1.0);
+    let before = dw.clone();
+    let mut unused = ndarray::Array2::zeros((4, 3));
+    cpu::matmul(a.t(), z.view(), cpu::Epilogue::AddScaled(-0.5), &mut dw, &mut unused);
+    close("W - lr·dW", &dw, &(&before - &(cpu::weight_grad(a.view(), z.view()) * 0.5)));
+    close(
+        "gather_rows",
+        &cpu::gather_rows(a.view(), &[4, 0, 4]),
+        &ndarray::stack![ndarray::Axis(0), a.row(4), a.row(0), a.row(4)],
+    );
+}
+
+/// The optimizer's twins: the recurrence `optim_prepare` keeps is PyTorch's bias corrections, a restored
+/// state replays to the same values, and the clip coefficient is `grad_norm_finish` of `grad_norm`.
+#[test]
+fn the_optimizer_twins_keep_pytorch_s_bias_corrections_and_clip() {
+    use backprop::optim::{self, OptimConfig, OptimizerKind, StepScalars, StepState};
+    let cfg = OptimConfig { kind: OptimizerKind::Adam { beta1: 0.9, beta2: 0.999, eps: 1e-8 }, weight_decay: 0.0 };
+    let (betas, one_minus) = ((0.9f32, 0.999f32), ((1.0f64 - 0.9) as f32, (1.0f64 - 0.999) as f32));
+    let mut state = StepState::START;
+    for t in 1..=2000u32 {
+        optim::optim_prepare(&mut state, 0.5, betas, one_minus);
+        let s = StepScalars::new(&cfg, 0.0, t as u64);
+        let rel = |got: f32, want: f64| ((got as f64 - want) / want).abs();
+        assert!(rel(state.bias_correction1, s.bias_correction1) < 1e-5, "t {t}: {state:?} vs {s:?}");
+        assert!(rel(state.bias_correction2_sqrt, s.bias_correction2_sqrt) < 1e-4, "t {t}: {state:?} vs {s:?}");
+    }
+    let mut resumed = StepState::resumed(1999);
+    optim::optim_prepare(&mut resumed, 0.5, betas, one_minus);
+    assert_eq!(resumed, state, "a restored state replays to the same bits");
+    optim::optim_prepare(&mut state, f32::NAN, betas, one_minus);
+    assert_eq!((state.t, state.first_bad_step), (2001, 2001));
+    let g = [0.5f32, -3.0, 1.25];
+    let want = (2.0 / ((0.25f64 + 9.0 + 1.5625).sqrt() + 1e-6)).min(1.0);
+    assert_eq!(optim::grad_norm_finish(&[optim::grad_norm(&g[..1]), optim::grad_norm(&g[1..])], 2.0), want);
+    assert_eq!(optim::clip_coefficient(&g, 2.0), want as f32);
+}

@@ -3,8 +3,8 @@
 
 use std::path::PathBuf;
 
-use backprop::backend::BackendChoice;
 use backprop::data::Normalization;
+use backprop::device::BackendChoice;
 use backprop::model::{Activation, Loss, Output};
 use backprop::optim::{OptimizerKind, Schedule};
 use clap::Args;

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use backprop::backend::BackendChoice;
+use backprop::device::BackendChoice;
 use backprop::gpu::GpuContext;
 use backprop::{Device, Error, Result};
 

@@ -1,7 +1,7 @@
 //! `backprop worked-example` (the seed's network, one step on the CPU and the GPU) and `backprop devices`
 //! (every adapter wgpu finds, with its limits).
 
-use backprop::backend::BackendChoice;
+use backprop::device::BackendChoice;
 use backprop::gpu::{self, GpuMlp};
 use backprop::{Backend, Result, worked_example};
 use serde_json::json;
@@ -59,13 +59,13 @@ pub fn worked(device: &DeviceArgs, as_json: bool) -> Result<()> {
 
 pub fn devices(as_json: bool) -> Result<()> {
     let all: Vec<serde_json::Value> =
-        gpu::list_adapters(&gpu::AdapterRequest::default()).iter().map(|a| a.to_json()).collect();
+        gpu::list_adapters(&gpu::AdapterRequest::default())?.iter().map(|a| a.to_json()).collect();
     if as_json {
         println!("{}", json::pretty(&serde_json::Value::Array(all)));
         return Ok(());
     }
     if all.is_empty() {
-        println!("no adapters found: {}", gpu::context::NO_ADAPTER_HINT);
+        println!("no adapters found: {}", gpu::adapter::NO_ADAPTER_HINT);
         return Ok(());
     }
     // The text shows the JSON's fields, so the two cannot drift apart.

@@ -3,9 +3,9 @@
 
 use std::str::FromStr;
 
-use backprop::backend::BackendChoice;
 use backprop::bench::{self, Config};
 use backprop::data::Normalization;
+use backprop::device::BackendChoice;
 use backprop::model::{Activation, Loss, Output};
 use backprop::optim::{OptimizerKind, Schedule};
 

@@ -30,6 +30,20 @@ pub fn storage_init(ctx: &GpuContext, label: &str, data: &[f32]) -> Result<wgpu:
     Ok(buf)
 }
 
+/// A storage buffer holding one `T`, a struct a kernel binds (its size rounded up to whole 16-byte vectors).
+pub fn storage_struct<T: bytemuck::Pod>(ctx: &GpuContext, label: &str, value: &T) -> Result<wgpu::Buffer> {
+    let bytes = (std::mem::size_of::<T>().max(1) as u64).next_multiple_of(16);
+    ctx.check_buffer(label, bytes)?;
+    let buf = ctx.device.create_buffer(&wgpu::BufferDescriptor {
+        label: Some(label),
+        size: bytes,
+        usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
+        mapped_at_creation: false,
+    });
+    ctx.queue.write_buffer(&buf, 0, bytemuck::bytes_of(value));
+    Ok(buf)
+}
+
 /// A uniform buffer holding one `T` that can be rewritten later.
 pub fn uniform<T: bytemuck::Pod>(ctx: &GpuContext, label: &str, value: &T) -> wgpu::Buffer {
     ctx.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
@@ -39,19 +53,19 @@ pub fn uniform<T: bytemuck::Pod>(ctx: &GpuContext, label: &str, value: &T) -> wg
     })
 }
 
-/// A buffer the CPU can map to read results: `len` f32 values.
-pub fn staging(ctx: &GpuContext, label: &str, len: usize) -> wgpu::Buffer {
+/// A buffer the CPU can map to read results: `bytes` bytes (at least 4).
+pub fn staging(ctx: &GpuContext, label: &str, bytes: u64) -> wgpu::Buffer {
     ctx.device.create_buffer(&wgpu::BufferDescriptor {
         label: Some(label),
-        size: (len.max(1) as u64) * F32,
+        size: bytes.max(F32),
         usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
         mapped_at_creation: false,
     })
 }
 
-/// Maps a staging buffer that a finished submission filled and copies out `len` values.
-pub fn read_staging(ctx: &GpuContext, staging: &wgpu::Buffer, len: usize) -> Result<Vec<f32>> {
-    let slice = staging.slice(0..(len.max(1) as u64) * F32);
+/// Maps a staging buffer that a finished submission filled and copies out its first `bytes` bytes.
+pub fn read_staging_bytes(ctx: &GpuContext, staging: &wgpu::Buffer, bytes: u64) -> Result<Vec<u8>> {
+    let slice = staging.slice(0..bytes.max(F32));
     let (tx, rx) = std::sync::mpsc::channel();
     slice.map_async(wgpu::MapMode::Read, move |r| {
         let _ = tx.send(r);
@@ -62,11 +76,23 @@ pub fn read_staging(ctx: &GpuContext, staging: &wgpu::Buffer, len: usize) -> Res
         .map_err(|e| Error::Gpu(format!("mapping a read-back buffer: {e}")))?;
     let out = {
         let view = slice.get_mapped_range().map_err(|e| Error::Gpu(format!("reading a mapped buffer: {e}")))?;
-        bytemuck::cast_slice::<u8, f32>(&view)[..len].to_vec()
+        view[..bytes as usize].to_vec()
     };
     staging.unmap();
     ctx.check()?;
     Ok(out)
+}
+
+/// Maps a staging buffer that a finished submission filled and copies out `len` f32 values.
+pub fn read_staging(ctx: &GpuContext, staging: &wgpu::Buffer, len: usize) -> Result<Vec<f32>> {
+    let bytes = read_staging_bytes(ctx, staging, len as u64 * F32)?;
+    Ok(bytemuck::pod_collect_to_vec(&bytes))
+}
+
+/// Reads one `T` from byte `offset` of a buffer (a struct a kernel wrote; allocates a staging buffer).
+pub fn read_struct<T: bytemuck::Pod>(ctx: &GpuContext, buffer: &wgpu::Buffer, offset: u64) -> Result<T> {
+    let bytes = read_bytes(ctx, buffer, offset, std::mem::size_of::<T>() as u64)?;
+    Ok(bytemuck::pod_read_unaligned(&bytes))
 }
 
 /// Reads `len` f32 values starting at element `offset` of a storage buffer (allocates a staging buffer;
@@ -75,10 +101,16 @@ pub fn read(ctx: &GpuContext, buffer: &wgpu::Buffer, offset: usize, len: usize) 
     if len == 0 {
         return Ok(Vec::new());
     }
-    let stage = staging(ctx, "read-back", len);
+    let bytes = read_bytes(ctx, buffer, offset as u64 * F32, len as u64 * F32)?;
+    Ok(bytemuck::pod_collect_to_vec(&bytes))
+}
+
+/// Reads `bytes` bytes from byte `offset` of a buffer (both multiples of 4).
+fn read_bytes(ctx: &GpuContext, buffer: &wgpu::Buffer, offset: u64, bytes: u64) -> Result<Vec<u8>> {
+    let stage = staging(ctx, "read-back", bytes);
     let mut enc = ctx.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("read-back") });
-    enc.copy_buffer_to_buffer(buffer, offset as u64 * F32, &stage, 0, len as u64 * F32);
+    enc.copy_buffer_to_buffer(buffer, offset, &stage, 0, bytes);
     let idx = ctx.queue.submit([enc.finish()]);
     ctx.wait(idx)?;
-    read_staging(ctx, &stage, len)
+    read_staging_bytes(ctx, &stage, bytes)
 }

@@ -1,149 +1,14 @@
-//! Adapter and device selection: the only place that touches `wgpu::Instance`.
-//!
-//! Everything else takes a `&GpuContext` (or an `Arc` of one), so tests and tools can hand one in.
+//! The device: opened on the adapter `adapter::choose` picks, with the adapter's own limits, error capture,
+//! every pipeline, and the device's tuner. Everything else takes a `&GpuContext` (or an `Arc` of one), so
+//! tests and tools can hand one in.
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::error::{Error, Result};
-use crate::gpu::ops::Tile;
+use crate::gpu::adapter::{self, AdapterRequest, AdapterSummary};
 use crate::gpu::shaders::Pipelines;
-
-/// How to install a driver when no adapter is found; shown in every "no adapter" error.
-pub const NO_ADAPTER_HINT: &str = "install a Vulkan, Metal or DX12 driver for your GPU; on Debian or Ubuntu without a GPU, \
-`apt-get install mesa-vulkan-drivers` provides lavapipe, a Vulkan driver that runs on the CPU \
-(scripts/test installs it); or use --backend cpu";
-
-/// Which adapter to use. Empty fields mean "any".
-#[derive(Clone, Debug, Default)]
-pub struct AdapterRequest {
-    /// Graphics APIs to consider. `None` honours `WGPU_BACKEND` (for example `vulkan`, `metal`, `dx12`, `gl`).
-    pub backends: Option<wgpu::Backends>,
-    /// A case-insensitive substring of the adapter's name. `None` honours `WGPU_ADAPTER_NAME`.
-    pub name: Option<String>,
-    /// Lowers the device's storage-binding limit below the adapter's (to test large-model handling on a
-    /// small device); `None` uses the adapter's own limit.
-    pub max_storage_binding: Option<u64>,
-}
-
-impl AdapterRequest {
-    /// The name filter in force: the request's own, else `WGPU_ADAPTER_NAME`.
-    fn name_filter(&self) -> Option<String> {
-        self.name.clone().or_else(|| std::env::var("WGPU_ADAPTER_NAME").ok()).filter(|s| !s.trim().is_empty())
-    }
-}
-
-/// Parses a graphics API name as `--backend` and `WGPU_BACKEND` spell it.
-pub fn parse_api(s: &str) -> Option<wgpu::Backends> {
-    match s.to_ascii_lowercase().as_str() {
-        "vulkan" | "vk" => Some(wgpu::Backends::VULKAN),
-        "metal" | "mtl" => Some(wgpu::Backends::METAL),
-        "dx12" | "d3d12" => Some(wgpu::Backends::DX12),
-        "gl" | "gles" | "opengl" => Some(wgpu::Backends::GL),
-        _ => None,
-    }
-}
-
-/// What one adapter is and the limits that matter for training.
-#[derive(Clone, Debug)]
-pub struct AdapterSummary {
-    pub name: String,
-    pub backend: String,
-    pub device_type: String,
-    pub driver: String,
-    pub driver_info: String,
-    pub limits: wgpu::Limits,
-    pub timestamp_queries: bool,
-}
-
-impl AdapterSummary {
-    fn of(adapter: &wgpu::Adapter) -> Self {
-        let info = adapter.get_info();
-        Self {
-            name: info.name.clone(),
-            backend: info.backend.to_str().to_string(),
-            device_type: device_type_name(info.device_type).to_string(),
-            driver: info.driver.clone(),
-            driver_info: info.driver_info.clone(),
-            limits: adapter.limits(),
-            timestamp_queries: adapter.features().contains(wgpu::Features::TIMESTAMP_QUERY),
-        }
-    }
-
-    /// The summary as JSON.
-    pub fn to_json(&self) -> serde_json::Value {
-        let l = &self.limits;
-        serde_json::json!({
-            "name": self.name,
-            "backend": self.backend,
-            "device_type": self.device_type,
-            "driver": self.driver,
-            "driver_info": self.driver_info,
-            "timestamp_queries": self.timestamp_queries,
-            "limits": {
-                "max_storage_buffer_binding_size": l.max_storage_buffer_binding_size,
-                "max_buffer_size": l.max_buffer_size,
-                "min_storage_buffer_offset_alignment": l.min_storage_buffer_offset_alignment,
-                "max_compute_workgroup_storage_size": l.max_compute_workgroup_storage_size,
-                "max_compute_invocations_per_workgroup": l.max_compute_invocations_per_workgroup,
-                "max_compute_workgroups_per_dimension": l.max_compute_workgroups_per_dimension,
-                "max_storage_buffers_per_shader_stage": l.max_storage_buffers_per_shader_stage,
-            }
-        })
-    }
-}
-
-/// A short lower-case name for a device type.
-pub fn device_type_name(t: wgpu::DeviceType) -> &'static str {
-    match t {
-        wgpu::DeviceType::DiscreteGpu => "discrete_gpu",
-        wgpu::DeviceType::IntegratedGpu => "integrated_gpu",
-        wgpu::DeviceType::VirtualGpu => "virtual_gpu",
-        wgpu::DeviceType::Cpu => "cpu",
-        wgpu::DeviceType::Other => "other",
-    }
-}
-
-fn preference(t: wgpu::DeviceType) -> u8 {
-    match t {
-        wgpu::DeviceType::DiscreteGpu => 0,
-        wgpu::DeviceType::IntegratedGpu => 1,
-        wgpu::DeviceType::VirtualGpu => 2,
-        wgpu::DeviceType::Cpu => 3,
-        wgpu::DeviceType::Other => 4,
-    }
-}
-
-fn instance(backends: Option<wgpu::Backends>) -> wgpu::Instance {
-    let mut desc = wgpu::InstanceDescriptor::new_without_display_handle_from_env();
-    if let Some(b) = backends {
-        desc.backends = b;
-    }
-    wgpu::Instance::new(desc)
-}
-
-fn adapters(req: &AdapterRequest) -> Vec<wgpu::Adapter> {
-    let inst = instance(req.backends);
-    pollster::block_on(inst.enumerate_adapters(wgpu::Backends::all()))
-}
-
-/// Every adapter wgpu finds (for the requested APIs), best first.
-pub fn list_adapters(req: &AdapterRequest) -> Vec<AdapterSummary> {
-    let mut all: Vec<AdapterSummary> = adapters(req).iter().map(AdapterSummary::of).collect();
-    all.sort_by_key(|a| preference_of_name(&a.device_type));
-    all
-}
-
-fn preference_of_name(t: &str) -> u8 {
-    match t {
-        "discrete_gpu" => 0,
-        "integrated_gpu" => 1,
-        "virtual_gpu" => 2,
-        "cpu" => 3,
-        _ => 4,
-    }
-}
+use crate::gpu::tune::Tuner;
 
 type ErrorLog = Arc<Mutex<Vec<String>>>;
 
@@ -154,13 +19,17 @@ pub struct GpuContext {
     summary: AdapterSummary,
     limits: wgpu::Limits,
     pipelines: Pipelines,
+    /// A 16-byte storage buffer bound where a kernel's binding has nothing to hold (a product's `pre`
+    /// when its epilogue stores no pre-activation).
+    scratch: wgpu::Buffer,
     errors: ErrorLog,
     timeout: Duration,
-    /// Matmul tilings measured on this adapter, by (M, N, K, A transposed, B transposed).
-    tuning: Mutex<HashMap<TileKey, Tile>>,
+    /// How matrix products pick their tiling, and the tilings measured on this device.
+    tuner: Tuner,
+    /// The most bytes one group of buffers may take (`with_memory_budget`); unset, a CPU adapter's is the
+    /// host's available memory and a GPU's is not known.
+    memory_budget: Option<u64>,
 }
-
-type TileKey = (usize, usize, usize, bool, bool);
 
 impl std::fmt::Debug for GpuContext {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -172,36 +41,7 @@ impl GpuContext {
     /// Picks the best adapter that matches `req` (discrete, then integrated, virtual, CPU), asks for the
     /// adapter's own limits, installs error handlers and builds every compute pipeline.
     pub fn new(req: &AdapterRequest) -> Result<Self> {
-        let filter = req.name_filter();
-        let all = adapters(req);
-        let names: Vec<String> = all
-            .iter()
-            .map(|a| {
-                let i = a.get_info();
-                format!("{} ({})", i.name, i.backend.to_str())
-            })
-            .collect();
-        let mut candidates: Vec<wgpu::Adapter> = all
-            .into_iter()
-            .filter(|a| match &filter {
-                Some(f) => a.get_info().name.to_lowercase().contains(&f.to_lowercase()),
-                None => true,
-            })
-            .collect();
-        candidates.sort_by_key(|a| preference(a.get_info().device_type));
-        let Some(adapter) = candidates.into_iter().next() else {
-            let filter_text = match &filter {
-                Some(f) => format!(" whose name contains '{f}'"),
-                None => String::new(),
-            };
-            let hint = if names.is_empty() {
-                NO_ADAPTER_HINT.to_string()
-            } else {
-                format!("the adapters found are: {}", names.join(", "))
-            };
-            return Err(Error::NoAdapter { filter: filter_text, hint });
-        };
-        Self::from_adapter(adapter, req.max_storage_binding)
+        Self::from_adapter(adapter::choose(req)?, req.max_storage_binding)
     }
 
     fn from_adapter(adapter: wgpu::Adapter, binding_cap: Option<u64>) -> Result<Self> {
@@ -235,15 +75,23 @@ impl GpuContext {
             }
         });
         let pipelines = Pipelines::new(&device);
+        let scratch = device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("scratch"),
+            size: 16,
+            usage: wgpu::BufferUsages::STORAGE,
+            mapped_at_creation: false,
+        });
         let ctx = Self {
             device,
             queue,
             summary,
             limits,
             pipelines,
+            scratch,
             errors,
             timeout: Duration::from_secs(600),
-            tuning: Mutex::default(),
+            tuner: Tuner::from_env()?,
+            memory_budget: None,
         };
         ctx.check()?;
         Ok(ctx)
@@ -254,14 +102,27 @@ impl GpuContext {
         &self.summary
     }
 
-    pub(crate) fn tuned(&self, key: &TileKey) -> Option<Tile> {
-        self.tuning.lock().ok().and_then(|m| m.get(key).copied())
+    /// How matrix products pick their tiling on this device (from the environment unless `with_tuner`
+    /// replaced it).
+    pub fn tuner(&self) -> &Tuner {
+        &self.tuner
     }
 
-    pub(crate) fn remember(&self, key: TileKey, tile: Tile) {
-        if let Ok(mut m) = self.tuning.lock() {
-            m.insert(key, tile);
-        }
+    /// The same device with at most `bytes` of buffers allowed in one group (a model's, a batch's or a data
+    /// set's), checked before they are made: for tests, and to keep a run within a share of the memory.
+    pub fn with_memory_budget(self, bytes: u64) -> Self {
+        Self { memory_budget: Some(bytes), ..self }
+    }
+
+    /// The budget `with_memory_budget` set, if any (`memory::check` falls back to the host's memory on a
+    /// CPU adapter).
+    pub fn memory_budget(&self) -> Option<u64> {
+        self.memory_budget
+    }
+
+    /// The same device with another tuner (another strategy, say), before it is shared.
+    pub fn with_tuner(self, tuner: Tuner) -> Self {
+        Self { tuner, ..self }
     }
 
     /// Whether kernels can be timed with timestamp queries.
@@ -276,6 +137,11 @@ impl GpuContext {
 
     pub(crate) fn pipelines(&self) -> &Pipelines {
         &self.pipelines
+    }
+
+    /// The buffer bound where a binding has nothing to hold.
+    pub(crate) fn scratch(&self) -> &wgpu::Buffer {
+        &self.scratch
     }
 
     /// Returns the first GPU error reported since the last check, if any.

@@ -1,10 +1,15 @@
 //! The GPU backend: hand-written WGSL kernels run through wgpu.
 
+pub mod adapter;
 pub mod buffer;
 pub mod context;
+pub mod memory;
 pub mod mlp;
 pub mod ops;
 pub mod shaders;
+pub mod structs;
+pub mod tune;
 
-pub use context::{AdapterRequest, AdapterSummary, GpuContext, list_adapters};
+pub use adapter::{AdapterRequest, AdapterSummary, list_adapters};
+pub use context::GpuContext;
 pub use mlp::{GpuMlp, StepTiming};

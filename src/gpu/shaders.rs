@@ -1,13 +1,19 @@
-//! Every WGSL file, compiled into the binary and looked up by an enum; pipelines built once per device.
+//! Every WGSL file, compiled into the binary and looked up by an enum; each kernel's bindings, declared
+//! once (a test checks them against the shaders with naga); pipelines built once per device.
 
-/// The code every shader file begins with (activations, indexing helpers).
+use std::collections::HashMap;
+
+use crate::gpu::structs::{
+    GatherParams, GradParams, LossParams, LossTotals, MatmulParams, OptimParams, ShaderStruct, StepState,
+};
+
+/// The code every shader file begins with (activations, indexing, the workgroup sum).
 pub const COMMON: &str = include_str!("../../shaders/common.wgsl");
 
 /// One WGSL file: an op family with its forward and backward entry points side by side.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum ShaderFile {
     Linear,
-    Activation,
     Loss,
     Grad,
     Optim,
@@ -15,13 +21,12 @@ pub enum ShaderFile {
 }
 
 impl ShaderFile {
-    pub const ALL: [ShaderFile; 6] = [Self::Linear, Self::Activation, Self::Loss, Self::Grad, Self::Optim, Self::Data];
+    pub const ALL: [ShaderFile; 5] = [Self::Linear, Self::Loss, Self::Grad, Self::Optim, Self::Data];
 
     /// The file's name under `shaders/`.
     pub fn file_name(self) -> &'static str {
         match self {
             Self::Linear => "linear.wgsl",
-            Self::Activation => "activation.wgsl",
             Self::Loss => "loss.wgsl",
             Self::Grad => "grad.wgsl",
             Self::Optim => "optim.wgsl",
@@ -33,7 +38,6 @@ impl ShaderFile {
     pub fn body(self) -> &'static str {
         match self {
             Self::Linear => include_str!("../../shaders/linear.wgsl"),
-            Self::Activation => include_str!("../../shaders/activation.wgsl"),
             Self::Loss => include_str!("../../shaders/loss.wgsl"),
             Self::Grad => include_str!("../../shaders/grad.wgsl"),
             Self::Optim => include_str!("../../shaders/optim.wgsl"),
@@ -41,28 +45,103 @@ impl ShaderFile {
         }
     }
 
-    /// What is compiled: `common.wgsl` followed by the file.
-    pub fn source(self) -> String {
-        format!("{COMMON}\n{}", self.body())
+    /// What is compiled for a kernel of this file: `common.wgsl`, then `constants` (a tiling's for
+    /// `linear.wgsl`, see `Tile`), then the file.
+    fn source_with(self, constants: &str) -> String {
+        format!("{COMMON}\n{constants}{}", self.body())
     }
 }
 
-/// How a kernel binds one resource.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Slot {
-    Uniform,
-    Read,
-    ReadWrite,
+/// The tilings of the matrix product: `linear.wgsl` is compiled once for each, with its two constants.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Tile {
+    /// 32×32 a workgroup, a 2×2 block of neighbours a thread, K step 16 (`matmul_small`): more, smaller
+    /// workgroups, for small products.
+    Small,
+    /// 64×64 a workgroup, 4×4 a thread in registers, K step 16.
+    Big,
+    /// 128×128 a workgroup, 8×8 a thread in registers, K step 8: twice the arithmetic per value read from
+    /// workgroup memory of `Big`, for devices with registers to spare (64 accumulators a thread).
+    Huge,
 }
 
-/// One compute entry point.
+impl Tile {
+    pub const ALL: [Tile; 3] = [Tile::Small, Tile::Big, Tile::Huge];
+
+    /// Rows and columns of C one workgroup computes (`TILE` in `linear.wgsl`).
+    pub fn size(self) -> usize {
+        match self {
+            Tile::Small => 32,
+            Tile::Big => 64,
+            Tile::Huge => 128,
+        }
+    }
+
+    /// The step along K (`TK` in `linear.wgsl`).
+    pub fn k_step(self) -> usize {
+        match self {
+            Tile::Small | Tile::Big => 16,
+            Tile::Huge => 8,
+        }
+    }
+
+    /// Whether its loads of op(A) and op(B) may be vectors (the register-blocked body's, not `matmul_small`'s).
+    pub fn vector_loads(self) -> bool {
+        self != Tile::Small
+    }
+
+    /// The WGSL constants that instantiate `linear.wgsl` for this tiling.
+    fn constants(self) -> String {
+        format!("// {self:?} tiling\nconst TILE: u32 = {}u;\nconst TK: u32 = {}u;\n", self.size(), self.k_step())
+    }
+}
+
+/// A WGSL struct as the host knows it: its name and its size in bytes (that of its `ShaderStruct` twin).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Twin {
+    pub name: &'static str,
+    pub size: usize,
+}
+
+impl Twin {
+    pub const fn of<T: ShaderStruct>() -> Self {
+        Self { name: T::WGSL_NAME, size: std::mem::size_of::<T>() }
+    }
+}
+
+/// The element type of a storage array.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Elem {
+    F32,
+    U32,
+    /// `vec4<f32>`: bound in whole 16-byte vectors (the matmul's operands).
+    Vec4F32,
+}
+
+/// What a kernel binds at one binding of group 0.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Slot {
+    /// The kernel's uniform (binding 0 of every kernel).
+    Uniform(Twin),
+    /// A storage array, written or only read.
+    Array { elem: Elem, write: bool },
+    /// A storage struct, written or only read.
+    Struct { twin: Twin, write: bool },
+}
+
+impl Slot {
+    const fn read(elem: Elem) -> Self {
+        Self::Array { elem, write: false }
+    }
+    const fn write(elem: Elem) -> Self {
+        Self::Array { elem, write: true }
+    }
+}
+
+/// One compute entry point (the matrix product once per tiling).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Kernel {
-    Matmul,
-    MatmulBig,
-    MatmulHuge,
-    ActivationForward,
-    ActivationBackward,
+    Matmul(Tile),
     LossGrad,
     MseLoss,
     XentLoss,
@@ -77,28 +156,45 @@ pub enum Kernel {
     GatherRows,
 }
 
-/// The binding layout of the elementwise kernels: parameters, two inputs, one output.
-const ELEMENTWISE: &[Slot] = &[Slot::Uniform, Slot::Read, Slot::Read, Slot::ReadWrite];
-/// The binding layout of the optimizers: parameters, gradients, θ, m, v updated in place, the step scalars,
-/// the loss, and the gradient norm's partial sums.
-const OPTIMIZER: &[Slot] = &[
-    Slot::Uniform,
-    Slot::Read,
-    Slot::ReadWrite,
-    Slot::ReadWrite,
-    Slot::ReadWrite,
-    Slot::ReadWrite,
-    Slot::Read,
-    Slot::ReadWrite,
+/// A kernel's bindings: (binding number, what is bound there), binding 0 its uniform.
+pub type Bindings = &'static [(u32, Slot)];
+
+const F32_IN: Slot = Slot::read(Elem::F32);
+const F32_OUT: Slot = Slot::write(Elem::F32);
+const LOSS: Slot = Slot::Uniform(Twin::of::<LossParams>());
+const TOTALS: Slot = Slot::Struct { twin: Twin::of::<LossTotals>(), write: true };
+const OPTIM: Slot = Slot::Uniform(Twin::of::<OptimParams>());
+const STEP_STATE: Slot = Slot::Struct { twin: Twin::of::<StepState>(), write: true };
+
+// Each kernel's bindings, named as in its WGSL file.
+const MATMUL: Bindings = &[
+    (0, Slot::Uniform(Twin::of::<MatmulParams>())),
+    (1, Slot::read(Elem::Vec4F32)), // a: op(A)
+    (2, Slot::read(Elem::Vec4F32)), // b: op(B)
+    (3, F32_IN),                    // bias
+    (4, F32_OUT),                   // out
+    (5, F32_OUT),                   // pre
 ];
+const LOSS_GRAD: Bindings = &[(0, LOSS), (1, F32_IN), (2, F32_IN), (3, F32_OUT)]; // pred, expected → out
+const LOSS_VALUE: Bindings = &[(0, LOSS), (1, F32_IN), (2, F32_IN), (3, TOTALS)]; // pred, expected → totals
+const SOFTMAX_ROWS: Bindings = &[(0, LOSS), (1, F32_IN), (3, F32_OUT)]; // pred (Z) → out
+const BIAS_GRAD: Bindings = &[(0, Slot::Uniform(Twin::of::<GradParams>())), (1, F32_IN), (2, F32_OUT)]; // delta → out
+// grads, params (m, v) and step_state; the rules
+const SGD: Bindings = &[(0, OPTIM), (1, F32_IN), (2, F32_OUT), (5, STEP_STATE)];
+const MOMENTUM: Bindings = &[(0, OPTIM), (1, F32_IN), (2, F32_OUT), (3, F32_OUT), (5, STEP_STATE)];
+const ADAM: Bindings = &[(0, OPTIM), (1, F32_IN), (2, F32_OUT), (3, F32_OUT), (4, F32_OUT), (5, STEP_STATE)];
+const OPTIM_PREPARE: Bindings =
+    &[(0, OPTIM), (5, STEP_STATE), (6, Slot::Struct { twin: Twin::of::<LossTotals>(), write: false })]; // loss
+const GRAD_NORM: Bindings = &[(0, OPTIM), (1, F32_IN), (7, F32_OUT)]; // grads → partials
+const GRAD_NORM_FINISH: Bindings = &[(0, OPTIM), (5, STEP_STATE), (7, F32_OUT)]; // partials → step_state.clip
+const GATHER_ROWS: Bindings =
+    &[(0, Slot::Uniform(Twin::of::<GatherParams>())), (1, F32_IN), (2, Slot::read(Elem::U32)), (3, F32_OUT)]; // src, idx → out
 
 impl Kernel {
-    pub const ALL: [Kernel; 17] = [
-        Self::Matmul,
-        Self::MatmulBig,
-        Self::MatmulHuge,
-        Self::ActivationForward,
-        Self::ActivationBackward,
+    pub const ALL: [Kernel; 15] = [
+        Self::Matmul(Tile::Small),
+        Self::Matmul(Tile::Big),
+        Self::Matmul(Tile::Huge),
         Self::LossGrad,
         Self::MseLoss,
         Self::XentLoss,
@@ -113,10 +209,30 @@ impl Kernel {
         Self::GatherRows,
     ];
 
+    /// The kernel's position in `ALL`.
+    pub fn index(self) -> usize {
+        match self {
+            Self::Matmul(Tile::Small) => 0,
+            Self::Matmul(Tile::Big) => 1,
+            Self::Matmul(Tile::Huge) => 2,
+            Self::LossGrad => 3,
+            Self::MseLoss => 4,
+            Self::XentLoss => 5,
+            Self::SoftmaxRows => 6,
+            Self::BiasGrad => 7,
+            Self::Sgd => 8,
+            Self::Momentum => 9,
+            Self::Adam => 10,
+            Self::OptimPrepare => 11,
+            Self::GradNorm => 12,
+            Self::GradNormFinish => 13,
+            Self::GatherRows => 14,
+        }
+    }
+
     pub fn file(self) -> ShaderFile {
         match self {
-            Self::Matmul | Self::MatmulBig | Self::MatmulHuge => ShaderFile::Linear,
-            Self::ActivationForward | Self::ActivationBackward => ShaderFile::Activation,
+            Self::Matmul(_) => ShaderFile::Linear,
             Self::LossGrad | Self::MseLoss | Self::XentLoss | Self::SoftmaxRows => ShaderFile::Loss,
             Self::BiasGrad => ShaderFile::Grad,
             Self::Sgd | Self::Momentum | Self::Adam | Self::OptimPrepare | Self::GradNorm | Self::GradNormFinish => {
@@ -128,11 +244,8 @@ impl Kernel {
 
     pub fn entry_point(self) -> &'static str {
         match self {
-            Self::Matmul => "matmul",
-            Self::MatmulBig => "matmul_big",
-            Self::MatmulHuge => "matmul_huge",
-            Self::ActivationForward => "activation_forward",
-            Self::ActivationBackward => "activation_backward",
+            Self::Matmul(Tile::Small) => "matmul_small",
+            Self::Matmul(_) => "matmul",
             Self::LossGrad => "loss_grad",
             Self::MseLoss => "mse_loss",
             Self::XentLoss => "xent_loss",
@@ -148,21 +261,46 @@ impl Kernel {
         }
     }
 
-    /// The bindings of group 0, in binding order.
-    pub fn slots(self) -> &'static [Slot] {
+    /// Every binding of group 0 the entry point uses, in binding order, and what is bound there.
+    pub fn bindings(self) -> Bindings {
         match self {
-            Self::Matmul | Self::MatmulBig | Self::MatmulHuge => {
-                &[Slot::Uniform, Slot::Read, Slot::Read, Slot::Read, Slot::ReadWrite, Slot::ReadWrite]
-            }
-            Self::Sgd | Self::Momentum | Self::Adam | Self::OptimPrepare | Self::GradNorm | Self::GradNormFinish => {
-                OPTIMIZER
-            }
-            _ => ELEMENTWISE,
+            Self::Matmul(_) => MATMUL,
+            Self::LossGrad => LOSS_GRAD,
+            Self::MseLoss | Self::XentLoss => LOSS_VALUE,
+            Self::SoftmaxRows => SOFTMAX_ROWS,
+            Self::BiasGrad => BIAS_GRAD,
+            Self::Sgd => SGD,
+            Self::Momentum => MOMENTUM,
+            Self::Adam => ADAM,
+            Self::OptimPrepare => OPTIM_PREPARE,
+            Self::GradNorm => GRAD_NORM,
+            Self::GradNormFinish => GRAD_NORM_FINISH,
+            Self::GatherRows => GATHER_ROWS,
         }
     }
 
-    fn index(self) -> usize {
-        Self::ALL.iter().position(|&k| k == self).unwrap_or(0)
+    /// The WGSL this kernel is compiled from: `common.wgsl`, the tiling's constants for a product, its file.
+    pub fn source(self) -> String {
+        match self {
+            Self::Matmul(tile) => self.file().source_with(&tile.constants()),
+            _ => self.file().source_with(""),
+        }
+    }
+
+    /// A name for the compiled module: the file, and the tiling for a product.
+    pub fn module_label(self) -> String {
+        match self {
+            Self::Matmul(tile) => format!("{} ({tile:?} tiling)", self.file().file_name()),
+            _ => self.file().file_name().to_string(),
+        }
+    }
+
+    /// The kernel's uniform struct.
+    pub fn uniform(self) -> Twin {
+        match self.bindings().first() {
+            Some((0, Slot::Uniform(twin))) => *twin,
+            other => unreachable!("{self:?}: binding 0 is not a uniform ({other:?})"),
+        }
     }
 }
 
@@ -179,61 +317,61 @@ pub(crate) struct Pipelines {
 
 impl Pipelines {
     pub fn new(device: &wgpu::Device) -> Self {
-        let modules: Vec<(ShaderFile, wgpu::ShaderModule)> = ShaderFile::ALL
-            .iter()
-            .map(|&f| {
-                let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
-                    label: Some(f.file_name()),
-                    source: wgpu::ShaderSource::Wgsl(f.source().into()),
-                });
-                (f, module)
-            })
-            .collect();
+        // One module per distinct source: a file's kernels share it, each tiling has its own.
+        let mut modules: HashMap<String, wgpu::ShaderModule> = HashMap::new();
         let pipelines = Kernel::ALL
             .iter()
             .map(|&k| {
-                let entries: Vec<wgpu::BindGroupLayoutEntry> = k
-                    .slots()
-                    .iter()
-                    .enumerate()
-                    .map(|(i, s)| wgpu::BindGroupLayoutEntry {
-                        binding: i as u32,
-                        visibility: wgpu::ShaderStages::COMPUTE,
-                        ty: wgpu::BindingType::Buffer {
-                            ty: match s {
-                                Slot::Uniform => wgpu::BufferBindingType::Uniform,
-                                Slot::Read => wgpu::BufferBindingType::Storage { read_only: true },
-                                Slot::ReadWrite => wgpu::BufferBindingType::Storage { read_only: false },
-                            },
-                            has_dynamic_offset: false,
-                            min_binding_size: None,
-                        },
-                        count: None,
+                let module = modules.entry(k.module_label()).or_insert_with(|| {
+                    device.create_shader_module(wgpu::ShaderModuleDescriptor {
+                        label: Some(&k.module_label()),
+                        source: wgpu::ShaderSource::Wgsl(k.source().into()),
                     })
-                    .collect();
-                let layout = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
-                    label: Some(k.entry_point()),
-                    entries: &entries,
                 });
-                let pl = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
-                    label: Some(k.entry_point()),
-                    bind_group_layouts: &[Some(&layout)],
-                    immediate_size: 0,
-                });
-                // Every kernel's file is in ShaderFile::ALL, so this finds its module.
-                let module = &modules[ShaderFile::ALL.iter().position(|&f| f == k.file()).unwrap_or(0)].1;
-                let pipeline = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
-                    label: Some(k.entry_point()),
-                    layout: Some(&pl),
-                    module,
-                    entry_point: Some(k.entry_point()),
-                    compilation_options: Default::default(),
-                    cache: None,
-                });
-                Pipeline { pipeline, layout }
+                Self::build(device, k, module)
             })
             .collect();
         Self { pipelines }
+    }
+
+    fn build(device: &wgpu::Device, k: Kernel, module: &wgpu::ShaderModule) -> Pipeline {
+        let entries: Vec<wgpu::BindGroupLayoutEntry> = k
+            .bindings()
+            .iter()
+            .map(|&(binding, slot)| wgpu::BindGroupLayoutEntry {
+                binding,
+                visibility: wgpu::ShaderStages::COMPUTE,
+                ty: wgpu::BindingType::Buffer {
+                    ty: match slot {
+                        Slot::Uniform(_) => wgpu::BufferBindingType::Uniform,
+                        Slot::Array { write, .. } | Slot::Struct { write, .. } => {
+                            wgpu::BufferBindingType::Storage { read_only: !write }
+                        }
+                    },
+                    has_dynamic_offset: false,
+                    min_binding_size: None,
+                },
+                count: None,
+            })
+            .collect();
+        let layout = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+            label: Some(k.entry_point()),
+            entries: &entries,
+        });
+        let pl = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+            label: Some(k.entry_point()),
+            bind_group_layouts: &[Some(&layout)],
+            immediate_size: 0,
+        });
+        let pipeline = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+            label: Some(k.entry_point()),
+            layout: Some(&pl),
+            module,
+            entry_point: Some(k.entry_point()),
+            compilation_options: Default::default(),
+            cache: None,
+        });
+        Pipeline { pipeline, layout }
     }
 
     pub fn get(&self, k: Kernel) -> &Pipeline {

@@ -23,13 +23,13 @@ fn chunks(png: &[u8]) -> Option<Vec<([u8; 4], &[u8])>> {
     Some(out)
 }
 
-fn chunk(kind: &[u8; 4], data: &[u8]) -> Vec<u8> {
+fn chunk(kind: [u8; 4], data: &[u8]) -> Vec<u8> {
     let mut crc = Crc::new();
-    crc.update(kind);
+    crc.update(&kind);
     crc.update(data);
     let mut out = Vec::with_capacity(12 + data.len());
     out.extend_from_slice(&(data.len() as u32).to_be_bytes());
-    out.extend_from_slice(kind);
+    out.extend_from_slice(&kind);
     out.extend_from_slice(data);
     out.extend_from_slice(&crc.sum().to_be_bytes());
     out
@@ -49,7 +49,7 @@ pub(super) fn with_text(png: &[u8], keyword: &str, text: &str) -> Option<Vec<u8>
     data.extend_from_slice(&[0, 0]); // the keyword's terminator, then compression method 0 (zlib)
     data.extend(z.finish().ok()?);
     let iend = png.len() - 12;
-    Some([&png[..iend], &chunk(b"zTXt", &data), &png[iend..]].concat())
+    Some([&png[..iend], &chunk(*b"zTXt", &data), &png[iend..]].concat())
 }
 
 /// Whether `bytes` start like a PNG.

@@ -6,7 +6,8 @@ use std::sync::Arc;
 use ndarray::{Array2, ArrayView2};
 
 use super::{Evaluation, Observer, Silent, TrainConfig, check_data, evaluate, predict, widen_classes};
-use crate::backend::{Backend, CpuBackend};
+use crate::CpuBackend;
+use crate::backend::Backend;
 use crate::checkpoint::{Checkpoint, Model, TrainingState};
 use crate::data::Dataset;
 use crate::error::Result;

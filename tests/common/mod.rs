@@ -1,8 +1,11 @@
-//! Helpers shared by the integration tests: one GPU context per test binary, seeded random tensors,
-//! and a mixed-tolerance comparison that names the tensor, the first bad index and the largest difference.
+//! Helpers shared by the integration tests: one GPU context per test binary (and devices with a lowered
+//! binding limit), seeded random tensors, the f64 reference trained step by step beside a backend, and
+//! comparisons that name the tensor, the first bad index and the largest difference (within a mixed
+//! tolerance, or bit for bit).
 #![allow(dead_code)]
 
 pub mod cli;
+pub mod reference;
 
 use std::sync::{Arc, OnceLock};
 
@@ -27,6 +30,13 @@ pub fn gpu() -> Arc<GpuContext> {
     .clone()
 }
 
+/// A device on the default adapter whose storage bindings are capped at `cap` bytes, so that work larger
+/// than that is split (or refused) as on a device with a small limit.
+pub fn small_device(cap: u64) -> Arc<GpuContext> {
+    let req = AdapterRequest { max_storage_binding: Some(cap), ..Default::default() };
+    Arc::new(GpuContext::new(&req).unwrap_or_else(|e| panic!("GPU tests need an adapter: {e}")))
+}
+
 pub fn rng(seed: u64) -> ChaCha8Rng {
     ChaCha8Rng::seed_from_u64(seed)
 }
@@ -44,6 +54,37 @@ pub fn f32_exact(a: &Array2<f64>) -> Array2<f64> {
 
 pub fn to_f32(a: &Array2<f64>) -> Vec<f32> {
     a.iter().map(|&v| v as f32).collect()
+}
+
+/// f32 values widened to f64, to compare with the reference.
+pub fn to_f64(v: &[f32]) -> Vec<f64> {
+    v.iter().map(|&x| x as f64).collect()
+}
+
+/// The elements of a matrix in row-major order.
+pub fn flat(a: &Array2<f64>) -> Vec<f64> {
+    a.iter().copied().collect()
+}
+
+/// The bits of each value, for comparisons where only equality bit for bit will do.
+pub fn bits(v: &[f32]) -> Vec<u32> {
+    v.iter().map(|x| x.to_bits()).collect()
+}
+
+/// Asserts that two f32 vectors are equal bit for bit, naming the first difference and how many differ.
+pub fn assert_bits_eq(what: &str, got: &[f32], want: &[f32]) {
+    assert_eq!(got.len(), want.len(), "{what}: length");
+    let differ: Vec<usize> = (0..got.len()).filter(|&i| got[i].to_bits() != want[i].to_bits()).collect();
+    if let Some(&i) = differ.first() {
+        let worst = differ.iter().map(|&j| (got[j] - want[j]).abs()).fold(0.0f32, f32::max);
+        panic!(
+            "{what}: {} of {} values differ; first at {i}: {:e} vs {:e} (largest |diff| {worst:e})",
+            differ.len(),
+            got.len(),
+            got[i],
+            want[i]
+        );
+    }
 }
 
 /// Asserts `|got − want| <= atol + rtol·|want|` everywhere (NaN never passes).

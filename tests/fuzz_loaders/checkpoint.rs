@@ -444,7 +444,7 @@ pub(crate) fn check_checkpoint_file(path: &Path, spec: &MlpSpec, stats: &Stats) 
             }
             if let Some(t) = &ck.training {
                 let n = m.spec.param_layout().len;
-                if let Err(e) = backprop::backend::check_state(&t.optimizer, n, &t.state) {
+                if let Err(e) = t.state.check(&t.optimizer, n) {
                     return Err(TestCaseError::fail(format!("checkpoint::load: optimizer state: {e}")));
                 }
                 if let Err(e) = t.optimizer.validate() {

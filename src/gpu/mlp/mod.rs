@@ -1,72 +1,55 @@
-//! The GPU model: owns the parameter, gradient, optimizer-state and activation buffers and encodes whole
-//! training steps.
+//! The GPU model: a network's buffers and the dispatches of its training step, encoded whole and
+//! submitted with no trip back to the CPU.
 //!
-//! Parameters, gradients and optimizer state live in one flat buffer each (`MlpSpec::param_layout`).
-//! Everything that depends on the batch size (activations, deltas, the dispatch lists) is a `BatchPlan`,
-//! made the first time a batch size is seen and reused after that: a step only writes the batch, encodes
-//! and submits.
+//! Parameters, gradients and optimizer state live in one flat buffer each (`model`). Everything that
+//! depends on the batch size (activations, deltas, the dispatch lists) is a `BatchPlan` (`plan`), made the
+//! first time a batch size is seen and reused after that: a step only writes the batch, encodes and
+//! submits. The optimizer's dispatches (`optimizer`) follow the plan's; a training set can stay on the GPU
+//! (`data`), each batch gathered there.
 //!
 //! Work larger than one storage binding is split (see DESIGN.md): a batch into pieces of rows, a weight
 //! matrix into pieces of its rows, the optimizer update and a resident data set into pieces.
 
+mod backend_impl;
+mod batch;
+mod data;
+mod model;
+mod optimizer;
 mod plan;
 mod timing;
 
-use plan::{BatchPlan, weight_pieces};
 pub use timing::StepTiming;
-use timing::Timer;
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use ndarray::{Array2, ArrayView2};
 
-use crate::backend::{Backend, check_state};
-use crate::cpu::{Trace, check_batch};
+use crate::backend::{self, Batches};
 use crate::error::{Error, Result};
 use crate::gpu::buffer;
 use crate::gpu::context::GpuContext;
-use crate::gpu::ops::{self, Dispatch, OptimParams};
+use crate::gpu::ops::{self, Dispatch};
 use crate::model::{MlpSpec, ParamLayout, Params};
-use crate::optim::{OptimConfig, OptimState, OptimizerKind, StepScalars};
+use crate::optim::{self, OptimConfig};
+use data::{ResidentData, contiguous};
+use model::ModelBuffers;
+use optimizer::Optimizer;
+use plan::{BatchPlan, weight_pieces};
+use timing::Timer;
 
 /// An MLP whose training runs entirely in WGSL kernels.
 pub struct GpuMlp {
     ctx: Arc<GpuContext>,
     spec: MlpSpec,
     layout: ParamLayout,
-    params: wgpu::Buffer,
-    grads: wgpu::Buffer,
-    /// Optimizer state (momentum / Adam moments); a 1-element spare where the rule keeps none.
-    state_m: wgpu::Buffer,
-    state_v: wgpu::Buffer,
-    /// [loss of the last step, running sum of loss·B].
-    loss: wgpu::Buffer,
-    loss_staging: wgpu::Buffer,
-    scratch: wgpu::Buffer,
-    /// [t (u32 bits), 1 − β1^t, sqrt(1 − β2^t)], advanced on the GPU by `optim_prepare`.
-    scalars: wgpu::Buffer,
-    optim: OptimConfig,
-    /// Steps taken (the host's copy of t).
+    model: ModelBuffers,
+    optimizer: Optimizer,
+    /// Steps taken (the host's copy of `StepState::t`).
     step: u64,
-    lr: Option<f32>,
-    /// `optim_prepare`, `grad_norm` when clipping, and the update.
-    update: Vec<Dispatch>,
-    max_grad_norm: Option<f32>,
     plans: HashMap<usize, BatchPlan>,
-    timer: Option<Timer>,
     data: Option<ResidentData>,
-}
-
-/// A training set uploaded once: X (N, I), Y (N, O), and the row order of the current group of steps.
-struct ResidentData {
-    x: wgpu::Buffer,
-    y: wgpu::Buffer,
-    rows: usize,
-    order: wgpu::Buffer,
-    /// Gathers keyed by (batch rows, offset into `order`): X rows, then Y rows, into that batch's plan
-    /// (one dispatch per piece of the batch and of the data set, where they exceed a storage binding).
-    gathers: HashMap<(usize, usize), Vec<Dispatch>>,
+    timer: Option<Timer>,
 }
 
 impl GpuMlp {
@@ -77,94 +60,84 @@ impl GpuMlp {
             weight_pieces(&ctx, &spec, l)?;
         }
         let layout = spec.param_layout();
-        let params_buf = buffer::storage_init(&ctx, "parameters", &params.to_flat())?;
-        let grads = buffer::storage(&ctx, "gradients", layout.len)?;
-        let loss = buffer::storage_init(&ctx, "loss", &[0.0, 0.0])?;
-        let loss_staging = buffer::staging(&ctx, "loss read-back", 2);
-        let scratch = buffer::storage(&ctx, "scratch", 1)?;
-        let state_m = buffer::storage(&ctx, "optimizer m", 1)?;
-        let state_v = buffer::storage(&ctx, "optimizer v", 1)?;
-        let scalars = buffer::storage_init(&ctx, "optimizer scalars", &ops::SCALARS_INIT)?;
-        let optim = OptimConfig::sgd();
-        let state = ops::OptimBuffers { m: &state_m, v: &state_v, scalars: &scalars, loss: &loss };
-        let update = ops::optimizer(&ctx, &optim, layout.len, 0.0, None, &grads, &params_buf, state)?;
-        Ok(Self {
-            ctx,
-            spec,
-            layout,
-            params: params_buf,
-            grads,
-            state_m,
-            state_v,
-            loss,
-            loss_staging,
-            scratch,
-            scalars,
-            optim,
-            step: 0,
-            lr: None,
-            update,
-            max_grad_norm: None,
-            plans: HashMap::new(),
-            timer: None,
-            data: None,
-        })
+        let model = ModelBuffers::new(&ctx, &spec, params)?;
+        let optimizer = Optimizer::new(&ctx, &model, layout.len, OptimConfig::sgd(), None)?;
+        Ok(Self { ctx, spec, layout, model, optimizer, step: 0, plans: HashMap::new(), data: None, timer: None })
     }
 
     pub fn context(&self) -> &GpuContext {
         &self.ctx
     }
 
-    fn ensure_plan(&mut self, batch: usize) -> Result<()> {
-        if !self.plans.contains_key(&batch) {
-            let what = format!("making the buffers for batch size {batch}");
-            let mut plan = self.ctx.catch_oom(&what, || self.build_plan(batch))?;
-            if let Some(lr) = self.lr {
+    /// Makes the plan of batches of `b` rows if there is none yet.
+    fn ensure_plan(&mut self, b: usize) -> Result<()> {
+        if self.plans.contains_key(&b) {
+            return Ok(());
+        }
+        let m = &self.model;
+        let model = plan::Model {
+            ctx: &self.ctx,
+            spec: &self.spec,
+            layout: &self.layout,
+            params: &m.params,
+            grads: &m.grads,
+            loss: &m.loss,
+        };
+        let what = format!("making the buffers for batch size {b}");
+        let mut plan = self.ctx.catch_oom(&what, || BatchPlan::new(&model, b))?;
+        if let Some(lr) = self.optimizer.lr() {
+            plan.set_sgd_lr(&self.ctx, lr);
+        }
+        self.plans.insert(b, plan);
+        Ok(())
+    }
+
+    /// The plan of batches of `b` rows, which `ensure_plan` made.
+    fn plan(&self, b: usize) -> &BatchPlan {
+        plan_of(&self.plans, b)
+    }
+
+    /// Writes a batch X (B, I_0) (and Y (B, O_L)) into its plan's buffers.
+    fn upload(&mut self, x: ArrayView2<f32>, y: Option<ArrayView2<f32>>) -> Result<()> {
+        self.spec.check_batch(x.dim(), y.map(|y| y.dim()))?;
+        self.ensure_plan(x.nrows())?;
+        let bufs = &self.plan(x.nrows()).buffers;
+        self.ctx.queue.write_buffer(&bufs.x, 0, bytemuck::cast_slice(&contiguous(x)));
+        if let Some(y) = y {
+            self.ctx.queue.write_buffer(&bufs.y, 0, bytemuck::cast_slice(&contiguous(y)));
+        }
+        Ok(())
+    }
+
+    /// Rewrites the learning rate of the optimizer's dispatches and of the fused SGD updates when it changes.
+    fn set_lr(&mut self, lr: f32) {
+        if self.optimizer.set_lr(&self.ctx, lr) {
+            for plan in self.plans.values_mut() {
                 plan.set_sgd_lr(&self.ctx, lr);
             }
-            self.plans.insert(batch, plan);
         }
-        Ok(())
     }
 
-    fn plan(&self, batch: usize) -> Result<&BatchPlan> {
-        self.plans.get(&batch).ok_or_else(|| Error::Gpu(format!("no buffers for batch size {batch}")))
-    }
-
-    fn upload(&mut self, x: ArrayView2<f32>, y: Option<ArrayView2<f32>>) -> Result<()> {
-        check_batch(&self.spec, x.dim(), y.map(|y| y.dim()))?;
-        let batch = x.nrows();
-        self.ensure_plan(batch)?;
-        let plan = self.plan(batch)?;
-        self.ctx.queue.write_buffer(&plan.x, 0, bytemuck::cast_slice(&contiguous(x)));
-        if let Some(y) = y {
-            self.ctx.queue.write_buffer(&plan.y, 0, bytemuck::cast_slice(&contiguous(y)));
-        }
-
-        Ok(())
-    }
-
-    /// One training step in one submit: forward, loss, backward, optimizer update. `keep_grads` asks for
-    /// the gradients to be written (a trace reads them) where plain SGD would otherwise be fused.
-    fn encode_step(&mut self, batch: usize, lr: f32, want_loss: bool, keep_grads: bool) -> Result<Option<f32>> {
-        self.set_lr(lr)?;
+    /// One training step on the uploaded batch of `b` rows, in one submit: forward, loss, backward,
+    /// optimizer update; its loss read back if `want_loss`. `keep_grads` asks for the gradients to be
+    /// written (a trace reads them) where plain SGD would otherwise be fused.
+    fn encode_step(&mut self, b: usize, lr: f32, want_loss: bool, keep_grads: bool) -> Result<Option<f32>> {
+        optim::check_steps(self.step, 1)?;
+        self.set_lr(lr);
         self.step += 1;
         let ctx = &*self.ctx;
-        let plan = self.plan(batch)?;
         let mut enc = ctx.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("train step") });
-        ops::encode_all(ctx, &mut enc, self.step_dispatches(plan, keep_grads));
+        ops::encode_all(ctx, &mut enc, step_dispatches(self.plan(b), &self.optimizer, keep_grads));
         if want_loss {
-            enc.copy_buffer_to_buffer(&self.loss, 0, &self.loss_staging, 0, 4);
+            self.model.copy_loss(&mut enc);
         }
         let idx = ctx.queue.submit([enc.finish()]);
-        if want_loss {
-            ctx.wait(idx)?;
-            let v = buffer::read_staging(ctx, &self.loss_staging, 1)?;
-            Ok(v.first().copied())
-        } else {
+        if !want_loss {
             ctx.check()?;
-            Ok(None)
+            return Ok(None);
         }
+        ctx.wait(idx)?;
+        self.model.read_loss(ctx).map(Some)
     }
 
     fn read_matrix(&self, buf: &wgpu::Buffer, rows: usize, cols: usize) -> Result<Array2<f32>> {
@@ -173,284 +146,81 @@ impl GpuMlp {
     }
 
     fn read_flat(&self, buf: &wgpu::Buffer) -> Result<Params<f32>> {
-        let v = buffer::read(&self.ctx, buf, 0, self.layout.len)?;
-        Params::from_flat(&self.spec, &v)
+        Params::from_flat(&self.spec, &buffer::read(&self.ctx, buf, 0, self.layout.len)?)
     }
 
     /// The gradients of the last step that wrote them: a traced step, or any step of an optimizer other
     /// than plain SGD (plain SGD is applied inside the backward pass, without writing them).
     pub fn gradients(&self) -> Result<Params<f32>> {
-        self.read_flat(&self.grads)
-    }
-
-    fn rebuild_update(&mut self) -> Result<()> {
-        let state = ops::OptimBuffers { m: &self.state_m, v: &self.state_v, scalars: &self.scalars, loss: &self.loss };
-        let (n, clip) = (self.layout.len, self.max_grad_norm);
-        self.update = ops::optimizer(&self.ctx, &self.optim, n, 0.0, clip, &self.grads, &self.params, state)?;
-        self.lr = None;
-        Ok(())
-    }
-
-    /// Rewrites the optimizer's uniforms, and those of the fused SGD updates, when the learning rate changes
-    /// (once per epoch at most).
-    fn set_lr(&mut self, lr: f32) -> Result<()> {
-        if self.lr != Some(lr) {
-            for d in &mut self.update {
-                d.update_params::<OptimParams>(&self.ctx, |p| p.lr = lr);
-            }
-            for plan in self.plans.values_mut() {
-                plan.set_sgd_lr(&self.ctx, lr);
-            }
-            self.lr = Some(lr);
-        }
-        Ok(())
-    }
-
-    /// Plain SGD with neither weight decay nor clipping: the update can be fused into the backward pass.
-    fn sgd_fusable(&self) -> bool {
-        self.optim.kind == OptimizerKind::Sgd && self.optim.weight_decay == 0.0 && self.max_grad_norm.is_none()
-    }
-
-    /// Every dispatch of one training step on a plan's batch: forward, loss, backward, optimizer. With plain
-    /// SGD (and the gradients not asked for) the backward pass updates the parameters itself, and of the
-    /// optimizer only `optim_prepare` runs (the step count and the divergence check).
-    fn step_dispatches<'a>(&'a self, plan: &'a BatchPlan, keep_grads: bool) -> impl Iterator<Item = &'a Dispatch> {
-        let fused = plan.backward_sgd.as_ref().filter(|_| !keep_grads && self.sgd_fusable());
-        let (backward, update) = match fused {
-            Some(list) => (list.iter(), self.update[..1].iter()),
-            None => (plan.backward.iter(), self.update.iter()),
-        };
-        plan.forward.iter().chain(plan.loss.iter()).chain(backward).chain(update)
+        self.read_flat(&self.model.grads)
     }
 
     /// Kernel launches in one step of `run_steps` on batches of `batch` (once it has run at that size): the
     /// gather of the batch, forward, loss, backward and optimizer.
     pub fn dispatches_per_step(&self, batch: usize) -> Option<usize> {
         let plan = self.plans.get(&batch)?;
-        let gathers = self.data.as_ref().and_then(|d| d.gathers.get(&(batch, 0))).map_or(0, Vec::len);
-        Some(gathers + self.step_dispatches(plan, false).count())
+        let gathers = self.data.as_ref().and_then(|d| d.gathers_per_step(batch)).unwrap_or(0);
+        Some(gathers + step_dispatches(plan, &self.optimizer, false).count())
     }
 
     /// Uploads a training set once; `run_steps` then trains on rows of it with no per-step upload.
     pub fn set_data(&mut self, x: ArrayView2<f32>, y: ArrayView2<f32>) -> Result<()> {
-        check_batch(&self.spec, x.dim(), Some(y.dim()))?;
-        let ctx = &*self.ctx;
-        self.data = Some(ResidentData {
-            x: buffer::storage_init(ctx, "training inputs", &contiguous(x))?,
-            y: buffer::storage_init(ctx, "training targets", &contiguous(y))?,
-            rows: x.nrows(),
-            order: buffer::storage(ctx, "row order", x.nrows())?,
-            gathers: HashMap::new(),
-        });
+        self.spec.check_batch(x.dim(), Some(y.dim()))?;
+        self.data = None;
+        self.data = Some(ResidentData::new(&self.ctx, x, y)?);
         Ok(())
     }
 
     /// Trains on the resident data: `rows` in batches of `batch` (the last may be smaller), all in one submit
     /// with no read-back. The losses accumulate on the GPU (`take_loss_sum`).
     pub fn run_steps(&mut self, rows: &[usize], batch: usize, lr: f32) -> Result<()> {
-        let n = self
-            .data
-            .as_ref()
-            .map(|d| d.rows)
-            .ok_or_else(|| Error::Invalid("run_steps needs set_data first".into()))?;
-        if batch == 0 || rows.is_empty() {
+        let n = self.data.as_ref().map(|d| d.rows).ok_or_else(backend::no_data)?;
+        let batches = Batches::new(rows, batch, n)?;
+        optim::check_steps(self.step, batches.len())?;
+        if batches.is_empty() {
             return Ok(());
         }
-        if let Some(&bad) = rows.iter().find(|&&r| r >= n) {
-            return Err(Error::shape("row index", format!("< {n}"), bad));
+        self.set_lr(lr);
+        for (_, chunk) in batches.iter() {
+            self.ensure_plan(chunk.len())?;
         }
-        if rows.len() > n {
-            return Err(Error::shape("rows in one call", format!("at most {n}"), rows.len()));
+        let Self { ctx, plans, data, optimizer, .. } = self;
+        let data = data.as_mut().ok_or_else(backend::no_data)?;
+        for (off, chunk) in batches.iter() {
+            data.prepare(ctx, plan_of(plans, chunk.len()), chunk.len(), off)?;
         }
-        self.set_lr(lr)?;
-        let chunks: Vec<(usize, usize)> =
-            (0..rows.len()).step_by(batch).map(|o| (o, batch.min(rows.len() - o))).collect();
-        for &(off, b) in &chunks {
-            self.ensure_plan(b)?;
-            let missing = self.data.as_ref().is_some_and(|d| !d.gathers.contains_key(&(b, off)));
-            if missing {
-                let (plan, data) =
-                    (self.plan(b)?, self.data.as_ref().ok_or_else(|| Error::Gpu("data missing".into()))?);
-                let (i, o) = (self.spec.input_width(), self.spec.output_width());
-                let mut g = Vec::new();
-                for rows in ops::pieces(b, plan.piece_rows) {
-                    let (r0, order) = (rows.start, (&data.order, off + rows.start));
-                    let shape = |w: usize| (rows.len(), w);
-                    g.extend(ops::gather_rows(&self.ctx, shape(i), (&data.x, data.rows), order, (&plan.x, r0 * i))?);
-                    g.extend(ops::gather_rows(&self.ctx, shape(o), (&data.y, data.rows), order, (&plan.y, r0 * o))?);
-                }
-                if let Some(d) = self.data.as_mut() {
-                    d.gathers.insert((b, off), g);
-                }
-            }
-        }
-        let data = self.data.as_ref().ok_or_else(|| Error::Gpu("data missing".into()))?;
-        let order: Vec<u32> = rows.iter().map(|&r| r as u32).collect();
-        self.ctx.queue.write_buffer(&data.order, 0, bytemuck::cast_slice(&order));
-        let ctx = &*self.ctx;
+        data.write_order(ctx, rows);
         let mut enc = ctx.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("train steps") });
         {
             let mut pass =
                 enc.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("steps"), timestamp_writes: None });
-            for &(off, b) in &chunks {
-                let plan = self.plan(b)?;
-                let gathers = data.gathers.get(&(b, off)).ok_or_else(|| Error::Gpu("gather missing".into()))?;
-                for d in gathers.iter().chain(self.step_dispatches(plan, false)) {
+            for (off, chunk) in batches.iter() {
+                let b = chunk.len();
+                for d in data.gathers(b, off).iter().chain(step_dispatches(plan_of(plans, b), optimizer, false)) {
                     d.encode(ctx, &mut pass);
                 }
             }
         }
         ctx.queue.submit([enc.finish()]);
-        self.step += chunks.len() as u64;
-        ctx.check()
+        self.step += batches.len() as u64;
+        self.ctx.check()
     }
 }
 
-/// The values of `a` in row-major order: borrowed where they already are, copied otherwise.
-fn contiguous<'a>(a: ArrayView2<'a, f32>) -> std::borrow::Cow<'a, [f32]> {
-    match a.to_slice() {
-        Some(s) => std::borrow::Cow::Borrowed(s),
-        None => std::borrow::Cow::Owned(a.iter().copied().collect()),
-    }
+/// The plan of batches of `b` rows, which `GpuMlp::ensure_plan` made before.
+fn plan_of(plans: &HashMap<usize, BatchPlan>, b: usize) -> &BatchPlan {
+    plans.get(&b).unwrap_or_else(|| panic!("no plan for batch size {b}: ensure_plan makes it first"))
 }
 
-impl Backend for GpuMlp {
-    fn name(&self) -> String {
-        format!("gpu ({}, {})", self.ctx.adapter().name, self.ctx.adapter().backend)
-    }
-
-    fn spec(&self) -> &MlpSpec {
-        &self.spec
-    }
-
-    fn params(&mut self) -> Result<Params<f32>> {
-        self.read_flat(&self.params)
-    }
-
-    fn set_params(&mut self, p: &Params<f32>) -> Result<()> {
-        p.check(&self.spec)?;
-        self.ctx.queue.write_buffer(&self.params, 0, bytemuck::cast_slice(&p.to_flat()));
-        Ok(())
-    }
-
-    fn set_optimizer(&mut self, cfg: OptimConfig) -> Result<()> {
-        cfg.validate()?;
-        let n = self.layout.len;
-        let k = cfg.state_vectors();
-        let zeros = vec![0.0f32; n];
-        self.state_m = buffer::storage_init(&self.ctx, "optimizer m", if k >= 1 { &zeros } else { &[0.0] })?;
-        self.state_v = buffer::storage_init(&self.ctx, "optimizer v", if k >= 2 { &zeros } else { &[0.0] })?;
-        self.optim = cfg;
-        self.step = 0;
-        self.ctx.queue.write_buffer(&self.scalars, 0, bytemuck::cast_slice(&ops::SCALARS_INIT));
-        self.rebuild_update()
-    }
-
-    fn optimizer(&self) -> OptimConfig {
-        self.optim
-    }
-
-    fn optimizer_state(&mut self) -> Result<OptimState> {
-        let k = self.optim.state_vectors();
-        let n = self.layout.len;
-        let m = if k >= 1 { buffer::read(&self.ctx, &self.state_m, 0, n)? } else { Vec::new() };
-        let v = if k >= 2 { buffer::read(&self.ctx, &self.state_v, 0, n)? } else { Vec::new() };
-        Ok(OptimState { m, v, step: self.step })
-    }
-
-    fn set_optimizer_state(&mut self, s: &OptimState) -> Result<()> {
-        check_state(&self.optim, self.layout.len, s)?;
-        if !s.m.is_empty() {
-            self.ctx.queue.write_buffer(&self.state_m, 0, bytemuck::cast_slice(&s.m));
-        }
-        if !s.v.is_empty() {
-            self.ctx.queue.write_buffer(&self.state_v, 0, bytemuck::cast_slice(&s.v));
-        }
-        self.step = s.step;
-        let t = u32::try_from(s.step).map_err(|_| Error::Invalid(format!("step count {} is too large", s.step)))?;
-        let sc = StepScalars::new(&self.optim, 0.0, s.step);
-        let bc2 = sc.bias_correction2_sqrt * sc.bias_correction2_sqrt;
-        let scalars =
-            [f32::from_bits(t), sc.bias_correction1 as f32, sc.bias_correction2_sqrt as f32, bc2 as f32, 0.0, 1.0];
-        self.ctx.queue.write_buffer(&self.scalars, 0, bytemuck::cast_slice(&scalars));
-        Ok(())
-    }
-
-    fn step(&mut self, x: ArrayView2<f32>, y: ArrayView2<f32>, lr: f32, want_loss: bool) -> Result<Option<f32>> {
-        self.upload(x, Some(y))?;
-        self.encode_step(x.nrows(), lr, want_loss, false)
-    }
-
-    fn set_data(&mut self, x: ArrayView2<f32>, y: ArrayView2<f32>) -> Result<()> {
-        GpuMlp::set_data(self, x, y)
-    }
-
-    fn run_steps(&mut self, rows: &[usize], batch: usize, lr: f32) -> Result<()> {
-        GpuMlp::run_steps(self, rows, batch, lr)
-    }
-
-    fn set_grad_clip(&mut self, max_norm: Option<f32>) -> Result<()> {
-        crate::backend::check_clip(max_norm)?;
-        self.max_grad_norm = max_norm;
-        self.rebuild_update()
-    }
-
-    fn grad_clip(&self) -> Option<f32> {
-        self.max_grad_norm
-    }
-
-    fn diverged_at(&mut self) -> Result<Option<u64>> {
-        let v = buffer::read(&self.ctx, &self.scalars, 4, 1)?;
-        let step = v.first().map(|f| f.to_bits()).unwrap_or(0);
-        Ok((step != 0).then_some(step as u64))
-    }
-
-    fn take_epoch_stats(&mut self) -> Result<(f64, Option<u64>)> {
-        // loss[1] and scalars[4] into one staging buffer: one wait, one mapping.
-        let ctx = &*self.ctx;
-        let mut enc = ctx.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("epoch stats") });
-        enc.copy_buffer_to_buffer(&self.loss, 4, &self.loss_staging, 0, 4);
-        enc.copy_buffer_to_buffer(&self.scalars, 16, &self.loss_staging, 4, 4);
-        let idx = ctx.queue.submit([enc.finish()]);
-        ctx.wait(idx)?;
-        let v = buffer::read_staging(ctx, &self.loss_staging, 2)?;
-        ctx.queue.write_buffer(&self.loss, 4, bytemuck::cast_slice(&[0.0f32]));
-        let (sum, bad) = (v.first().copied().unwrap_or(f32::NAN), v.get(1).map_or(0, |f| f.to_bits()));
-        Ok((sum as f64, (bad != 0).then_some(bad as u64)))
-    }
-
-    fn take_loss_sum(&mut self) -> Result<f64> {
-        let v = buffer::read(&self.ctx, &self.loss, 1, 1)?;
-        self.ctx.queue.write_buffer(&self.loss, 4, bytemuck::cast_slice(&[0.0f32]));
-        Ok(v.first().copied().unwrap_or(f32::NAN) as f64)
-    }
-
-    fn traced_step(&mut self, x: ArrayView2<f32>, y: ArrayView2<f32>, lr: f32) -> Result<Trace<f32>> {
-        self.upload(x, Some(y))?;
-        let loss = self.encode_step(x.nrows(), lr, true, true)?.unwrap_or(f32::NAN);
-        let b = x.nrows();
-        let plan = self.plan(b)?;
-        let (mut pre, mut post, mut delta) = (Vec::new(), Vec::new(), Vec::new());
-        for l in 0..self.spec.layers() {
-            let o = self.spec.layer_shape(l).1;
-            pre.push(self.read_matrix(&plan.pre[l], b, o)?);
-            post.push(self.read_matrix(&plan.post[l], b, o)?);
-            delta.push(self.read_matrix(&plan.delta[l], b, o)?);
-        }
-        let grads = self.gradients()?;
-        Ok(Trace { pre, post, loss, delta, grads, input_grad: None })
-    }
-
-    fn predict(&mut self, x: ArrayView2<f32>) -> Result<Array2<f32>> {
-        self.upload(x, None)?;
-        let b = x.nrows();
-        let ctx = &*self.ctx;
-        let plan = self.plan(b)?;
-        let mut enc = ctx.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("predict") });
-        ops::encode_all(ctx, &mut enc, plan.forward.iter());
-        let idx = ctx.queue.submit([enc.finish()]);
-        ctx.wait(idx)?;
-        let last = self.spec.layers() - 1;
-        self.read_matrix(&plan.post[last], b, self.spec.output_width())
-    }
+/// Every dispatch of one training step of `plan`: forward, loss, backward, optimizer. With plain SGD (and
+/// the gradients not asked for) the backward pass updates the parameters itself, and of the optimizer
+/// only `optim_prepare` runs (the step count and the divergence check).
+fn step_dispatches<'a>(
+    plan: &'a BatchPlan,
+    optimizer: &'a Optimizer,
+    keep_grads: bool,
+) -> impl Iterator<Item = &'a Dispatch> {
+    let fused = plan.fused_sgd.as_ref().filter(|_| !keep_grads && optimizer.fuses_sgd());
+    let backward = fused.unwrap_or(&plan.backward);
+    plan.forward.iter().chain(&plan.loss).chain(&backward.dispatches).chain(optimizer.dispatches(fused.is_some()))
 }

@@ -1,246 +1,324 @@
-//! A model's buffers and dispatch lists for one batch size, and how they split where a batch or a weight
-//! matrix is larger than one storage binding.
+//! One batch size's step, built layer by layer as the reference's `cpu::forward_backward` computes it: the
+//! forward pass, the loss, and the backward pass with the update either written as gradients or fused into
+//! the products (plain SGD).
+//!
+//! Work larger than one storage binding is split: a batch into pieces of rows (the losses and gradients
+//! scaled by the whole batch, the weight and bias gradients summed over the pieces), a weight matrix into
+//! pieces of its rows (forward, the partial sums of K build up in Z; backward, each piece writes its own
+//! block of δ_prev's columns or of dW's rows).
 
-use super::GpuMlp;
+use std::ops::Range;
+
+use super::batch::BatchBuffers;
 use crate::error::{Error, Result};
-use crate::gpu::buffer;
 use crate::gpu::context::GpuContext;
-use crate::gpu::ops::{self, Accumulate, Dispatch, Epilogue, Strided};
-use crate::model::{Loss, MlpSpec};
+use crate::gpu::ops::{self, Dispatch, Epilogue, Piece, Span, Strided};
+use crate::gpu::structs::{GradParams, MatmulParams};
+use crate::model::{Loss, MlpSpec, ParamLayout};
 
-/// Buffers and dispatches for one batch size.
+/// What a plan binds of the model it steps: the parameters, the gradients and the loss totals.
+pub(super) struct Model<'a> {
+    pub(super) ctx: &'a GpuContext,
+    pub(super) spec: &'a MlpSpec,
+    pub(super) layout: &'a ParamLayout,
+    pub(super) params: &'a wgpu::Buffer,
+    pub(super) grads: &'a wgpu::Buffer,
+    pub(super) loss: &'a wgpu::Buffer,
+}
+
+/// The buffers and dispatches of one batch size.
 pub(super) struct BatchPlan {
-    pub(super) x: wgpu::Buffer,
-    pub(super) y: wgpu::Buffer,
-    /// Per layer: Z_l, A_l, δ_l, each (B, O_l).
-    pub(super) pre: Vec<wgpu::Buffer>,
-    pub(super) post: Vec<wgpu::Buffer>,
-    pub(super) delta: Vec<wgpu::Buffer>,
-    /// Rows per piece of the batch: the whole batch unless its buffers exceed one storage binding.
-    pub(super) piece_rows: usize,
-    /// The forward pass of every piece, then their losses, then their backward passes.
+    pub(super) buffers: BatchBuffers,
+    /// The forward pass of every piece of the batch, then their losses, then their backward passes.
     pub(super) forward: Vec<Dispatch>,
     pub(super) loss: Vec<Dispatch>,
-    pub(super) backward: Vec<Dispatch>,
-    /// The backward pass with plain SGD fused in (the weight and bias gradients added into the parameters,
-    /// scaled by −lr, as they are computed), for a batch taken in one piece; `None` otherwise.
-    pub(super) backward_sgd: Option<Vec<Dispatch>>,
-    /// Positions in `backward_sgd` of its products and of its bias sums, whose uniforms carry −lr.
-    pub(super) sgd_products: Vec<usize>,
-    pub(super) sgd_biases: Vec<usize>,
+    pub(super) backward: Backward,
+    /// The backward pass with plain SGD fused in, for a batch taken in one piece (fused SGD needs every
+    /// piece's δ_prev before any W changes).
+    pub(super) fused_sgd: Option<Backward>,
+}
+
+/// A backward pass, and which of its dispatches carry the learning rate (as −lr in their uniform's scale).
+#[derive(Default)]
+pub(super) struct Backward {
+    pub(super) dispatches: Vec<Dispatch>,
+    products: Vec<usize>,
+    biases: Vec<usize>,
+}
+
+impl Backward {
+    fn push(&mut self, d: Dispatch) {
+        self.dispatches.push(d);
+    }
+
+    /// A weight product, noted if its uniform carries the learning rate.
+    fn push_product(&mut self, d: Dispatch, update: Update) {
+        if update == Update::FusedSgd {
+            self.products.push(self.dispatches.len());
+        }
+        self.dispatches.push(d);
+    }
+
+    /// A bias sum, noted if its uniform carries the learning rate.
+    fn push_bias(&mut self, d: Dispatch, update: Update) {
+        if update == Update::FusedSgd {
+            self.biases.push(self.dispatches.len());
+        }
+        self.dispatches.push(d);
+    }
+
+    /// Writes −lr into the dispatches that carry the learning rate.
+    fn set_lr(&mut self, ctx: &GpuContext, lr: f32) {
+        for &i in &self.products {
+            self.dispatches[i].update_params::<MatmulParams>(ctx, |p| p.scale = -lr);
+        }
+        for &i in &self.biases {
+            self.dispatches[i].update_params::<GradParams>(ctx, |p| p.scale = -lr);
+        }
+    }
+}
+
+/// Where a layer's weight and bias gradients go.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Update {
+    /// Into the gradient buffer: the first piece of a batch writes them, later pieces add theirs.
+    Gradients { first: bool },
+    /// Straight into the parameters, scaled by −lr: `W ← W − lr·dW`, `b ← b − lr·db`.
+    FusedSgd,
 }
 
 impl BatchPlan {
+    /// The plan of a batch of `b` rows: its buffers (checked before any is made) and every dispatch of
+    /// its step, built piece by piece and layer by layer.
+    pub(super) fn new(model: &Model<'_>, b: usize) -> Result<Self> {
+        let w_pieces =
+            (0..model.spec.layers()).map(|l| weight_pieces(model.ctx, model.spec, l)).collect::<Result<_>>()?;
+        let buffers = BatchBuffers::new(model.ctx, model.spec, b)?;
+        let planner = Planner { m: model, bufs: &buffers, batch: b, w_pieces };
+        let pieces = ops::pieces(b, buffers.piece_rows);
+        let (mut forward, mut loss, mut backward) = (Vec::new(), Vec::new(), Backward::default());
+        for rows in &pieces {
+            forward.extend(planner.forward(rows)?);
+        }
+        for rows in &pieces {
+            loss.push(planner.loss(rows)?);
+            planner.backward(rows, Update::Gradients { first: rows.start == 0 }, &mut backward)?;
+        }
+        let fused_sgd = match pieces.as_slice() {
+            [whole] => {
+                let mut fused = Backward::default();
+                planner.backward(whole, Update::FusedSgd, &mut fused)?;
+                Some(fused)
+            }
+            _ => None,
+        };
+        Ok(Self { buffers, forward, loss, backward, fused_sgd })
+    }
+
     /// Writes −lr into the fused SGD dispatches.
     pub(super) fn set_sgd_lr(&mut self, ctx: &GpuContext, lr: f32) {
-        if let Some(list) = self.backward_sgd.as_mut() {
-            for &i in &self.sgd_products {
-                list[i].update_params::<ops::MatmulParams>(ctx, |p| p.scale = -lr);
-            }
-            for &i in &self.sgd_biases {
-                list[i].update_params::<ops::GradParams>(ctx, |p| p.scale = -lr);
-            }
+        if let Some(fused) = self.fused_sgd.as_mut() {
+            fused.set_lr(ctx, lr);
         }
     }
 }
 
-impl GpuMlp {
-    /// Rows per piece of a batch of `b`: the whole batch where every batch buffer fits one storage
-    /// binding, else the most rows that do, rounded down to the offset alignment so every piece starts on
-    /// an aligned offset.
-    pub(super) fn piece_rows(&self, b: usize) -> Result<usize> {
-        let ctx = &*self.ctx;
-        let widest =
-            (0..self.spec.layers()).map(|l| self.spec.layer_shape(l).1).fold(self.spec.input_width(), usize::max);
-        if b.saturating_mul(widest) <= ops::binding_capacity(ctx) {
-            return Ok(b);
+/// Builds one plan's dispatches.
+struct Planner<'a> {
+    m: &'a Model<'a>,
+    bufs: &'a BatchBuffers,
+    /// Rows of the whole batch (a piece's losses and gradients are scaled by it).
+    batch: usize,
+    /// Per layer, the ranges of W's rows that each fit one binding.
+    w_pieces: Vec<Vec<Range<usize>>>,
+}
+
+impl Planner<'_> {
+    /// The forward pass of the batch's rows `rows`, layer by layer.
+    fn forward(&self, rows: &Range<usize>) -> Result<Vec<Dispatch>> {
+        let mut list = Vec::new();
+        for l in 0..self.m.spec.layers() {
+            // Z_l (B, O) = A_{l-1} (B, I) · W_l (I, O) + b_l;  A_l = f_l(Z_l)
+            list.extend(self.layer_forward(l, rows)?);
         }
-        match ops::aligned_rows_per_binding(ctx, widest) {
-            0 => Err(Error::DeviceLimit {
-                what: format!(
-                    "{} rows of the widest layer ({widest} values each), the least a piece of a batch can hold",
-                    ops::offset_alignment(ctx)
-                ),
-                limit: "max_storage_buffer_binding_size",
-                requested: (ops::offset_alignment(ctx) * widest * 4) as u64,
-                available: ctx.limits().max_storage_buffer_binding_size,
-            }),
-            rows => Ok(rows),
+        if self.m.spec.loss() == Loss::CrossEntropy {
+            // A_L = softmax(Z_L), over the identity output of the last product
+            list.push(self.softmax(rows)?);
+        }
+        Ok(list)
+    }
+
+    /// `Z_l = A_{l-1}·W_l + b_l; A_l = f_l(Z_l)`: one product, or, where W_l exceeds a binding, one per
+    /// piece of its rows (of K), the partial sums building up in Z and the last piece applying f.
+    fn layer_forward(&self, l: usize, rows: &Range<usize>) -> Result<Vec<Dispatch>> {
+        let ((i, o), off, activation) =
+            (self.m.spec.layer_shape(l), self.m.layout.layers[l], self.m.spec.activations()[l]);
+        let (z, a) = (self.at(&self.bufs.pre[l], rows, o), self.at(&self.bufs.post[l], rows, o));
+        let bias = Span::from((self.m.params, off.b));
+        let k_pieces = &self.w_pieces[l];
+        let mut list = Vec::new();
+        for (j, ks) in k_pieces.iter().enumerate() {
+            let a_prev =
+                Strided { buffer: self.input(l), offset: rows.start * i + ks.start, row_stride: i, col_stride: 1 };
+            let w = Strided::rows(self.m.params, off.w + ks.start * o, o);
+            let (epilogue, out) = match (j, k_pieces.len()) {
+                (_, 1) => (Epilogue::Forward { bias, pre: z, activation }, a),
+                (0, _) => (Epilogue::Bias { bias }, z),
+                (j, n) if j + 1 < n => (Epilogue::AddScaled(1.0), z),
+                _ => (Epilogue::FinishForward { pre: z, activation }, a),
+            };
+            list.push(self.product((rows.len(), o, ks.len()), a_prev, w, epilogue, out.rows(o))?);
+        }
+        Ok(list)
+    }
+
+    /// `A_L = softmax(Z_L)` per row.
+    fn softmax(&self, rows: &Range<usize>) -> Result<Dispatch> {
+        let (last, o) = (self.m.spec.layers() - 1, self.m.spec.output_width());
+        let (z, a) = (self.at(&self.bufs.pre[last], rows, o), self.at(&self.bufs.post[last], rows, o));
+        ops::softmax_rows(self.m.ctx, (rows.len(), o), z, a)
+    }
+
+    /// The batch's loss (this piece's share) into the loss totals, adding `loss·B` to the running sum:
+    /// `mean((A_L − Y)²)`, or the softmax cross-entropy from the logits Z_L.
+    fn loss(&self, rows: &Range<usize>) -> Result<Dispatch> {
+        let (ctx, last, o) = (self.m.ctx, self.m.spec.layers() - 1, self.m.spec.output_width());
+        let (shape, piece, y) = ((rows.len(), o), self.piece(rows), self.at(&self.bufs.y, rows, o));
+        let weight = self.batch as f32;
+        match self.m.spec.loss() {
+            Loss::Mse => {
+                ops::mse_loss(ctx, shape, piece, self.at(&self.bufs.post[last], rows, o), y, self.m.loss, weight)
+            }
+            Loss::CrossEntropy => {
+                ops::xent_loss(ctx, shape, piece, self.at(&self.bufs.pre[last], rows, o), y, self.m.loss, weight)
+            }
         }
     }
 
-    /// The buffers and dispatches for batch size `b`. A batch whose buffers exceed one storage binding
-    /// is taken in pieces of rows (the weight and bias gradients summed over the pieces), and a weight
-    /// matrix larger than one binding in pieces of its rows (the forward product summed over them).
-    pub(super) fn build_plan(&self, b: usize) -> Result<BatchPlan> {
-        let ctx = &*self.ctx;
-        let spec = &self.spec;
-        let n_layers = spec.layers();
-        let last = n_layers - 1;
-        let xent = spec.loss() == Loss::CrossEntropy;
-        let out_w = spec.output_width();
-        let x = buffer::storage(ctx, "input batch", b * spec.input_width())?;
-        let y = buffer::storage(ctx, "target batch", b * out_w)?;
-        let (mut pre, mut post, mut delta) = (Vec::new(), Vec::new(), Vec::new());
-        for l in 0..n_layers {
-            let o = spec.layer_shape(l).1;
-            pre.push(buffer::storage(ctx, &format!("Z{l}"), b * o)?);
-            post.push(buffer::storage(ctx, &format!("A{l}"), b * o)?);
-            delta.push(buffer::storage(ctx, &format!("delta{l}"), b * o)?);
+    /// The backward pass of the batch's rows `rows` into `out`, the layers' updates going to `update`.
+    fn backward(&self, rows: &Range<usize>, update: Update, out: &mut Backward) -> Result<()> {
+        // δ_L (B, O_L) = 2 (A_L − Y) / (B·O_L) ⊙ f'_L(Z_L) under MSE, (softmax(Z_L) − Y) / B under cross-entropy
+        out.push(self.output_delta(rows)?);
+        for l in (0..self.m.spec.layers()).rev() {
+            // δ_{l-1} (B, I) = (δ_l · W_lᵀ) ⊙ f'_{l-1}(Z_{l-1}), with W_l as the forward pass used it
+            if l > 0 {
+                self.input_grad(l, rows)?.into_iter().for_each(|d| out.push(d));
+            }
+            // dW_l (I, O) = A_{l-1}ᵀ · δ_l, the outer products summed over the batch; or W_l −= lr·dW_l
+            for d in self.weight_grad(l, rows, update)? {
+                out.push_product(d, update);
+            }
+            // db_l (O) = Σ_b δ_l; or b_l −= lr·db_l
+            out.push_bias(self.bias_grad(l, rows, update)?, update);
         }
-        let piece_rows = self.piece_rows(b)?;
-        let row_pieces = ops::pieces(b, piece_rows);
-        let w_pieces = (0..n_layers).map(|l| weight_pieces(ctx, spec, l)).collect::<Result<Vec<_>>>()?;
+        Ok(())
+    }
 
-        let mut forward = Vec::new();
-        for rows in &row_pieces {
-            let (r0, mb) = (rows.start, rows.len());
-            for l in 0..n_layers {
-                let (i, o) = spec.layer_shape(l);
-                let off = self.layout.layers[l];
-                let input = if l == 0 { &x } else { &post[l - 1] };
-                let act = spec.activations()[l];
-                let (z, a) = ((&pre[l], r0 * o), (&post[l], r0 * o));
-                let bias = (&self.params, off.b);
-                let n_k = w_pieces[l].len();
-                // Z = A_prev · W + b; A = f(Z). Split along K where W exceeds a binding: the partial sums
-                // build up in Z, and the last piece applies f.
-                for (j, ks) in w_pieces[l].iter().enumerate() {
-                    let a_in = ops::Strided { buffer: input, offset: r0 * i + ks.start, row_stride: i, col_stride: 1 };
-                    let w = Strided::rows(&self.params, off.w + ks.start * o, o);
-                    let (epilogue, dst) = match (j, n_k) {
-                        (_, 1) => (Epilogue::forward(bias, z, act), a),
-                        (0, _) => (Epilogue::bias_only(bias), z),
-                        (j, n) if j + 1 < n => (Epilogue::none().accumulating(Accumulate::Out), z),
-                        _ => (Epilogue::finish_forward(z, act), a),
-                    };
-                    forward.push(ops::matmul(ctx, (mb, o, ks.len()), a_in, w, epilogue, dst, &self.scratch)?);
-                }
-            }
-            if xent {
-                // A_L = softmax(Z_L), overwriting the identity output of the product.
-                let at = r0 * out_w;
-                forward.push(ops::softmax_rows(ctx, (mb, out_w), (&pre[last], at), (&post[last], at))?);
-            }
+    /// The last layer's δ in one kernel: the loss gradient times the output activation's derivative (MSE),
+    /// or the fused softmax cross-entropy gradient.
+    fn output_delta(&self, rows: &Range<usize>) -> Result<Dispatch> {
+        let (ctx, last, o) = (self.m.ctx, self.m.spec.layers() - 1, self.m.spec.output_width());
+        let (shape, piece) = ((rows.len(), o), self.piece(rows));
+        let (a, y, d) = (
+            self.at(&self.bufs.post[last], rows, o),
+            self.at(&self.bufs.y, rows, o),
+            self.at(&self.bufs.delta[last], rows, o),
+        );
+        match self.m.spec.loss() {
+            Loss::Mse => ops::mse_delta(ctx, shape, piece, self.m.spec.activations()[last], a, y, d),
+            Loss::CrossEntropy => ops::xent_grad(ctx, shape, piece, a, y, d),
         }
+    }
 
-        // The backward pass of one piece of the batch into `list`. With `sgd`, plain SGD is fused in: each
-        // layer's δ_prev is computed first (it needs W as the forward pass used it), then `W += −lr·A_prevᵀ·δ`
-        // is one product adding into W and `b += −lr·Σδ` one column sum; their positions in `list` go to
-        // `lr_slots` (products, biases), whose uniforms carry −lr.
-        let backward_piece = |rows: &std::ops::Range<usize>,
-                              sgd: bool,
-                              list: &mut Vec<Dispatch>,
-                              lr_slots: &mut (Vec<usize>, Vec<usize>)|
-         -> Result<()> {
-            let (r0, mb) = (rows.start, rows.len());
-            let piece = ops::Piece { batch: b, first: r0 == 0 };
-            let at = r0 * out_w;
-            let shape = (mb, out_w);
-            // δ_L in one kernel: the loss gradient times the output activation's derivative (MSE), or the
-            // fused softmax cross-entropy gradient.
-            let (pred, target, d_last) = ((&post[last], at), (&y, at), (&delta[last], at));
-            list.push(match spec.loss() {
-                Loss::Mse => ops::mse_delta(ctx, shape, piece, spec.activations()[last], pred, target, d_last)?,
-                Loss::CrossEntropy => ops::xent_grad(ctx, shape, piece, pred, target, d_last)?,
-            });
-            for l in (0..n_layers).rev() {
-                let (i, o) = spec.layer_shape(l);
-                let off = self.layout.layers[l];
-                let input = if l == 0 { &x } else { &post[l - 1] };
-                let d = (&delta[l], r0 * o);
-                // δ_prev[:, ks] = (δ · W[ks]ᵀ) ⊙ f'(Z_prev[:, ks]), the derivative fused into the epilogue
-                let input_grads = |list: &mut Vec<Dispatch>| -> Result<()> {
-                    if l == 0 {
-                        return Ok(());
-                    }
-                    for ks in &w_pieces[l] {
-                        let z_prev = (&pre[l - 1], r0 * i + ks.start);
-                        list.push(ops::matmul(
-                            ctx,
-                            (mb, ks.len(), o),
-                            Strided::rows(d.0, d.1, o),
-                            Strided::transposed(&self.params, off.w + ks.start * o, o),
-                            Epilogue::derivative(spec.activations()[l - 1], z_prev).with_row_stride(i),
-                            (&delta[l - 1], r0 * i + ks.start),
-                            &self.scratch,
-                        )?);
-                    }
-                    Ok(())
-                };
-                if sgd {
-                    input_grads(list)?;
-                }
-                let acc = if piece.first { Accumulate::No } else { Accumulate::Out };
-                for ks in &w_pieces[l] {
-                    // dW[ks] = A_prev[:, ks]ᵀ · δ, summed over the pieces of the batch; or W[ks] −= lr·that
-                    let a_t = ops::Strided { buffer: input, offset: r0 * i + ks.start, row_stride: 1, col_stride: i };
-                    let (epilogue, target) = if sgd {
-                        lr_slots.0.push(list.len());
-                        (Epilogue::add_scaled(0.0), &self.params)
-                    } else {
-                        (Epilogue::none().accumulating(acc), &self.grads)
-                    };
-                    let (shape, d_rows) = ((ks.len(), o, mb), Strided::rows(d.0, d.1, o));
-                    let out = (target, off.w + ks.start * o);
-                    list.push(ops::matmul(ctx, shape, a_t, d_rows, epilogue, out, &self.scratch)?);
-                }
-                // db = Σ_b δ_b; or b −= lr·that
-                if sgd {
-                    lr_slots.1.push(list.len());
-                    list.push(ops::bias_sgd(ctx, (mb, o), 0.0, d, (&self.params, off.b))?);
-                } else {
-                    list.push(ops::bias_grad_piece(ctx, (mb, o), piece.first, d, (&self.grads, off.b))?);
-                    input_grads(list)?;
-                }
-            }
-            Ok(())
+    /// `δ_{l-1}[:, ks] = (δ_l · W_l[ks]ᵀ) ⊙ f'(Z_{l-1}[:, ks])` for each piece `ks` of W_l's rows, the
+    /// derivative fused into the product's epilogue.
+    fn input_grad(&self, l: usize, rows: &Range<usize>) -> Result<Vec<Dispatch>> {
+        let ((i, o), off, activation) =
+            (self.m.spec.layer_shape(l), self.m.layout.layers[l], self.m.spec.activations()[l - 1]);
+        let delta = self.at(&self.bufs.delta[l], rows, o).rows(o);
+        let mut list = Vec::new();
+        for ks in &self.w_pieces[l] {
+            let at = rows.start * i + ks.start;
+            let z = Span::from((&self.bufs.pre[l - 1], at));
+            let w_t = Strided::transposed(self.m.params, off.w + ks.start * o, o);
+            let out = Strided::rows(&self.bufs.delta[l - 1], at, i);
+            list.push(self.product(
+                (rows.len(), ks.len(), o),
+                delta,
+                w_t,
+                Epilogue::Derivative { z, activation },
+                out,
+            )?);
+        }
+        Ok(list)
+    }
+
+    /// `dW_l[ks] = A_{l-1}[:, ks]ᵀ · δ_l` for each piece `ks` of W_l's rows, into the gradients (summed
+    /// over the pieces of a batch), or `W_l[ks] −= lr·dW_l[ks]` with plain SGD fused.
+    fn weight_grad(&self, l: usize, rows: &Range<usize>, update: Update) -> Result<Vec<Dispatch>> {
+        let ((i, o), off) = (self.m.spec.layer_shape(l), self.m.layout.layers[l]);
+        let delta = self.at(&self.bufs.delta[l], rows, o).rows(o);
+        let (epilogue, target) = match update {
+            Update::Gradients { first: true } => (Epilogue::Store, self.m.grads),
+            Update::Gradients { first: false } => (Epilogue::AddScaled(1.0), self.m.grads),
+            // −lr is written in later (`Backward::set_lr`).
+            Update::FusedSgd => (Epilogue::AddScaled(0.0), self.m.params),
         };
-
-        let mut loss = Vec::new();
-        let mut backward = Vec::new();
-        let mut unused = (Vec::new(), Vec::new());
-        for rows in &row_pieces {
-            let (r0, mb) = (rows.start, rows.len());
-            let piece = ops::Piece { batch: b, first: r0 == 0 };
-            let (at, shape) = (r0 * out_w, (mb, out_w));
-            loss.push(match spec.loss() {
-                Loss::Mse => ops::mse_loss(ctx, shape, piece, (&post[last], at), (&y, at), (&self.loss, 0), b as f32)?,
-                Loss::CrossEntropy => {
-                    ops::xent_loss(ctx, shape, piece, (&pre[last], at), (&y, at), (&self.loss, 0), b as f32)?
-                }
-            });
-            backward_piece(rows, false, &mut backward, &mut unused)?;
+        let mut list = Vec::new();
+        for ks in &self.w_pieces[l] {
+            let a_t =
+                Strided { buffer: self.input(l), offset: rows.start * i + ks.start, row_stride: 1, col_stride: i };
+            let out = Strided::rows(target, off.w + ks.start * o, o);
+            list.push(self.product((ks.len(), o, rows.len()), a_t, delta, epilogue, out)?);
         }
-        // Fused SGD needs every piece's δ_prev before any W changes, so it is built for whole batches only.
-        let mut sgd_slots = (Vec::new(), Vec::new());
-        let backward_sgd = if row_pieces.len() == 1 {
-            let mut list = Vec::new();
-            backward_piece(&row_pieces[0], true, &mut list, &mut sgd_slots)?;
-            Some(list)
-        } else {
-            None
-        };
-        Ok(BatchPlan {
-            x,
-            y,
-            pre,
-            post,
-            delta,
-            piece_rows,
-            forward,
-            loss,
-            backward,
-            backward_sgd,
-            sgd_products: sgd_slots.0,
-            sgd_biases: sgd_slots.1,
-        })
+        Ok(list)
+    }
+
+    /// `db_l = Σ_b δ_l` into the gradients (the first piece writes, later ones add), or `b_l −= lr·db_l`.
+    fn bias_grad(&self, l: usize, rows: &Range<usize>, update: Update) -> Result<Dispatch> {
+        let (ctx, (_, o), off) = (self.m.ctx, self.m.spec.layer_shape(l), self.m.layout.layers[l]);
+        let delta = self.at(&self.bufs.delta[l], rows, o);
+        match update {
+            Update::Gradients { first } => {
+                ops::bias_grad_piece(ctx, (rows.len(), o), first, delta, (self.m.grads, off.b))
+            }
+            Update::FusedSgd => ops::bias_sgd(ctx, (rows.len(), o), 0.0, delta, (self.m.params, off.b)),
+        }
+    }
+
+    /// A product with the tiling the device's tuner picks for it (measured first, once per device and
+    /// key, where the tuner's strategy says so).
+    fn product(
+        &self,
+        shape: (usize, usize, usize),
+        a: Strided<'_>,
+        b: Strided<'_>,
+        epilogue: Epilogue<'_>,
+        out: Strided<'_>,
+    ) -> Result<Dispatch> {
+        let tile = ops::tile_for(self.m.ctx, shape, &a, &b)?;
+        ops::matmul(self.m.ctx, tile, shape, a, b, epilogue, out)
+    }
+
+    /// Layer `l`'s input: X for the first layer, A_{l-1} after.
+    fn input(&self, l: usize) -> &wgpu::Buffer {
+        if l == 0 { &self.bufs.x } else { &self.bufs.post[l - 1] }
+    }
+
+    /// The rows `rows` of a (B, cols) batch buffer.
+    fn at<'b>(&self, buffer: &'b wgpu::Buffer, rows: &Range<usize>, cols: usize) -> Span<'b> {
+        Span { buffer, offset: rows.start * cols }
+    }
+
+    /// Which rows of the whole batch a loss kernel sees.
+    fn piece(&self, rows: &Range<usize>) -> Piece {
+        Piece { batch: self.batch, first: rows.start == 0 }
     }
 }
 
 /// Row ranges of layer `l`'s weights, each small enough for one storage binding; an error where even one
 /// row is too large.
-pub(super) fn weight_pieces(ctx: &GpuContext, spec: &MlpSpec, l: usize) -> Result<Vec<std::ops::Range<usize>>> {
+pub(super) fn weight_pieces(ctx: &GpuContext, spec: &MlpSpec, l: usize) -> Result<Vec<Range<usize>>> {
     let (i, o) = spec.layer_shape(l);
     match ops::rows_per_binding(ctx, o) {
         0 => Err(Error::DeviceLimit {

@@ -1,86 +1,28 @@
-//! Builders of the row-wise and elementwise kernels: activations, losses and their gradients, softmax, the
-//! bias gradient, and the gather of batches from resident data.
-
-use bytemuck::{Pod, Zeroable};
+//! Builders of the row-wise and elementwise kernels: the losses and their gradients, softmax, the bias
+//! gradient, and the gather of batches from resident data.
 
 use super::{
-    Dispatch, F32, Span, aligned_rows_per_binding, bind, bind_aligned, elementwise_groups, offset_alignment, pieces,
-    u32_of,
+    Dispatch, F32, Span, WG, aligned_rows_per_binding, bind, bind_aligned, elementwise_groups, offset_alignment,
+    pieces, u32_of,
 };
 use crate::error::{Error, Result};
 use crate::gpu::context::GpuContext;
 use crate::gpu::shaders::Kernel;
+use crate::gpu::structs::{GatherParams, GradParams, LossParams};
 use crate::model::Activation;
 
-/// Uniform of the activation kernels (`EltParams` in `activation.wgsl`).
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
-struct EltParams {
-    n: u32,
-    act: u32,
-    _pad: [u32; 2],
-}
-
-/// `dst = f(src)` over `n` elements.
-pub fn activation_forward<'a>(
-    ctx: &GpuContext,
-    act: Activation,
-    n: usize,
-    src: impl Into<Span<'a>>,
-    dst: impl Into<Span<'a>>,
-) -> Result<Dispatch> {
-    let p = EltParams { n: u32_of("activation size", n)?, act: act.shader_id(), _pad: [0; 2] };
-    let g = elementwise_groups(ctx, "activation_forward", n)?;
-    let src = bind_aligned(ctx, "activation input", src.into(), n)?;
-    let dst = bind_aligned(ctx, "activation output", dst.into(), n)?;
-    Ok(Dispatch::new(ctx, Kernel::ActivationForward, &p, &[src, src, dst], g))
-}
-
-/// `delta = grad ⊙ f'(pre)` over `n` elements.
-pub fn activation_backward<'a>(
-    ctx: &GpuContext,
-    act: Activation,
-    n: usize,
-    grad: impl Into<Span<'a>>,
-    pre: impl Into<Span<'a>>,
-    delta: impl Into<Span<'a>>,
-) -> Result<Dispatch> {
-    let p = EltParams { n: u32_of("activation size", n)?, act: act.shader_id(), _pad: [0; 2] };
-    let g = elementwise_groups(ctx, "activation_backward", n)?;
-    let grad = bind_aligned(ctx, "loss gradient", grad.into(), n)?;
-    let pre = bind_aligned(ctx, "pre-activation", pre.into(), n)?;
-    let delta = bind_aligned(ctx, "delta", delta.into(), n)?;
-    Ok(Dispatch::new(ctx, Kernel::ActivationBackward, &p, &[grad, pre, delta], g))
-}
-
-/// Uniform of the loss kernels (`LossParams` in `loss.wgsl`).
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
-struct LossParams {
-    n: u32,
-    rows: u32,
-    cols: u32,
-    out_off: u32,
-    scale: f32,
-    acc_weight: f32,
-    accumulate: u32,
-    /// `loss_grad`: the output activation whose derivative multiplies the gradient (identity: none).
-    act: u32,
-}
-
-impl LossParams {
-    fn new((rows, cols): (usize, usize), scale: f32, out_off: usize, acc_weight: f32) -> Result<Self> {
-        Ok(Self {
-            n: u32_of("loss size", rows * cols)?,
-            rows: u32_of("loss rows", rows)?,
-            cols: u32_of("loss columns", cols)?,
-            out_off: u32_of("loss offset", out_off)?,
-            scale,
-            acc_weight,
-            accumulate: 0,
-            act: Activation::Identity.shader_id(),
-        })
-    }
+/// The loss kernels' uniform over (rows, cols), the sum scaled by `scale`.
+fn loss_params((rows, cols): (usize, usize), scale: f32, acc_weight: f32) -> Result<LossParams> {
+    Ok(LossParams {
+        n: u32_of("loss size", rows * cols)?,
+        rows: u32_of("loss rows", rows)?,
+        cols: u32_of("loss columns", cols)?,
+        act: Activation::Identity.shader_id(),
+        scale,
+        acc_weight,
+        accumulate: 0,
+        _pad: 0,
+    })
 }
 
 /// Which rows of a batch a loss kernel sees: all of them, or one piece of a batch too large for one
@@ -124,24 +66,12 @@ fn loss_delta<'a>(
     out: impl Into<Span<'a>>,
 ) -> Result<Dispatch> {
     let n = shape.0 * shape.1;
-    let p = LossParams { act: act.shader_id(), ..LossParams::new(shape, scale, 0, 0.0)? };
+    let p = LossParams { act: act.shader_id(), ..loss_params(shape, scale, 0.0)? };
     let g = elementwise_groups(ctx, "loss_grad", n)?;
     let pred = bind_aligned(ctx, "prediction", pred.into(), n)?;
     let target = bind_aligned(ctx, "target", target.into(), n)?;
     let out = bind_aligned(ctx, "loss gradient", out.into(), n)?;
     Ok(Dispatch::new(ctx, Kernel::LossGrad, &p, &[pred, target, out], g))
-}
-
-/// The MSE gradient `2 (A − Y) / (B·O)`, B the rows of the whole batch `piece` belongs to.
-pub fn mse_grad<'a>(
-    ctx: &GpuContext,
-    shape: (usize, usize),
-    piece: Piece,
-    pred: impl Into<Span<'a>>,
-    target: impl Into<Span<'a>>,
-    out: impl Into<Span<'a>>,
-) -> Result<Dispatch> {
-    mse_delta(ctx, shape, piece, Activation::Identity, pred, target, out)
 }
 
 /// The last layer's δ under MSE, `2 (A − Y) / (B·O) ⊙ f'(Z)` with A = f(Z) the output, in one kernel (the
@@ -170,7 +100,8 @@ pub fn xent_grad<'a>(
     loss_grad(ctx, shape, 1.0 / piece.batch.max(1) as f32, probs, target, out)
 }
 
-/// The loss kernels' common part: `kernel` over (rows, cols), sum scaled by `scale`.
+/// The loss kernels' common part: `kernel` over (rows, cols), sum scaled by `scale`, into the
+/// `LossTotals` at `totals` (an aligned offset).
 #[allow(clippy::too_many_arguments)]
 fn loss_kernel<'a>(
     ctx: &GpuContext,
@@ -180,46 +111,49 @@ fn loss_kernel<'a>(
     piece: Piece,
     pred: Span<'a>,
     target: Span<'a>,
-    out: (&'a wgpu::Buffer, usize),
+    totals: Span<'a>,
     acc_weight: f32,
 ) -> Result<Dispatch> {
     let n = shape.0 * shape.1;
     let pred = bind_aligned(ctx, "prediction", pred, n)?;
     let target = bind_aligned(ctx, "target", target, n)?;
-    let (out_b, out_off) = bind(ctx, "loss", out.into(), 2)?;
-    let mut p = LossParams::new(shape, scale, out_off, acc_weight)?;
-    p.accumulate = u32::from(!piece.first);
-    Ok(Dispatch::new(ctx, kernel, &p, &[pred, target, out_b], [1, 1, 1]))
+    let totals = bind_aligned(ctx, "loss totals", totals, TOTALS)?;
+    let p = LossParams { accumulate: u32::from(!piece.first), ..loss_params(shape, scale, acc_weight)? };
+    Ok(Dispatch::new(ctx, kernel, &p, &[pred, target, totals], [1, 1, 1]))
 }
 
-/// `out[out_off] = mean((pred − target)²)` over (rows, cols); with `acc_weight ≠ 0` also
-/// `out[out_off + 1] += loss · acc_weight`. The mean is over `piece`'s whole batch; pieces after the
-/// first add to `out[out_off]`.
+/// f32 values in a `LossTotals`.
+const TOTALS: usize = std::mem::size_of::<crate::gpu::structs::LossTotals>() / 4;
+
+/// `totals.last = mean((pred − target)²)` over (rows, cols); with `acc_weight ≠ 0` also
+/// `totals.sum += loss · acc_weight`. The mean is over `piece`'s whole batch; pieces after the first add
+/// to `totals.last`. `totals` is a `LossTotals` at an aligned offset.
 pub fn mse_loss<'a>(
     ctx: &GpuContext,
     shape: (usize, usize),
     piece: Piece,
     pred: impl Into<Span<'a>>,
     target: impl Into<Span<'a>>,
-    out: (&'a wgpu::Buffer, usize),
+    totals: impl Into<Span<'a>>,
     acc_weight: f32,
 ) -> Result<Dispatch> {
     let scale = 1.0 / (piece.batch * shape.1).max(1) as f32;
-    loss_kernel(ctx, Kernel::MseLoss, shape, scale, piece, pred.into(), target.into(), out, acc_weight)
+    loss_kernel(ctx, Kernel::MseLoss, shape, scale, piece, pred.into(), target.into(), totals.into(), acc_weight)
 }
 
-/// `out[out_off] = mean_b Σ_j y (logsumexp(z_b) − z_bj)` from logits Z (rows, cols); accumulates like `mse_loss`.
+/// `totals.last = mean_b Σ_j y (logsumexp(z_b) − z_bj)` from logits Z (rows, cols); accumulates like
+/// `mse_loss`.
 pub fn xent_loss<'a>(
     ctx: &GpuContext,
     shape: (usize, usize),
     piece: Piece,
     logits: impl Into<Span<'a>>,
     target: impl Into<Span<'a>>,
-    out: (&'a wgpu::Buffer, usize),
+    totals: impl Into<Span<'a>>,
     acc_weight: f32,
 ) -> Result<Dispatch> {
     let scale = 1.0 / piece.batch.max(1) as f32;
-    loss_kernel(ctx, Kernel::XentLoss, shape, scale, piece, logits.into(), target.into(), out, acc_weight)
+    loss_kernel(ctx, Kernel::XentLoss, shape, scale, piece, logits.into(), target.into(), totals.into(), acc_weight)
 }
 
 /// `out = softmax(z)` per row of (rows, cols).
@@ -230,25 +164,15 @@ pub fn softmax_rows<'a>(
     out: impl Into<Span<'a>>,
 ) -> Result<Dispatch> {
     let n = shape.0 * shape.1;
-    let p = LossParams::new(shape, 1.0, 0, 0.0)?;
+    let p = loss_params(shape, 1.0, 0.0)?;
     let g = elementwise_groups(ctx, "softmax_rows", shape.0)?;
     let z = bind_aligned(ctx, "logits", z.into(), n)?;
     let out = bind_aligned(ctx, "softmax output", out.into(), n)?;
-    Ok(Dispatch::new(ctx, Kernel::SoftmaxRows, &p, &[z, z, out], g))
+    Ok(Dispatch::new(ctx, Kernel::SoftmaxRows, &p, &[z, out], g))
 }
 
-/// Uniform of `bias_grad` (`GradParams` in `grad.wgsl`).
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
-pub struct GradParams {
-    pub rows: u32,
-    pub cols: u32,
-    pub off: u32,
-    pub accumulate: u32,
-    /// The column sums are multiplied by this (1, or −lr for a fused SGD update of the bias).
-    pub scale: f32,
-    pub _pad: [u32; 3],
-}
+/// Columns one workgroup of `bias_grad` sums (`COLS` in `grad.wgsl`).
+pub const BIAS_COLUMNS: usize = 16;
 
 /// `out[out_off + c] = Σ_r delta[r][c]`, delta (rows, cols).
 pub fn bias_grad<'a>(
@@ -297,26 +221,14 @@ fn column_sums<'a>(
     let p = GradParams {
         rows: u32_of("bias gradient rows", rows)?,
         cols: u32_of("bias gradient columns", cols)?,
-        off: u32_of("bias gradient offset", off)?,
+        out_off: u32_of("bias gradient offset", off)?,
         accumulate: u32::from(accumulate),
         scale,
         _pad: [0; 3],
     };
-    // One workgroup of 256 threads per 16 columns.
-    let g = elementwise_groups(ctx, "bias_grad", cols * 16)?;
-    Ok(Dispatch::new(ctx, Kernel::BiasGrad, &p, &[delta, delta, out_b], g))
-}
-
-/// Uniform of `gather_rows` (`GatherParams` in `data.wgsl`).
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
-struct GatherParams {
-    rows: u32,
-    cols: u32,
-    off: u32,
-    lo: u32,
-    hi: u32,
-    _pad: [u32; 3],
+    // One workgroup of WG threads per BIAS_COLUMNS columns.
+    let g = elementwise_groups(ctx, "bias_grad", cols.div_ceil(BIAS_COLUMNS) * WG as usize)?;
+    Ok(Dispatch::new(ctx, Kernel::BiasGrad, &p, &[delta, out_b], g))
 }
 
 /// `out (rows, cols) = src[idx[off + r]]`: a batch gathered from a data set of `src_rows` rows resident

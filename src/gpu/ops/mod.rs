@@ -10,12 +10,11 @@ pub use elementwise::*;
 pub use matmul::*;
 pub use optimizer::*;
 
-use bytemuck::Pod;
-
 use crate::error::{Error, Result};
 use crate::gpu::buffer;
 use crate::gpu::context::GpuContext;
 use crate::gpu::shaders::Kernel;
+use crate::gpu::structs::ShaderStruct;
 
 /// Threads per workgroup of the elementwise kernels (`WG` in `common.wgsl`).
 pub const WG: u32 = 256;
@@ -25,7 +24,8 @@ pub struct Dispatch {
     kernel: Kernel,
     bind_group: wgpu::BindGroup,
     uniform: wgpu::Buffer,
-    /// The uniform's current bytes, so one field can be changed (`update_params`).
+    /// The uniform's current bytes (a `U` with `U::WGSL_NAME == kernel.uniform().name`), so one field can be
+    /// changed (`update_params`).
     params: Vec<u8>,
     groups: [u32; 3],
 }
@@ -134,17 +134,22 @@ pub(crate) fn bind_aligned<'a>(ctx: &GpuContext, what: &str, span: Span<'a>, len
 }
 
 impl Dispatch {
-    pub(crate) fn new<U: Pod>(
+    /// The launch of `kernel` with uniform `params` and `bindings` for the kernel's storage bindings, in
+    /// the order of `Kernel::bindings` (binding 0, the uniform, excepted).
+    pub(crate) fn new<U: ShaderStruct>(
         ctx: &GpuContext,
         kernel: Kernel,
         params: &U,
         bindings: &[Binding<'_>],
         groups: [u32; 3],
     ) -> Self {
+        check_uniform::<U>(kernel);
+        let slots = &kernel.bindings()[1..];
+        assert_eq!(bindings.len(), slots.len(), "{kernel:?} takes {} storage bindings", slots.len());
         let uniform = buffer::uniform(ctx, kernel.entry_point(), params);
         let mut entries = vec![wgpu::BindGroupEntry { binding: 0, resource: uniform.as_entire_binding() }];
-        entries.extend(bindings.iter().enumerate().map(|(i, b)| wgpu::BindGroupEntry {
-            binding: i as u32 + 1,
+        entries.extend(bindings.iter().zip(slots).map(|(b, &(binding, _))| wgpu::BindGroupEntry {
+            binding,
             resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
                 buffer: b.buffer,
                 offset: b.start,
@@ -160,24 +165,24 @@ impl Dispatch {
     }
 
     /// Rewrites the uniform (for example a new learning rate); takes effect at the next submit.
-    pub fn set_params<U: Pod>(&mut self, ctx: &GpuContext, params: &U) {
+    pub fn set_params<U: ShaderStruct>(&mut self, ctx: &GpuContext, params: &U) {
+        check_uniform::<U>(self.kernel);
         self.params = bytemuck::bytes_of(params).to_vec();
         ctx.queue.write_buffer(&self.uniform, 0, &self.params);
     }
 
     /// Changes the uniform through `f`, keeping its other fields (for example only the learning rate of
     /// one piece of an update). `U` must be the kernel's uniform type.
-    pub fn update_params<U: Pod>(&mut self, ctx: &GpuContext, f: impl FnOnce(&mut U)) {
-        if self.params.len() == std::mem::size_of::<U>() {
-            let mut u: U = bytemuck::pod_read_unaligned(&self.params);
-            f(&mut u);
-            self.set_params(ctx, &u);
-        }
+    pub fn update_params<U: ShaderStruct>(&mut self, ctx: &GpuContext, f: impl FnOnce(&mut U)) {
+        let mut u = self.params::<U>();
+        f(&mut u);
+        self.set_params(ctx, &u);
     }
 
-    /// The uniform as `U` (for inspection: which flags a product got), when `U` has its size.
-    pub fn params<U: Pod>(&self) -> Option<U> {
-        (self.params.len() == std::mem::size_of::<U>()).then(|| bytemuck::pod_read_unaligned(&self.params))
+    /// The uniform (for inspection: which flags a product got). `U` must be the kernel's uniform type.
+    pub fn params<U: ShaderStruct>(&self) -> U {
+        check_uniform::<U>(self.kernel);
+        bytemuck::pod_read_unaligned(&self.params)
     }
 
     /// Records the launch into a compute pass.
@@ -190,6 +195,17 @@ impl Dispatch {
     pub fn kernel(&self) -> Kernel {
         self.kernel
     }
+}
+
+/// Asserts that `U` is `kernel`'s uniform: using another struct's bytes would be a bug in the builders.
+fn check_uniform<U: ShaderStruct>(kernel: Kernel) {
+    let want = kernel.uniform();
+    assert!(
+        U::WGSL_NAME == want.name && std::mem::size_of::<U>() == want.size,
+        "{kernel:?}'s uniform is {}, not {}",
+        want.name,
+        U::WGSL_NAME
+    );
 }
 
 /// Encodes `dispatches` in order into one compute pass of `encoder`.

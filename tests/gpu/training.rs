@@ -1,18 +1,13 @@
 //! Whole training runs: the GPU model against the CPU reference from the same initial weights.
 
-mod common;
-
 use backprop::cpu;
 use backprop::model::Output;
-use backprop::optim::{self, OptimConfig, OptimizerKind, StepScalars};
+use backprop::optim::{OptimConfig, OptimizerKind};
 use backprop::{Activation, Backend, CpuBackend, GpuMlp, Loss, MlpSpec, Params};
 use ndarray::Array2;
 
-use common::{assert_close, f32_exact, gpu, random, rng};
-
-fn flat_f64(p: &Params<f32>) -> Vec<f64> {
-    p.to_flat().iter().map(|&v| v as f64).collect()
-}
+use crate::common::reference::Reference;
+use crate::common::{assert_close, f32_exact, gpu, random, rng, to_f64};
 
 /// `steps` SGD steps on GPU and on the f64 reference from the same start; losses and parameters agree.
 fn train_and_compare(sizes: &[usize], acts: &[Activation], batch: usize, steps: usize, lr: f64, seed: u64) {
@@ -29,8 +24,8 @@ fn targets(spec: &MlpSpec, r: &mut rand_chacha::ChaCha8Rng, batch: usize) -> Arr
     }
 }
 
-/// `steps` optimizer steps on the GPU and on the f64 reference (`cpu::forward_backward` + `optim::update`)
-/// from the same start, on the same batch: every loss and the final parameters and state agree.
+/// `steps` optimizer steps on the GPU and on the f64 reference from the same start, on the same batch:
+/// every loss, the final parameters, both optimizer state vectors and the loss summed on the GPU agree.
 fn compare_runs(spec: &MlpSpec, cfg: OptimConfig, batch: usize, steps: usize, lr: f64, seed: u64) {
     let sizes = spec.sizes().to_vec();
     let init = Params::init(spec, seed);
@@ -38,28 +33,26 @@ fn compare_runs(spec: &MlpSpec, cfg: OptimConfig, batch: usize, steps: usize, lr
     let x = f32_exact(&random(&mut r, batch, sizes[0], 1.0));
     let y = targets(spec, &mut r, batch);
     let (x32, y32) = (x.mapv(|v| v as f32), y.mapv(|v| v as f32));
-
-    let mut flat = init.to_f64().to_flat();
-    let n = flat.len();
-    let (mut m, mut v) = (vec![0.0; n], vec![0.0; n]);
+    let mut reference = Reference::new(spec, &init, cfg, None);
     let mut model = GpuMlp::new(gpu(), spec.clone(), &init).unwrap();
     model.set_optimizer(cfg).unwrap();
     let mut loss_sum = 0.0;
     for step in 0..steps {
-        let p = Params::from_flat(spec, &flat).unwrap();
-        let t = cpu::forward_backward(spec, &p, x.view(), y.view()).unwrap();
+        let t = reference.step(x.view(), y.view(), lr);
         loss_sum += t.loss * batch as f64;
-        optim::update(&cfg, &mut flat, &t.grads.to_flat(), &mut m, &mut v, StepScalars::new(&cfg, lr, step as u64 + 1));
         let got = model.step(x32.view(), y32.view(), lr as f32, true).unwrap().expect("asked for the loss");
         assert_close(&format!("{sizes:?} {} loss at step {step}", cfg.kind.name()), &[got], &[t.loss], 1e-6, 1e-4);
     }
     let name = format!("{sizes:?} {} {}", spec.loss().name(), cfg.kind.name());
     let params = model.params().unwrap();
-    assert_close(&format!("{name}: parameters after {steps} steps"), &params.to_flat(), &flat, 1e-5, 1e-3);
+    assert_close(&format!("{name}: parameters after {steps} steps"), &params.to_flat(), &reference.flat, 1e-5, 1e-3);
     let state = model.optimizer_state().unwrap();
     assert_eq!(state.step, steps as u64);
     if cfg.state_vectors() >= 1 {
-        assert_close(&format!("{name}: first state vector"), &state.m, &m, 1e-6, 1e-3);
+        assert_close(&format!("{name}: first state vector"), &state.m, &reference.m, 1e-6, 1e-3);
+    }
+    if cfg.state_vectors() >= 2 {
+        assert_close(&format!("{name}: second state vector"), &state.v, &reference.v, 1e-9, 1e-3);
     }
     // The loss summed on the GPU over the run is the sum of the per-step losses times the batch.
     let got_sum = model.take_loss_sum().unwrap();
@@ -117,7 +110,7 @@ fn loss_is_only_read_when_asked_and_steps_without_it_still_train() {
         c.step(x.view(), y.view(), 0.2, false).unwrap();
     }
     let (gp, cp) = (g.params().unwrap(), c.params().unwrap());
-    assert_close("params after 20 silent steps", &gp.to_flat(), &flat_f64(&cp), 1e-5, 1e-4);
+    assert_close("params after 20 silent steps", &gp.to_flat(), &to_f64(&cp.to_flat()), 1e-5, 1e-4);
     // Predictions agree too, at a batch size the model has not seen yet.
     let x2 = random(&mut r, 3, 4, 1.0).mapv(|v| v as f32);
     let (pg, pc) = (g.predict(x2.view()).unwrap(), c.predict(x2.view()).unwrap());
@@ -179,7 +172,7 @@ fn resident_data_and_many_steps_per_submit_match_the_cpu_backend() {
         }
     }
     let (gp, cp) = (g.params().unwrap(), c.params().unwrap());
-    assert_close("params after 14 resident steps", &gp.to_flat(), &flat_f64(&cp), 1e-5, 1e-4);
+    assert_close("params after 14 resident steps", &gp.to_flat(), &to_f64(&cp.to_flat()), 1e-5, 1e-4);
     assert_eq!(g.optimizer_state().unwrap().step, 14);
     let (gl, cl) = (g.take_loss_sum().unwrap(), c.take_loss_sum().unwrap());
     assert_close("loss summed over the steps", &[gl as f32], &[cl], 1e-5, 1e-4);
@@ -206,8 +199,60 @@ fn resident_data_with_fused_sgd_matches_the_cpu_backend() {
         }
     }
     let (gp, cp) = (g.params().unwrap(), c.params().unwrap());
-    assert_close("params after 16 fused SGD steps", &gp.to_flat(), &flat_f64(&cp), 1e-5, 1e-4);
+    assert_close("params after 16 fused SGD steps", &gp.to_flat(), &to_f64(&cp.to_flat()), 1e-5, 1e-4);
     assert_eq!(g.optimizer_state().unwrap().step, 16);
     let (gl, cl) = (g.take_loss_sum().unwrap(), c.take_loss_sum().unwrap());
     assert_close("loss summed over the fused steps", &[gl as f32], &[cl], 1e-5, 1e-4);
+}
+
+/// The checks of `run_steps` are shared: a batch of 0 rows is an error on both backends (it used to train
+/// one-row batches on the CPU and do nothing on the GPU), as are rows past the data and too many rows.
+#[test]
+fn run_steps_refuses_the_same_arguments_on_both_backends() {
+    let spec = MlpSpec::uniform(vec![3, 4, 2], Activation::Tanh, Loss::Mse).unwrap();
+    let init = Params::init(&spec, 1);
+    let x = Array2::<f32>::zeros((5, 3));
+    let y = Array2::<f32>::zeros((5, 2));
+    let mut g = GpuMlp::new(gpu(), spec.clone(), &init).unwrap();
+    let mut c = CpuBackend::new(spec, init.clone()).unwrap();
+    for b in [&mut g as &mut dyn Backend, &mut c] {
+        let e = b.run_steps(&[0, 1], 1, 0.1).unwrap_err().to_string();
+        assert!(e.contains("set_data"), "{}: {e}", b.name());
+        b.set_data(x.view(), y.view()).unwrap();
+        let e = b.run_steps(&[0, 1, 2], 0, 0.1).unwrap_err().to_string();
+        assert!(e.contains("batch size must be at least 1"), "{}: {e}", b.name());
+        assert!(b.run_steps(&[5], 2, 0.1).is_err(), "{}: a row past the data", b.name());
+        assert!(b.run_steps(&[0; 6], 2, 0.1).is_err(), "{}: more rows than the data has", b.name());
+        b.run_steps(&[], 2, 0.1).unwrap();
+        assert_eq!(b.optimizer_state().unwrap().step, 0, "{}: nothing ran", b.name());
+        assert_eq!(b.params().unwrap(), init, "{}: nothing ran", b.name());
+    }
+}
+
+/// The step counter stops at the same place on both backends: `optim::MAX_STEPS` (the GPU counts in 32
+/// bits). A state at the limit is taken; a step past it, or a state beyond it, is an error that names it.
+#[test]
+fn the_step_counter_has_the_same_limit_on_both_backends() {
+    use backprop::optim::{MAX_STEPS, OptimState};
+    let spec = MlpSpec::uniform(vec![3, 2], Activation::Sigmoid, Loss::Mse).unwrap();
+    let init = Params::init(&spec, 2);
+    let (x, y) = (Array2::<f32>::zeros((2, 3)), Array2::<f32>::zeros((2, 2)));
+    let mut g = GpuMlp::new(gpu(), spec.clone(), &init).unwrap();
+    let mut c = CpuBackend::new(spec, init).unwrap();
+    for b in [&mut g as &mut dyn Backend, &mut c] {
+        let name = b.name();
+        let beyond = OptimState { m: vec![], v: vec![], step: MAX_STEPS + 1 };
+        let e = b.set_optimizer_state(&beyond).unwrap_err().to_string();
+        assert!(e.contains(&MAX_STEPS.to_string()), "{name}: {e}");
+        b.set_optimizer_state(&OptimState { m: vec![], v: vec![], step: MAX_STEPS - 1 }).unwrap();
+        b.step(x.view(), y.view(), 0.1, false).unwrap();
+        assert_eq!(b.optimizer_state().unwrap().step, MAX_STEPS, "{name}");
+        let before = b.params().unwrap();
+        let e = b.step(x.view(), y.view(), 0.1, false).unwrap_err().to_string();
+        assert!(e.contains(&MAX_STEPS.to_string()), "{name}: {e}");
+        b.set_data(x.view(), y.view()).unwrap();
+        assert!(b.run_steps(&[0, 1], 1, 0.1).is_err(), "{name}: run_steps past the limit");
+        assert_eq!(b.params().unwrap(), before, "{name}: nothing ran past the limit");
+        assert_eq!(b.optimizer_state().unwrap().step, MAX_STEPS, "{name}");
+    }
 }

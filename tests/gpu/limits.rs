@@ -3,25 +3,19 @@
 //! rows, or one row of a weight matrix, larger than a binding) is a typed error naming the limit and the
 //! sizes, raised before anything runs. Tested on the real adapter with the limit lowered artificially.
 
-mod common;
-
 use std::sync::Arc;
 
-use backprop::gpu::{AdapterRequest, GpuContext, ops};
+use backprop::gpu::{GpuContext, ops};
 use backprop::model::Output;
-use backprop::optim::{self, OptimConfig, OptimizerKind, StepScalars};
+use backprop::optim::{OptimConfig, OptimizerKind};
 use backprop::{Activation, Backend, CpuBackend, Error, GpuMlp, Loss, MlpSpec, Params, cpu};
 use ndarray::Array2;
 
-use common::{assert_close, f32_exact, random, rng};
+use crate::common::reference::Reference;
+use crate::common::{assert_close, f32_exact, random, rng, small_device, to_f64};
 
 /// The binding limit the splitting tests run under: 4 KiB, 1024 values.
 const CAP: u64 = 4 << 10;
-
-fn small_device(cap: u64) -> Arc<GpuContext> {
-    let req = AdapterRequest { max_storage_binding: Some(cap), ..Default::default() };
-    Arc::new(GpuContext::new(&req).unwrap_or_else(|e| panic!("GPU tests need an adapter: {e}")))
-}
 
 fn expect_limit(e: Error) -> (u64, u64) {
     let text = e.to_string();
@@ -43,10 +37,6 @@ fn split_spec(output: Output, loss: Loss) -> MlpSpec {
     MlpSpec::with_output(vec![13, 97, 29, 5], Activation::Tanh, output, loss).unwrap()
 }
 
-fn flat_f64(p: &Params<f32>) -> Vec<f64> {
-    p.to_flat().iter().map(|&v| v as f64).collect()
-}
-
 #[test]
 fn the_device_is_opened_with_the_lowered_limit() {
     let ctx = small_device(CAP);
@@ -64,11 +54,12 @@ fn a_binding_beyond_the_limit_is_a_typed_error_not_a_crash() {
     let n = 1025;
     let (a, b) =
         (backprop::gpu::buffer::storage(&ctx, "a", n).unwrap(), backprop::gpu::buffer::storage(&ctx, "b", n).unwrap());
-    let e = ops::activation_forward(&ctx, Activation::Sigmoid, n, &a, &b).err().expect("too large");
+    let (whole, identity) = (ops::Piece::whole(n), Activation::Identity);
+    let e = ops::mse_delta(&ctx, (n, 1), whole, identity, &a, &a, &b).err().expect("too large");
     let (requested, available) = expect_limit(e);
     assert_eq!((requested, available), (n as u64 * 4, CAP));
     // One value fewer fits.
-    ops::activation_forward(&ctx, Activation::Sigmoid, n - 1, &a, &b).unwrap();
+    ops::mse_delta(&ctx, (n - 1, 1), ops::Piece::whole(n - 1), identity, &a, &a, &b).unwrap();
 }
 
 /// SGD steps uploaded from the host, on a model and batch that both exceed a binding, against the f64
@@ -85,11 +76,10 @@ fn a_model_and_batch_larger_than_a_binding_train_like_the_reference() {
     let y = f32_exact(&random(&mut r, batch, 5, 0.5));
     let (x32, y32) = (x.mapv(|v| v as f32), y.mapv(|v| v as f32));
     let mut model = GpuMlp::new(ctx, spec.clone(), &init).unwrap();
-    let mut flat = init.to_f64().to_flat();
+    let mut reference = Reference::new(&spec, &init, OptimConfig::sgd(), None);
     let lr = 0.3;
     for step in 0..4 {
-        let p = Params::from_flat(&spec, &flat).unwrap();
-        let t = cpu::forward_backward(&spec, &p, x.view(), y.view()).unwrap();
+        let t = reference.step(x.view(), y.view(), lr);
         if step == 0 {
             let trace = model.traced_step(x32.view(), y32.view(), lr as f32).unwrap();
             assert_close("split loss", &[trace.loss], &[t.loss], 1e-6, 1e-5);
@@ -103,12 +93,10 @@ fn a_model_and_batch_larger_than_a_binding_train_like_the_reference() {
             let got = model.step(x32.view(), y32.view(), lr as f32, true).unwrap().unwrap();
             assert_close(&format!("split loss at step {step}"), &[got], &[t.loss], 1e-6, 1e-4);
         }
-        flat.iter_mut().zip(t.grads.to_flat()).for_each(|(p, g)| *p -= lr * g);
     }
-    assert_close("split parameters after 4 steps", &model.params().unwrap().to_flat(), &flat, 1e-5, 1e-3);
+    assert_close("split parameters after 4 steps", &model.params().unwrap().to_flat(), &reference.flat, 1e-5, 1e-3);
     // Prediction on a batch that spans several pieces.
-    let p = Params::from_flat(&spec, &flat).unwrap();
-    let (_, post) = cpu::forward(&spec, &p, x.view()).unwrap();
+    let (_, post) = cpu::forward(&spec, &reference.params(), x.view()).unwrap();
     let got = model.predict(x32.view()).unwrap();
     let want_out: Vec<f64> = post[spec.layers() - 1].iter().copied().collect();
     assert_close("split predictions", &got.iter().copied().collect::<Vec<_>>(), &want_out, 1e-5, 1e-3);
@@ -128,15 +116,14 @@ fn fused_sgd_on_split_weights_trains_like_the_reference() {
     let y = f32_exact(&random(&mut r, batch, 5, 0.5));
     let (x32, y32) = (x.mapv(|v| v as f32), y.mapv(|v| v as f32));
     let mut model = GpuMlp::new(ctx, spec.clone(), &init).unwrap();
-    let mut flat = init.to_f64().to_flat();
+    let mut reference = Reference::new(&spec, &init, OptimConfig::sgd(), None);
     for (step, lr) in [0.3, 0.3, 0.1, 0.2].into_iter().enumerate() {
-        let p = Params::from_flat(&spec, &flat).unwrap();
-        let t = cpu::forward_backward(&spec, &p, x.view(), y.view()).unwrap();
+        let t = reference.step(x.view(), y.view(), lr);
         let got = model.step(x32.view(), y32.view(), lr as f32, true).unwrap().unwrap();
         assert_close(&format!("fused SGD loss at step {step}"), &[got], &[t.loss], 1e-6, 1e-4);
-        flat.iter_mut().zip(t.grads.to_flat()).for_each(|(p, g)| *p -= lr * g);
     }
-    assert_close("fused SGD parameters after 4 steps", &model.params().unwrap().to_flat(), &flat, 1e-5, 1e-3);
+    let params = model.params().unwrap().to_flat();
+    assert_close("fused SGD parameters after 4 steps", &params, &reference.flat, 1e-5, 1e-3);
     assert_eq!(model.optimizer_state().unwrap().step, 4);
 }
 
@@ -167,13 +154,12 @@ fn resident_data_larger_than_a_binding_trains_like_the_cpu_backend() {
     }
     let (g, c) = (gpu.params().unwrap(), cpu.params().unwrap());
     assert_eq!(g, again.params().unwrap(), "split runs are deterministic: bit-identical parameters");
-    assert_close("resident split parameters", &g.to_flat(), &flat_f64(&c), 1e-5, 1e-3);
+    assert_close("resident split parameters", &g.to_flat(), &to_f64(&c.to_flat()), 1e-5, 1e-3);
     let (gs, cs) = (gpu.optimizer_state().unwrap(), cpu.optimizer_state().unwrap());
     assert_eq!(gs.step, 10);
     assert_eq!(gs.step, cs.step);
-    let to64 = |v: &[f32]| v.iter().map(|&x| x as f64).collect::<Vec<_>>();
-    assert_close("resident split Adam m", &gs.m, &to64(&cs.m), 1e-6, 1e-3);
-    assert_close("resident split Adam v", &gs.v, &to64(&cs.v), 1e-8, 1e-3);
+    assert_close("resident split Adam m", &gs.m, &to_f64(&cs.m), 1e-6, 1e-3);
+    assert_close("resident split Adam v", &gs.v, &to_f64(&cs.v), 1e-8, 1e-3);
     let (gl, cl) = (gpu.take_loss_sum().unwrap(), cpu.take_loss_sum().unwrap());
     assert_close("resident split loss sum", &[gl as f32], &[cl], 1e-5, 1e-4);
 }
@@ -190,16 +176,13 @@ fn a_split_optimizer_update_matches_the_reference() {
     let y = f32_exact(&random(&mut r, 9, 5, 0.5));
     let mut model = GpuMlp::new(ctx, spec.clone(), &init).unwrap();
     model.set_optimizer(cfg).unwrap();
-    let mut flat = init.to_f64().to_flat();
-    let (mut m, mut v) = (vec![0.0; flat.len()], vec![0.0; flat.len()]);
-    for step in 0..3 {
-        let p = Params::from_flat(&spec, &flat).unwrap();
-        let t = cpu::forward_backward(&spec, &p, x.view(), y.view()).unwrap();
-        optim::update(&cfg, &mut flat, &t.grads.to_flat(), &mut m, &mut v, StepScalars::new(&cfg, 0.1, step + 1));
+    let mut reference = Reference::new(&spec, &init, cfg, None);
+    for _ in 0..3 {
+        reference.step(x.view(), y.view(), 0.1);
         model.step(x.mapv(|v| v as f32).view(), y.mapv(|v| v as f32).view(), 0.1, false).unwrap();
     }
-    assert_close("split momentum parameters", &model.params().unwrap().to_flat(), &flat, 1e-5, 1e-3);
-    assert_close("split momentum buffer", &model.optimizer_state().unwrap().m, &m, 1e-6, 1e-3);
+    assert_close("split momentum parameters", &model.params().unwrap().to_flat(), &reference.flat, 1e-5, 1e-3);
+    assert_close("split momentum buffer", &model.optimizer_state().unwrap().m, &reference.m, 1e-6, 1e-3);
 }
 
 /// MNIST-sized training inputs (60000 × 784 values, 188 MB) under WebGPU's default 128 MiB binding limit
@@ -224,7 +207,7 @@ fn mnist_sized_data_beyond_the_default_binding_limit_trains() {
     assert_close(
         "default-limit parameters",
         &gpu.params().unwrap().to_flat(),
-        &flat_f64(&cpu.params().unwrap()),
+        &to_f64(&cpu.params().unwrap().to_flat()),
         1e-6,
         1e-4,
     );
@@ -257,4 +240,54 @@ fn work_that_cannot_be_split_is_refused_with_the_sizes_before_anything_runs() {
     let (requested, available) = expect_limit(e);
     assert_eq!((requested, available), (1200, 1 << 10), "{text}");
     assert!(text.contains("layer 1"), "{text}");
+}
+
+/// The buffers of a batch are checked before any is made: all of them against the memory they come from
+/// (here a budget of 1 MiB; on a CPU adapter, the host's available memory), each against the device's
+/// largest buffer. Past either, one error that says to use a smaller --batch-size, and nothing ran; a
+/// batch within them trains. A model too large for the budget is refused when it is made.
+#[test]
+fn a_batch_beyond_the_memory_or_a_buffer_limit_is_refused_before_anything_is_made() {
+    let ctx = Arc::new(GpuContext::new(&Default::default()).unwrap().with_memory_budget(1 << 20));
+    // 2496 bytes of buffers a row: 400 rows fit 1 MiB, 500 do not.
+    let spec = MlpSpec::uniform(vec![8, 200, 4], Activation::Tanh, Loss::Mse).unwrap();
+    let mut model = GpuMlp::new(ctx.clone(), spec.clone(), &Params::init(&spec, 1)).unwrap();
+    let batch = |b: usize| (Array2::<f32>::zeros((b, 8)), Array2::<f32>::zeros((b, 4)));
+    let (x, y) = batch(400);
+    model.step(x.view(), y.view(), 0.1, false).unwrap();
+    let trained = model.params().unwrap();
+    let (x, y) = batch(500);
+    let e = model.step(x.view(), y.view(), 0.1, false).unwrap_err().to_string();
+    assert!(e.contains("a batch of 500 rows") && e.contains("--batch-size") && e.contains("1048576"), "{e}");
+    assert_eq!(model.params().unwrap(), trained, "nothing ran");
+    let wide = MlpSpec::uniform(vec![8, 20_000, 4], Activation::Tanh, Loss::Mse).unwrap();
+    let e = GpuMlp::new(ctx, wide.clone(), &Params::init(&wide, 1)).err().expect("refused").to_string();
+    assert!(e.contains("the model") && e.contains("1048576"), "{e}");
+
+    // Z of 1000 rows of 600,000 values is 2.4 GB, past lavapipe's 2 GiB buffer limit: refused before
+    // anything is allocated (the whole batch would be 7 GB).
+    let ctx = crate::common::gpu();
+    let spec = MlpSpec::uniform(vec![1, 600_000, 1], Activation::Relu, Loss::Mse).unwrap();
+    let mut model = GpuMlp::new(ctx.clone(), spec.clone(), &Params::init(&spec, 1)).unwrap();
+    let (x, y) = (Array2::<f32>::zeros((1000, 1)), Array2::<f32>::zeros((1000, 1)));
+    let e = model.step(x.view(), y.view(), 0.1, false).unwrap_err();
+    let text = e.to_string();
+    assert!(text.contains("Z0") && text.contains("--batch-size"), "{text}");
+    assert!(matches!(e, Error::DeviceLimit { limit: "max_buffer_size", requested: 2_400_000_000, .. }), "{text}");
+}
+
+#[test]
+fn a_buffer_beyond_the_device_limit_is_a_typed_error() {
+    // (Bindings beyond max_storage_buffer_binding_size are tested in tests/limits.rs.)
+    let ctx = crate::common::gpu();
+    let max = ctx.limits().max_buffer_size as usize;
+    let e = backprop::gpu::buffer::storage(&ctx, "huge", max / 4 + 1).unwrap_err();
+    match &e {
+        backprop::Error::DeviceLimit { limit, requested, available, .. } => {
+            assert_eq!(*limit, "max_buffer_size");
+            assert!(requested > available);
+        }
+        other => panic!("expected DeviceLimit, got {other}"),
+    }
+    assert!(e.to_string().contains("max_buffer_size") && e.to_string().contains("huge"), "{e}");
 }

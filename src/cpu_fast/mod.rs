@@ -1,18 +1,27 @@
 //! The CPU backend: the same step as the reference, in f32, through a multi-threaded GEMM (the `gemm`
-//! crate) into buffers allocated once per batch size.
+//! crate, `products`) and vectorised elementwise loops (`vector`) into buffers allocated once per batch
+//! size (`pages`).
 //! Parameters, gradients and optimizer state are flat vectors in the layout of `MlpSpec::param_layout`,
 //! as on the GPU; the optimizer is one pass over them.
+
+mod pages;
+mod products;
+mod vector;
 
 use std::collections::HashMap;
 
 use ndarray::{Array2, ArrayView2, ArrayViewMut2, Zip};
 use rayon::prelude::*;
 
-use crate::backend::{Backend, check_state};
-use crate::cpu::{self, Trace, check_batch};
+use crate::backend::{self, Backend, Batches};
+use crate::cpu::{self, Trace};
 use crate::error::Result;
 use crate::model::{Activation, Loss, MlpSpec, ParamLayout, Params};
 use crate::optim::{self, OptimConfig, OptimState, StepScalars};
+use pages::{zeroed, zeros2};
+use products::{matmul, matmul_add};
+pub use vector::fast_exp;
+use vector::{PAR_CHUNK, activate_slice, derivative_slice, par_zip4, row_blocks_par, slice, slice_mut};
 
 /// Activations and deltas for one batch size: Z_l, A_l, dL/dA_l, δ_l, each (B, O_l).
 struct Workspace {
@@ -47,220 +56,6 @@ struct WorkspaceBox(Box<Workspace>);
 impl std::fmt::Debug for WorkspaceBox {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("Workspace")
-    }
-}
-
-/// `c = a · b` through the `gemm` crate (AVX-512/AVX2/NEON kernels chosen at run time), on every core
-/// when the product is large enough to pay for the threads. a (M, K), b (K, N), c (M, N), any strides.
-fn matmul(a: ArrayView2<f32>, b: ArrayView2<f32>, c: &mut ArrayViewMut2<f32>) {
-    gemm_into(a, b, c, None);
-}
-
-/// `c = c + s · a · b`: the product added to what `c` holds, scaled, in the GEMM's own epilogue.
-fn matmul_add(a: ArrayView2<f32>, b: ArrayView2<f32>, c: &mut ArrayViewMut2<f32>, s: f32) {
-    gemm_into(a, b, c, Some(s));
-}
-
-/// `c = a · b` (`add` None) or `c = c + s · a · b` (`add` Some(s)).
-fn gemm_into(a: ArrayView2<f32>, b: ArrayView2<f32>, c: &mut ArrayViewMut2<f32>, add: Option<f32>) {
-    let (m, k) = a.dim();
-    let n = b.ncols();
-    assert!(b.nrows() == k && c.dim() == (m, n), "matmul shapes: ({m}, {k}) · {:?} -> {:?}", b.dim(), c.dim());
-    let par = if m * n * k >= 1 << 23 { gemm::Parallelism::Rayon(0) } else { gemm::Parallelism::None };
-    let (sa, sb) = (a.strides(), b.strides());
-    let sc = [c.strides()[0], c.strides()[1]];
-    // SAFETY: the three views are valid for their shapes and strides (checked above), and c does not
-    // alias a or b (it is a distinct mutable borrow).
-    unsafe {
-        gemm::gemm(
-            m,
-            n,
-            k,
-            c.as_mut_ptr(),
-            sc[1],
-            sc[0],
-            add.is_some(),
-            a.as_ptr(),
-            sa[1],
-            sa[0],
-            b.as_ptr(),
-            sb[1],
-            sb[0],
-            1.0,
-            add.unwrap_or(1.0),
-            false,
-            false,
-            false,
-            par,
-        );
-    }
-}
-
-/// A zeroed vector of `n` values whose large aligned part the kernel may back with 2 MiB pages (Linux; a
-/// hint only): the GEMM walks weight matrices and activations of many MiB, where 4 KiB pages cost TLB misses.
-/// The hint is given before the first write, which is when the pages are chosen.
-fn zeroed(n: usize) -> Vec<f32> {
-    let v = vec![0.0f32; n];
-    #[cfg(target_os = "linux")]
-    {
-        const HUGE: usize = 2 << 20;
-        let (start, end) = (v.as_ptr() as usize, v.as_ptr() as usize + n * size_of::<f32>());
-        let (lo, hi) = (start.next_multiple_of(HUGE), end / HUGE * HUGE);
-        if hi > lo {
-            // SAFETY: [lo, hi) lies inside the vector's allocation; MADV_HUGEPAGE changes no contents.
-            unsafe { libc::madvise(lo as *mut libc::c_void, hi - lo, libc::MADV_HUGEPAGE) };
-        }
-    }
-    v
-}
-
-fn zeros2(shape: (usize, usize)) -> Array2<f32> {
-    Array2::from_shape_vec(shape, zeroed(shape.0 * shape.1)).expect("length matches shape")
-}
-
-/// Elementwise work smaller than this many values stays on one thread.
-const PAR_CHUNK: usize = 1 << 15;
-
-fn slice(a: &Array2<f32>) -> &[f32] {
-    a.as_slice().expect("workspace arrays are contiguous")
-}
-
-fn slice_mut(a: &mut Array2<f32>) -> &mut [f32] {
-    a.as_slice_mut().expect("workspace arrays are contiguous")
-}
-
-/// `f` over matching blocks of whole rows of `z` and `a` (both (B, O), contiguous): all of them in one call
-/// for small arrays (one call per row would cost more than the work), blocks of about `PAR_CHUNK / 4`
-/// values on every core for large ones.
-fn row_blocks_par(z: &mut Array2<f32>, a: &mut Array2<f32>, f: impl Fn(&mut [f32], &mut [f32]) + Sync) {
-    let o = z.ncols().max(1);
-    let (z, a) = (slice_mut(z), slice_mut(a));
-    if z.len() < PAR_CHUNK {
-        return f(z, a);
-    }
-    let block = (PAR_CHUNK / 4 / o).max(1) * o;
-    z.par_chunks_mut(block).zip(a.par_chunks_mut(block)).for_each(|(zb, ab)| f(zb, ab));
-}
-
-/// `f` over matching chunks of four equal-length slices, in parallel for large ones.
-fn par_zip4(d: &mut [f32], g: &[f32], a: &[f32], z: &[f32], f: impl Fn(&mut [f32], &[f32], &[f32], &[f32]) + Sync) {
-    if d.len() < PAR_CHUNK {
-        return f(d, g, a, z);
-    }
-    d.par_chunks_mut(PAR_CHUNK)
-        .zip(g.par_chunks(PAR_CHUNK))
-        .zip(a.par_chunks(PAR_CHUNK))
-        .zip(z.par_chunks(PAR_CHUNK))
-        .for_each(|(((d, g), a), z)| f(d, g, a, z));
-}
-
-/// `e^x` in f32 to within a few ulp, written so the compiler vectorises loops over it on plain x86-64
-/// (libm's `expf` is a call per element; `round` and `mul_add` would be calls too without SSE4.1/FMA):
-/// x = n·ln 2 + r with |r| ≤ ln 2 / 2, a degree-6 polynomial for e^r, and 2^n put into the exponent bits.
-/// Saturates like `expf` past the f32 range (0 below, +inf above); inputs that would give subnormals give 0.
-#[inline(always)]
-pub fn fast_exp(x: f32) -> f32 {
-    const ROUND: f32 = 12_582_912.0; // 1.5·2^23: adding it rounds to an integer held in the low mantissa bits
-    // max/min rather than clamp, and the integer read from the bits rather than `as i32` (which saturates
-    // and maps NaN to 0 element by element): both keep the loop vectorised.
-    #[allow(clippy::manual_clamp)] // deliberately not clamp: see above
-    let xc = x.max(-87.3).min(88.7);
-    let t = xc * std::f32::consts::LOG2_E + ROUND;
-    let n = t - ROUND;
-    let ni = t.to_bits() as i32 - ROUND.to_bits() as i32;
-    // r = x − n·ln 2, with ln 2 split in two so the subtraction stays exact.
-    let r = xc - n * 0.693_145_75;
-    let r = r - n * 1.428_606_8e-6;
-    let p = 1.0 / 720.0_f32;
-    let p = p * r + 1.0 / 120.0;
-    let p = p * r + 1.0 / 24.0;
-    let p = p * r + 1.0 / 6.0;
-    let p = p * r + 0.5;
-    let p = p * r + 1.0;
-    let p = p * r + 1.0;
-    // 2^n as two factors, so n = 128 (just below the top of the range) stays representable.
-    let (n1, n2) = (ni >> 1, ni - (ni >> 1));
-    let y = p * f32::from_bits(((n1 + 127) as u32) << 23) * f32::from_bits(((n2 + 127) as u32) << 23);
-    if x > 88.7 {
-        f32::INFINITY
-    } else if x >= -87.3 {
-        y
-    } else if x < -87.3 {
-        0.0
-    } else {
-        x // NaN stays NaN, so a diverging run is still seen
-    }
-}
-
-/// The activations of `cpu::activate` with `fast_exp`.
-#[inline(always)]
-fn activate_fast(act: Activation, z: f32) -> f32 {
-    match act {
-        Activation::Sigmoid => 1.0 / (1.0 + fast_exp(-z)),
-        Activation::Tanh => {
-            let e = fast_exp(-2.0 * z.abs());
-            ((1.0 - e) / (1.0 + e)).copysign(z)
-        }
-        Activation::Relu => z.max(0.0),
-        Activation::Identity => z,
-    }
-}
-
-/// Runs `$body` compiled for AVX-512 or for AVX2+FMA when the CPU has them (checked once, cached by std),
-/// else for the baseline target: the elementwise loops then vectorise 16 or 8 wide instead of 4.
-macro_rules! multiversion {
-    ($name:ident, $generic:ident, ($($arg:ident: $ty:ty),*)) => {
-        fn $name($($arg: $ty),*) {
-            #[cfg(target_arch = "x86_64")]
-            {
-                #[target_feature(enable = "avx512f,avx2,fma")]
-                unsafe fn widest($($arg: $ty),*) {
-                    $generic($($arg),*)
-                }
-                #[target_feature(enable = "avx2,fma")]
-                unsafe fn wide($($arg: $ty),*) {
-                    $generic($($arg),*)
-                }
-                if std::arch::is_x86_feature_detected!("avx512f") {
-                    // SAFETY: the CPU has the features `widest` is compiled for (AVX-512F implies AVX2, FMA).
-                    return unsafe { widest($($arg),*) };
-                }
-                if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
-                    // SAFETY: the CPU has the features `wide` is compiled for.
-                    return unsafe { wide($($arg),*) };
-                }
-            }
-            $generic($($arg),*)
-        }
-    };
-}
-
-multiversion!(activate_slice, activate_slice_generic, (act: Activation, z: &[f32], a: &mut [f32]));
-multiversion!(derivative_slice, derivative_slice_generic, (act: Activation, d: &mut [f32], g: &[f32], a: &[f32], z: &[f32]));
-
-/// `a = f(z)` over a slice; one branch-free loop per activation so each vectorises.
-#[inline(always)]
-fn activate_slice_generic(act: Activation, z: &[f32], a: &mut [f32]) {
-    let a = &mut a[..z.len()];
-    match act {
-        Activation::Sigmoid => a.iter_mut().zip(z).for_each(|(a, &z)| *a = 1.0 / (1.0 + fast_exp(-z))),
-        Activation::Tanh => a.iter_mut().zip(z).for_each(|(a, &z)| *a = activate_fast(Activation::Tanh, z)),
-        Activation::Relu => a.iter_mut().zip(z).for_each(|(a, &z)| *a = z.max(0.0)),
-        Activation::Identity => a.copy_from_slice(z),
-    }
-}
-
-/// `δ = dA ⊙ f'(Z)` over slices, with `f'` taken from `A = f(Z)` where that saves an exp (the same value as
-/// `cpu::activate_derivative`); one loop per activation.
-#[inline(always)]
-fn derivative_slice_generic(act: Activation, d: &mut [f32], g: &[f32], a: &[f32], z: &[f32]) {
-    let n = d.len();
-    let (g, a, z) = (&g[..n], &a[..n], &z[..n]);
-    match act {
-        Activation::Sigmoid => (0..n).for_each(|i| d[i] = g[i] * (a[i] * (1.0 - a[i]))),
-        Activation::Tanh => (0..n).for_each(|i| d[i] = g[i] * (1.0 - a[i] * a[i])),
-        Activation::Relu => (0..n).for_each(|i| d[i] = if z[i] > 0.0 { g[i] } else { 0.0 }),
-        Activation::Identity => d.copy_from_slice(g),
     }
 }
 
@@ -450,13 +245,11 @@ impl CpuBackend {
         lr: f32,
         keep_grads: bool,
     ) -> Result<(f32, Box<Workspace>)> {
-        check_batch(&self.spec, x.dim(), Some(y.dim()))?;
+        self.spec.check_batch(x.dim(), Some(y.dim()))?;
+        optim::check_steps(self.state.step, 1)?;
         let b = x.nrows();
         let mut w = self.workspace(b);
-        let fused = !keep_grads
-            && self.optim.kind == optim::OptimizerKind::Sgd
-            && self.optim.weight_decay == 0.0
-            && self.max_grad_norm.is_none();
+        let fused = !keep_grads && backend::fuses_sgd(&self.optim, self.max_grad_norm);
         let loss = self.forward_backward(x, y, &mut w, fused.then_some(lr));
         if let Some(max) = self.max_grad_norm {
             let c = optim::clip_coefficient(&self.grads, max);
@@ -503,7 +296,8 @@ impl Backend for CpuBackend {
         Ok(self.state.clone())
     }
     fn set_optimizer_state(&mut self, s: &OptimState) -> Result<()> {
-        check_state(&self.optim, self.layout.len, s)?;
+        s.check(&self.optim, self.layout.len)?;
+        optim::check_steps(s.step, 0)?;
         self.state = s.clone();
         Ok(())
     }
@@ -513,26 +307,17 @@ impl Backend for CpuBackend {
         Ok(want_loss.then_some(loss))
     }
     fn set_data(&mut self, x: ArrayView2<f32>, y: ArrayView2<f32>) -> Result<()> {
-        check_batch(&self.spec, x.dim(), Some(y.dim()))?;
+        self.spec.check_batch(x.dim(), Some(y.dim()))?;
         self.data = Some((x.to_owned(), y.to_owned()));
         self.batch_buf.clear();
         Ok(())
     }
     fn run_steps(&mut self, rows: &[usize], batch: usize, lr: f32) -> Result<()> {
-        let (x, y) =
-            self.data.take().ok_or_else(|| crate::error::Error::Invalid("run_steps needs set_data first".into()))?;
+        let (x, y) = self.data.take().ok_or_else(backend::no_data)?;
         let result = (|| {
-            if let Some(&bad) = rows.iter().find(|&&r| r >= x.nrows()) {
-                return Err(crate::error::Error::shape("row index", format!("< {}", x.nrows()), bad));
-            }
-            if rows.len() > x.nrows() {
-                return Err(crate::error::Error::shape(
-                    "rows in one call",
-                    format!("at most {}", x.nrows()),
-                    rows.len(),
-                ));
-            }
-            for chunk in rows.chunks(batch.max(1)) {
+            let batches = Batches::new(rows, batch, x.nrows())?;
+            optim::check_steps(self.state.step, batches.len())?;
+            for (_, chunk) in batches.iter() {
                 // The batch is gathered into buffers kept per batch size: no allocation per step.
                 let b = chunk.len();
                 let (mut xb, mut yb) =
@@ -551,7 +336,7 @@ impl Backend for CpuBackend {
         result
     }
     fn set_grad_clip(&mut self, max_norm: Option<f32>) -> Result<()> {
-        crate::backend::check_clip(max_norm)?;
+        backend::check_clip(max_norm)?;
         self.max_grad_norm = max_norm;
         Ok(())
     }
@@ -573,7 +358,7 @@ impl Backend for CpuBackend {
         Ok(trace)
     }
     fn predict(&mut self, x: ArrayView2<f32>) -> Result<Array2<f32>> {
-        check_batch(&self.spec, x.dim(), None)?;
+        self.spec.check_batch(x.dim(), None)?;
         let b = x.nrows();
         let mut w = self.workspace(b);
         self.forward(x, &mut w);

@@ -1,8 +1,6 @@
 //! Divergence is caught where the loss is computed and stops training with the step named; gradient
 //! clipping matches PyTorch's clip_grad_norm_ on both backends.
 
-mod common;
-
 use std::process::Command;
 
 use backprop::model::Output;
@@ -10,7 +8,7 @@ use backprop::optim::{OptimConfig, OptimizerKind};
 use backprop::{Activation, Backend, CpuBackend, GpuMlp, Loss, MlpSpec, Params};
 use ndarray::Array2;
 
-use common::{assert_close, gpu, random, rng};
+use crate::common::{assert_close, gpu, random, rng};
 
 fn data() -> (Array2<f32>, Array2<f32>) {
     let mut r = rng(31);

@@ -1,0 +1,143 @@
+//! The shaders checked with naga, without a GPU: every file parses and validates, every kernel binds what
+//! the host binds, and the named constants hold the host's values.
+
+use std::collections::BTreeSet;
+
+use backprop::Activation;
+use backprop::gpu::ops;
+use backprop::gpu::shaders::{Elem, Kernel, ShaderFile, Slot, Tile, Twin};
+
+/// Every module the pipelines are compiled from (each file, `linear.wgsl` once per tiling).
+#[test]
+fn every_shader_validates_with_naga() {
+    for k in Kernel::ALL {
+        let src = k.source();
+        let module = naga::front::wgsl::parse_str(&src)
+            .unwrap_or_else(|e| panic!("{} does not parse:\n{}", k.module_label(), e.emit_to_string(&src)));
+        naga::valid::Validator::new(naga::valid::ValidationFlags::all(), naga::valid::Capabilities::default())
+            .validate(&module)
+            .unwrap_or_else(|e| panic!("{} does not validate: {e:?}", k.module_label()));
+    }
+}
+
+#[test]
+fn every_shader_file_on_disk_is_compiled_in() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/shaders");
+    let on_disk: BTreeSet<String> = std::fs::read_dir(dir)
+        .expect("shaders/ exists")
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".wgsl") && n != "common.wgsl")
+        .collect();
+    let compiled: BTreeSet<String> = ShaderFile::ALL.iter().map(|f| f.file_name().to_string()).collect();
+    assert!(!on_disk.is_empty(), "found no shaders in {dir}");
+    assert_eq!(on_disk, compiled, "shaders/ and ShaderFile::ALL differ");
+}
+
+#[test]
+fn every_kernel_entry_point_exists_in_its_file() {
+    for k in Kernel::ALL {
+        let src = k.source();
+        let module = naga::front::wgsl::parse_str(&src).expect("parses");
+        let ep = module.entry_points.iter().find(|e| e.name == k.entry_point());
+        let ep =
+            ep.unwrap_or_else(|| panic!("{:?}: no entry point {} in {}", k, k.entry_point(), k.file().file_name()));
+        assert_eq!(ep.stage, naga::ShaderStage::Compute, "{} is not a compute entry point", k.entry_point());
+        let threads: u32 = ep.workgroup_size.iter().product();
+        assert!(threads <= 256, "{}: {threads} threads per workgroup exceeds WebGPU's default limit", k.entry_point());
+    }
+}
+
+/// A module parsed and validated with naga, with the analysis that says which globals each entry point uses.
+fn validated(src: &str) -> (naga::Module, naga::valid::ModuleInfo) {
+    let module = naga::front::wgsl::parse_str(src).expect("parses");
+    let info = naga::valid::Validator::new(naga::valid::ValidationFlags::all(), naga::valid::Capabilities::default())
+        .validate(&module)
+        .expect("validates");
+    (module, info)
+}
+
+/// What the shader declares at a binding, in the host's terms: a struct's WGSL name and size, an array's
+/// element type, and whether the kernel may write it.
+fn slot_of(module: &naga::Module, var: &naga::GlobalVariable) -> Slot {
+    let ty = &module.types[var.ty];
+    let twin = || Twin {
+        name: ty.name.clone().map_or("(anonymous)", |n| n.leak()),
+        size: ty.inner.size(module.to_ctx()) as usize,
+    };
+    let write = match var.space {
+        naga::AddressSpace::Uniform => return Slot::Uniform(twin()),
+        naga::AddressSpace::Storage { access } => access.contains(naga::StorageAccess::STORE),
+        other => panic!("a binding in address space {other:?}"),
+    };
+    match &ty.inner {
+        naga::TypeInner::Struct { .. } => Slot::Struct { twin: twin(), write },
+        naga::TypeInner::Array { base, .. } => {
+            let elem = match module.types[*base].inner {
+                naga::TypeInner::Scalar(naga::Scalar::F32) => Elem::F32,
+                naga::TypeInner::Scalar(naga::Scalar::U32) => Elem::U32,
+                naga::TypeInner::Vector { size: naga::VectorSize::Quad, scalar: naga::Scalar::F32 } => Elem::Vec4F32,
+                ref other => panic!("an array of {other:?}"),
+            };
+            Slot::Array { elem, write }
+        }
+        other => panic!("a binding of type {other:?}"),
+    }
+}
+
+/// Every kernel's entry point uses exactly the bindings `Kernel::bindings` declares, each of the declared
+/// kind (uniform, array of the element type, struct of the host twin's name and size, read or written):
+/// what the host binds and what the shader reads can only drift apart by failing here.
+#[test]
+fn every_kernel_binds_what_the_host_binds() {
+    for k in Kernel::ALL {
+        let (module, info) = validated(&k.source());
+        let index = module.entry_points.iter().position(|e| e.name == k.entry_point()).expect("the entry point");
+        let uses = info.get_entry_point(index);
+        let mut in_shader: Vec<(u32, Slot)> = module
+            .global_variables
+            .iter()
+            .filter(|(h, _)| !uses[*h].is_empty())
+            .filter_map(|(_, var)| var.binding.as_ref().map(|b| (b, var)))
+            .map(|(b, var)| {
+                assert_eq!(b.group, 0, "{k:?}: a binding in group {}", b.group);
+                (b.binding, slot_of(&module, var))
+            })
+            .collect();
+        in_shader.sort_by_key(|(b, _)| *b);
+        assert_eq!(in_shader, k.bindings(), "{k:?} ({}): the shader's bindings, then the host's", k.file().file_name());
+        assert_eq!(k.uniform().size % 4, 0, "{k:?}: the uniform is whole 32-bit fields");
+    }
+}
+
+/// The shaders' named constants hold the values the host computes with: the activation ids, the
+/// workgroup size of the elementwise kernels, the columns one bias-gradient workgroup sums, and each
+/// tiling's constants.
+#[test]
+fn the_shaders_constants_are_the_hosts() {
+    let constant = |k: Kernel, name: &str| -> u32 {
+        let module = naga::front::wgsl::parse_str(&k.source()).expect("parses");
+        let (_, c) = module
+            .constants
+            .iter()
+            .find(|(_, c)| c.name.as_deref() == Some(name))
+            .unwrap_or_else(|| panic!("{} declares no constant {name}", k.module_label()));
+        match module.global_expressions[c.init] {
+            naga::Expression::Literal(naga::Literal::U32(v)) => v,
+            ref other => panic!("{name} is {other:?}, not a u32 literal"),
+        }
+    };
+    for act in Activation::ALL {
+        let name = format!("ACT_{}", act.name().to_uppercase());
+        assert_eq!(constant(Kernel::LossGrad, &name), act.shader_id(), "{name}");
+    }
+    for k in Kernel::ALL {
+        assert_eq!(constant(k, "WG"), ops::WG, "WG in {}", k.module_label());
+    }
+    assert_eq!(constant(Kernel::BiasGrad, "COLS") as usize, ops::BIAS_COLUMNS, "COLS in grad.wgsl");
+    for tile in Tile::ALL {
+        let (size, k_step) = if tile == Tile::Small { ("SMALL_TILE", "SMALL_TK") } else { ("TILE", "TK") };
+        assert_eq!(constant(Kernel::Matmul(tile), size) as usize, tile.size(), "{tile:?}: {size}");
+        assert_eq!(constant(Kernel::Matmul(tile), k_step) as usize, tile.k_step(), "{tile:?}: {k_step}");
+    }
+}
