@@ -10,23 +10,24 @@
 //! `task` (JSON or `null`), and for resumable checkpoints `training` (JSON: optimizer, step, epoch, seed).
 //!
 //! Writing is here; what a checkpoint holds is in `types`, reading in `read` (within memory limits by way of
-//! `file`).
+//! `file`). Files are native only: on wasm32 a checkpoint is its types and its bytes (`to_bytes`).
 
+#[cfg(not(target_arch = "wasm32"))]
 mod file;
+#[cfg(not(target_arch = "wasm32"))]
 mod read;
 mod types;
 
+#[cfg(not(target_arch = "wasm32"))]
 pub use read::{load, load_init, load_init_with, load_with};
 pub use types::{Checkpoint, FORMAT, FORMAT_VERSION, Model, TrainingState};
 
 use std::collections::HashMap;
-use std::path::Path;
 
 use serde_json::{Value, json};
 
 use crate::data::{Normalizer, Task};
 use crate::error::{Error, Result};
-use crate::fsutil;
 
 fn le_bytes(v: &[f32]) -> Vec<u8> {
     v.iter().flat_map(|x| x.to_le_bytes()).collect()
@@ -121,7 +122,8 @@ fn serialize(buffers: &[(String, Vec<usize>, Vec<u8>)], meta: &HashMap<String, S
 }
 
 /// Writes a checkpoint atomically: an existing file at `path` is replaced only once the new one is complete.
-pub fn save(path: &Path, ck: &Checkpoint) -> Result<()> {
+#[cfg(not(target_arch = "wasm32"))]
+pub fn save(path: &std::path::Path, ck: &Checkpoint) -> Result<()> {
     let bytes = to_bytes(ck)?;
-    fsutil::write_atomic(path, &bytes)
+    crate::fsutil::write_atomic(path, &bytes)
 }

@@ -72,13 +72,18 @@
 //! Checkpoints ([`checkpoint`]) are safetensors files in PyTorch's `nn.Linear` layout.
 
 pub mod backend;
+// Native only (threads and the gemm crate, files, benchmarks); the rest builds for wasm32-unknown-unknown
+// too, for the web page (web/), with checkpoints as bytes and the report as metrics only.
+#[cfg(not(target_arch = "wasm32"))]
 pub mod bench;
 pub mod checkpoint;
 pub mod cpu;
+#[cfg(not(target_arch = "wasm32"))]
 pub mod cpu_fast;
 pub mod data;
 pub mod device;
 pub mod error;
+#[cfg(not(target_arch = "wasm32"))]
 pub mod fsutil;
 pub mod gpu;
 pub mod model;
@@ -88,6 +93,7 @@ pub mod train;
 pub mod worked_example;
 
 pub use backend::Backend;
+#[cfg(not(target_arch = "wasm32"))]
 pub use cpu_fast::CpuBackend;
 pub use error::{Error, Result};
 pub use gpu::{AdapterRequest, GpuContext, GpuMlp};

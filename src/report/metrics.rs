@@ -1,16 +1,22 @@
 //! The metrics CSV: one row per epoch, written whole or appended to, and read back to continue a run.
+//! The files are native only; the text builds everywhere.
 
+#[cfg(not(target_arch = "wasm32"))]
 use std::io::Read;
+#[cfg(not(target_arch = "wasm32"))]
 use std::path::Path;
 
 use super::EpochMetrics;
+#[cfg(not(target_arch = "wasm32"))]
 use crate::error::{Error, Result};
+#[cfg(not(target_arch = "wasm32"))]
 use crate::fsutil::{append, write_atomic};
 
 /// The CSV header line (without the newline).
 pub const CSV_HEADER: &str = "epoch,train_loss,test_loss,test_accuracy,seconds,lr";
 
 /// The largest metrics file read back (a million epochs are about 60 MB).
+#[cfg(not(target_arch = "wasm32"))]
 const MAX_CSV_BYTES: u64 = 256 << 20;
 
 /// The metrics as CSV text: [`CSV_HEADER`], then one row per epoch. A missing value is an empty cell.
@@ -37,11 +43,13 @@ fn csv_rows(rows: &[EpochMetrics]) -> String {
 }
 
 /// Writes [`metrics_csv`] to `path` atomically.
+#[cfg(not(target_arch = "wasm32"))]
 pub fn write_metrics_csv(path: &Path, rows: &[EpochMetrics]) -> Result<()> {
     write_atomic(path, metrics_csv(rows).as_bytes())
 }
 
 /// Appends `rows` to a metrics file that [`write_metrics_csv`] wrote.
+#[cfg(not(target_arch = "wasm32"))]
 pub fn append_metrics_csv(path: &Path, rows: &[EpochMetrics]) -> Result<()> {
     if rows.is_empty() {
         return Ok(());
@@ -51,6 +59,7 @@ pub fn append_metrics_csv(path: &Path, rows: &[EpochMetrics]) -> Result<()> {
 
 /// Reads back a file that [`write_metrics_csv`] and [`append_metrics_csv`] wrote. A last line without its
 /// newline (a write cut short) is left out.
+#[cfg(not(target_arch = "wasm32"))]
 pub fn read_metrics_csv(path: &Path) -> Result<Vec<EpochMetrics>> {
     let f = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
     let mut text = String::new();

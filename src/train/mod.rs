@@ -3,12 +3,11 @@
 //! the backend against the f64 CPU reference tensor by tensor; `trainer` is the builder from a network
 //! description and a data set to a trained model, with the command line's defaults.
 
-use std::time::Instant;
-
 use ndarray::{Array2, ArrayView2, Axis};
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
+use web_time::Instant;
 
 use crate::backend::Backend;
 use crate::data::{Dataset, Task};

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use ndarray::{Array2, ArrayView2};
 
 use super::{Evaluation, Observer, Silent, TrainConfig, check_data, evaluate, predict, widen_classes};
+#[cfg(not(target_arch = "wasm32"))]
 use crate::CpuBackend;
 use crate::backend::Backend;
 use crate::checkpoint::{Checkpoint, Model, TrainingState};
@@ -19,7 +20,8 @@ use crate::report::EpochMetrics;
 /// Where a run trains.
 #[derive(Clone)]
 pub enum Device {
-    /// The CPU backend ([`CpuBackend`]).
+    /// The CPU backend (`CpuBackend`; native only).
+    #[cfg(not(target_arch = "wasm32"))]
     Cpu,
     /// The GPU backend ([`GpuMlp`]) on this device.
     Gpu(Arc<GpuContext>),
@@ -29,6 +31,7 @@ impl Device {
     /// A backend here for `spec`, starting from `params`.
     pub fn backend(&self, spec: MlpSpec, params: &Params<f32>) -> Result<Box<dyn Backend>> {
         Ok(match self {
+            #[cfg(not(target_arch = "wasm32"))]
             Device::Cpu => Box::new(CpuBackend::new(spec, params.clone())?),
             Device::Gpu(ctx) => Box::new(GpuMlp::new(ctx.clone(), spec, params)?),
         })

@@ -5,12 +5,10 @@
 //! Resuming keeps the checkpoint's network, normalisation, optimizer and seed; a setting given beside
 //! [`Trainer::resume`] that differs from the checkpoint's is an error, never half of each.
 
-use std::path::PathBuf;
-
 use super::run::{Device, Run, Trained};
 use super::{TrainConfig, Verify, check_data, widen_classes};
 use crate::backend::check_clip;
-use crate::checkpoint::{Checkpoint, Model, TrainingState, load_init};
+use crate::checkpoint::{Checkpoint, Model, TrainingState};
 use crate::data::{self, Dataset, Normalization, Normalizer, Task};
 use crate::error::{Error, Result};
 use crate::model::{Activation, Loss, MlpSpec, Output, Params};
@@ -46,8 +44,9 @@ impl Network {
 #[derive(Clone, Debug)]
 enum Init {
     Params(Params<f32>),
-    /// A safetensors file read by [`crate::checkpoint::load_init`] once the network is known.
-    File(PathBuf),
+    /// A safetensors file read by `checkpoint::load_init` once the network is known (native only).
+    #[cfg(not(target_arch = "wasm32"))]
+    File(std::path::PathBuf),
 }
 
 /// The builder: `Trainer::new(data)`, settings, then [`Trainer::fit`] (or [`Trainer::prepare`] to choose
@@ -125,7 +124,8 @@ impl Trainer {
         self
     }
     /// Starting weights from a safetensors file in `nn.Linear` layout (PyTorch's `save_file(state_dict)`).
-    pub fn init_file(mut self, path: impl Into<PathBuf>) -> Self {
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn init_file(mut self, path: impl Into<std::path::PathBuf>) -> Self {
         self.init = Some(Init::File(path.into()));
         self
     }
@@ -203,7 +203,8 @@ impl Trainer {
             None => {
                 let spec = network.spec_for(&data)?;
                 let init = match init {
-                    Some(Init::File(path)) => Some(load_init(&path, &spec)?),
+                    #[cfg(not(target_arch = "wasm32"))]
+                    Some(Init::File(path)) => Some(crate::checkpoint::load_init(&path, &spec)?),
                     Some(Init::Params(p)) => Some(p),
                     None => None,
                 };
