@@ -3,6 +3,7 @@
 //! that says what was searched and what there is instead. The only place that touches `wgpu::Instance`.
 
 use crate::error::{Error, Result};
+use crate::gpu::wait;
 
 /// How to install a driver when no adapter is found; shown in every "no adapter" error.
 pub const NO_ADAPTER_HINT: &str = "install a Vulkan, Metal or DX12 driver for your GPU; on Debian or Ubuntu without a GPU, \
@@ -156,16 +157,18 @@ fn searched(req: &AdapterRequest) -> Result<wgpu::Backends> {
     )))
 }
 
-/// Every adapter wgpu finds through `backends` (the debug flags of the environment honoured).
-fn enumerate(backends: wgpu::Backends) -> Vec<wgpu::Adapter> {
+/// Every adapter wgpu finds through `backends` (the debug flags of the environment honoured). A future: the
+/// browser answers asynchronously.
+async fn enumerate(backends: wgpu::Backends) -> Vec<wgpu::Adapter> {
     let mut desc = wgpu::InstanceDescriptor::new_without_display_handle_from_env();
     desc.backends = backends;
-    pollster::block_on(wgpu::Instance::new(desc).enumerate_adapters(backends))
+    wgpu::Instance::new(desc).enumerate_adapters(backends).await
 }
 
 /// Every adapter wgpu finds for the request's APIs, best first.
 pub fn list_adapters(req: &AdapterRequest) -> Result<Vec<AdapterSummary>> {
-    let mut all: Vec<AdapterSummary> = enumerate(searched(req)?).iter().map(AdapterSummary::of).collect();
+    let found = wait::block_on("list_adapters", async { Ok(enumerate(searched(req)?).await) })?;
+    let mut all: Vec<AdapterSummary> = found.iter().map(AdapterSummary::of).collect();
     all.sort_by_key(|a| preference_of_name(&a.device_type));
     Ok(all)
 }
@@ -173,9 +176,9 @@ pub fn list_adapters(req: &AdapterRequest) -> Result<Vec<AdapterSummary>> {
 /// The best adapter that matches `req` (discrete, then integrated, virtual, CPU); where none does, an error
 /// that names what was searched and what there is instead: the adapters that did not match the name, or
 /// how to install a driver and the adapters found through other APIs.
-pub(crate) fn choose(req: &AdapterRequest) -> Result<wgpu::Adapter> {
+pub(crate) async fn choose(req: &AdapterRequest) -> Result<wgpu::Adapter> {
     let (backends, filter) = (searched(req)?, req.name_filter());
-    let all = enumerate(backends);
+    let all = enumerate(backends).await;
     let names = |adapters: &[wgpu::Adapter]| {
         adapters
             .iter()
@@ -194,7 +197,7 @@ pub(crate) fn choose(req: &AdapterRequest) -> Result<wgpu::Adapter> {
     if backends != everywhere {
         what.push_str(&format!(" through {}", api_names(backends)));
     }
-    let elsewhere = if backends == everywhere { Vec::new() } else { names(&enumerate(everywhere - backends)) };
+    let elsewhere = if backends == everywhere { Vec::new() } else { names(&enumerate(everywhere - backends).await) };
     let hint = match (found.is_empty(), elsewhere.is_empty()) {
         (false, _) => format!("the adapters found are: {}", found.join(", ")),
         (true, false) => format!("{NO_ADAPTER_HINT}; through other APIs there are: {}", elsewhere.join(", ")),

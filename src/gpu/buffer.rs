@@ -1,10 +1,12 @@
 //! Typed buffers: f32 storage buffers checked against the device's buffer-size limit (each binding of one
-//! is checked where it is bound, `ops::bind`), uniforms, and read-back.
+//! is checked where it is bound, `ops::bind`), uniforms, and read-back. Every read-back is a future (`_async`),
+//! which the web awaits; the plain functions wait for it (natively; see `wait::block_on`).
 
 use wgpu::util::DeviceExt;
 
 use crate::error::{Error, Result};
 use crate::gpu::context::GpuContext;
+use crate::gpu::wait::block_on;
 
 const F32: u64 = std::mem::size_of::<f32>() as u64;
 
@@ -63,15 +65,17 @@ pub fn staging(ctx: &GpuContext, label: &str, bytes: u64) -> wgpu::Buffer {
     })
 }
 
-/// Maps a staging buffer that a finished submission filled and copies out its first `bytes` bytes.
-pub fn read_staging_bytes(ctx: &GpuContext, staging: &wgpu::Buffer, bytes: u64) -> Result<Vec<u8>> {
+/// Maps a staging buffer that a submission fills and copies out its first `bytes` bytes. Natively the device
+/// is polled (with the context's timeout) until the mapping is done, so the future is ready at once; on the
+/// web it resolves when the browser has mapped the buffer.
+pub async fn read_staging_bytes_async(ctx: &GpuContext, staging: &wgpu::Buffer, bytes: u64) -> Result<Vec<u8>> {
     let slice = staging.slice(0..bytes.max(F32));
-    let (tx, rx) = std::sync::mpsc::channel();
+    let (tx, rx) = futures_channel::oneshot::channel();
     slice.map_async(wgpu::MapMode::Read, move |r| {
         let _ = tx.send(r);
     });
     ctx.wait_all()?;
-    rx.recv()
+    rx.await
         .map_err(|_| Error::Gpu("read-back was never answered".into()))?
         .map_err(|e| Error::Gpu(format!("mapping a read-back buffer: {e}")))?;
     let out = {
@@ -83,6 +87,11 @@ pub fn read_staging_bytes(ctx: &GpuContext, staging: &wgpu::Buffer, bytes: u64) 
     Ok(out)
 }
 
+/// [`read_staging_bytes_async`], waited for.
+pub fn read_staging_bytes(ctx: &GpuContext, staging: &wgpu::Buffer, bytes: u64) -> Result<Vec<u8>> {
+    block_on("a read-back", read_staging_bytes_async(ctx, staging, bytes))
+}
+
 /// Maps a staging buffer that a finished submission filled and copies out `len` f32 values.
 pub fn read_staging(ctx: &GpuContext, staging: &wgpu::Buffer, len: usize) -> Result<Vec<f32>> {
     let bytes = read_staging_bytes(ctx, staging, len as u64 * F32)?;
@@ -90,27 +99,37 @@ pub fn read_staging(ctx: &GpuContext, staging: &wgpu::Buffer, len: usize) -> Res
 }
 
 /// Reads one `T` from byte `offset` of a buffer (a struct a kernel wrote; allocates a staging buffer).
-pub fn read_struct<T: bytemuck::Pod>(ctx: &GpuContext, buffer: &wgpu::Buffer, offset: u64) -> Result<T> {
-    let bytes = read_bytes(ctx, buffer, offset, std::mem::size_of::<T>() as u64)?;
+pub async fn read_struct_async<T: bytemuck::Pod>(ctx: &GpuContext, buffer: &wgpu::Buffer, offset: u64) -> Result<T> {
+    let bytes = read_bytes(ctx, buffer, offset, std::mem::size_of::<T>() as u64).await?;
     Ok(bytemuck::pod_read_unaligned(&bytes))
+}
+
+/// [`read_struct_async`], waited for.
+pub fn read_struct<T: bytemuck::Pod>(ctx: &GpuContext, buffer: &wgpu::Buffer, offset: u64) -> Result<T> {
+    block_on("a read-back", read_struct_async(ctx, buffer, offset))
 }
 
 /// Reads `len` f32 values starting at element `offset` of a storage buffer (allocates a staging buffer;
 /// for inspection and tests, not for the training loop).
-pub fn read(ctx: &GpuContext, buffer: &wgpu::Buffer, offset: usize, len: usize) -> Result<Vec<f32>> {
+pub async fn read_async(ctx: &GpuContext, buffer: &wgpu::Buffer, offset: usize, len: usize) -> Result<Vec<f32>> {
     if len == 0 {
         return Ok(Vec::new());
     }
-    let bytes = read_bytes(ctx, buffer, offset as u64 * F32, len as u64 * F32)?;
+    let bytes = read_bytes(ctx, buffer, offset as u64 * F32, len as u64 * F32).await?;
     Ok(bytemuck::pod_collect_to_vec(&bytes))
 }
 
+/// [`read_async`], waited for.
+pub fn read(ctx: &GpuContext, buffer: &wgpu::Buffer, offset: usize, len: usize) -> Result<Vec<f32>> {
+    block_on("a read-back", read_async(ctx, buffer, offset, len))
+}
+
 /// Reads `bytes` bytes from byte `offset` of a buffer (both multiples of 4).
-fn read_bytes(ctx: &GpuContext, buffer: &wgpu::Buffer, offset: u64, bytes: u64) -> Result<Vec<u8>> {
+async fn read_bytes(ctx: &GpuContext, buffer: &wgpu::Buffer, offset: u64, bytes: u64) -> Result<Vec<u8>> {
     let stage = staging(ctx, "read-back", bytes);
     let mut enc = ctx.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("read-back") });
     enc.copy_buffer_to_buffer(buffer, offset, &stage, 0, bytes);
     let idx = ctx.queue.submit([enc.finish()]);
     ctx.wait(idx)?;
-    read_staging_bytes(ctx, &stage, bytes)
+    read_staging_bytes_async(ctx, &stage, bytes).await
 }

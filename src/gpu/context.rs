@@ -9,6 +9,7 @@ use crate::error::{Error, Result};
 use crate::gpu::adapter::{self, AdapterRequest, AdapterSummary};
 use crate::gpu::shaders::Pipelines;
 use crate::gpu::tune::Tuner;
+use crate::gpu::wait;
 
 type ErrorLog = Arc<Mutex<Vec<String>>>;
 
@@ -41,10 +42,16 @@ impl GpuContext {
     /// Picks the best adapter that matches `req` (discrete, then integrated, virtual, CPU), asks for the
     /// adapter's own limits, installs error handlers and builds every compute pipeline.
     pub fn new(req: &AdapterRequest) -> Result<Self> {
-        Self::from_adapter(adapter::choose(req)?, req.max_storage_binding)
+        wait::block_on("GpuContext::new", Self::new_async(req))
     }
 
-    fn from_adapter(adapter: wgpu::Adapter, binding_cap: Option<u64>) -> Result<Self> {
+    /// [`GpuContext::new`] without blocking: the way to open a device on the web, where the browser answers
+    /// the adapter and device requests asynchronously.
+    pub async fn new_async(req: &AdapterRequest) -> Result<Self> {
+        Self::from_adapter(adapter::choose(req).await?, req.max_storage_binding).await
+    }
+
+    async fn from_adapter(adapter: wgpu::Adapter, binding_cap: Option<u64>) -> Result<Self> {
         let summary = AdapterSummary::of(&adapter);
         let mut limits = adapter.limits();
         if let Some(cap) = binding_cap {
@@ -53,13 +60,15 @@ impl GpuContext {
         }
         // Timestamp queries time the kernels in `backprop bench`; used only where the adapter has them.
         let features = adapter.features() & wgpu::Features::TIMESTAMP_QUERY;
-        let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
-            label: Some("backprop"),
-            required_features: features,
-            required_limits: limits.clone(),
-            ..Default::default()
-        }))
-        .map_err(|e| Error::Gpu(format!("could not open a device on '{}': {e}", summary.name)))?;
+        let (device, queue) = adapter
+            .request_device(&wgpu::DeviceDescriptor {
+                label: Some("backprop"),
+                required_features: features,
+                required_limits: limits.clone(),
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| Error::Gpu(format!("could not open a device on '{}': {e}", summary.name)))?;
 
         let errors: ErrorLog = Arc::default();
         let log = errors.clone();
@@ -166,6 +175,7 @@ impl GpuContext {
 
     /// Runs `f` inside an out-of-memory error scope, so that a failed allocation is this call's typed error
     /// rather than a later, unrelated one.
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn catch_oom<T>(&self, what: &str, f: impl FnOnce() -> Result<T>) -> Result<T> {
         let scope = self.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
         let result = f();
@@ -173,6 +183,14 @@ impl GpuContext {
             return Err(Error::Gpu(format!("out of GPU memory while {what}: {e}")));
         }
         result
+    }
+
+    /// Runs `f`. On the web an error scope answers with a promise that cannot be waited for here, so a failed
+    /// allocation reaches the uncaptured-error handler instead, and the next `check` (every submit and
+    /// read-back makes one) returns it.
+    #[cfg(target_arch = "wasm32")]
+    pub fn catch_oom<T>(&self, _what: &str, f: impl FnOnce() -> Result<T>) -> Result<T> {
+        f()
     }
 
     /// Waits, with a timeout, for all submitted work and pending mappings.

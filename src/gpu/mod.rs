@@ -9,6 +9,7 @@ pub mod ops;
 pub mod shaders;
 pub mod structs;
 pub mod tune;
+pub mod wait;
 
 pub use adapter::{AdapterRequest, AdapterSummary, list_adapters};
 pub use context::GpuContext;

@@ -30,6 +30,7 @@ use crate::error::{Error, Result};
 use crate::gpu::buffer;
 use crate::gpu::context::GpuContext;
 use crate::gpu::ops::{self, Dispatch};
+use crate::gpu::wait;
 use crate::model::{MlpSpec, ParamLayout, Params};
 use crate::optim::{self, OptimConfig};
 use data::{ResidentData, contiguous};
@@ -121,7 +122,7 @@ impl GpuMlp {
     /// One training step on the uploaded batch of `b` rows, in one submit: forward, loss, backward,
     /// optimizer update; its loss read back if `want_loss`. `keep_grads` asks for the gradients to be
     /// written (a trace reads them) where plain SGD would otherwise be fused.
-    fn encode_step(&mut self, b: usize, lr: f32, want_loss: bool, keep_grads: bool) -> Result<Option<f32>> {
+    async fn encode_step(&mut self, b: usize, lr: f32, want_loss: bool, keep_grads: bool) -> Result<Option<f32>> {
         optim::check_steps(self.step, 1)?;
         self.set_lr(lr);
         self.step += 1;
@@ -137,22 +138,22 @@ impl GpuMlp {
             return Ok(None);
         }
         ctx.wait(idx)?;
-        self.model.read_loss(ctx).map(Some)
+        self.model.read_loss(ctx).await.map(Some)
     }
 
-    fn read_matrix(&self, buf: &wgpu::Buffer, rows: usize, cols: usize) -> Result<Array2<f32>> {
-        let v = buffer::read(&self.ctx, buf, 0, rows * cols)?;
+    async fn read_matrix(&self, buf: &wgpu::Buffer, rows: usize, cols: usize) -> Result<Array2<f32>> {
+        let v = buffer::read_async(&self.ctx, buf, 0, rows * cols).await?;
         Array2::from_shape_vec((rows, cols), v).map_err(|e| Error::Gpu(format!("read-back shape: {e}")))
     }
 
-    fn read_flat(&self, buf: &wgpu::Buffer) -> Result<Params<f32>> {
-        Params::from_flat(&self.spec, &buffer::read(&self.ctx, buf, 0, self.layout.len)?)
+    async fn read_flat(&self, buf: &wgpu::Buffer) -> Result<Params<f32>> {
+        Params::from_flat(&self.spec, &buffer::read_async(&self.ctx, buf, 0, self.layout.len).await?)
     }
 
     /// The gradients of the last step that wrote them: a traced step, or any step of an optimizer other
     /// than plain SGD (plain SGD is applied inside the backward pass, without writing them).
     pub fn gradients(&self) -> Result<Params<f32>> {
-        self.read_flat(&self.model.grads)
+        wait::block_on("GpuMlp::gradients", self.read_flat(&self.model.grads))
     }
 
     /// Kernel launches in one step of `run_steps` on batches of `batch` (once it has run at that size): the

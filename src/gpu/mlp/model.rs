@@ -75,9 +75,15 @@ impl ModelBuffers {
     }
 
     /// The state vectors m and v (empty where the rule keeps none), `n` values each.
-    pub(super) fn read_state(&self, ctx: &GpuContext, n: usize) -> Result<(Vec<f32>, Vec<f32>)> {
-        let read = |b: &Option<wgpu::Buffer>| b.as_ref().map_or(Ok(Vec::new()), |b| buffer::read(ctx, b, 0, n));
-        Ok((read(&self.m)?, read(&self.v)?))
+    pub(super) async fn read_state(&self, ctx: &GpuContext, n: usize) -> Result<(Vec<f32>, Vec<f32>)> {
+        let mut out = [Vec::new(), Vec::new()];
+        for (values, buf) in out.iter_mut().zip([&self.m, &self.v]) {
+            if let Some(buf) = buf {
+                *values = buffer::read_async(ctx, buf, 0, n).await?;
+            }
+        }
+        let [m, v] = out;
+        Ok((m, v))
     }
 
     /// Writes the state vectors (of the lengths `OptimState::check` accepted).
@@ -99,35 +105,36 @@ impl ModelBuffers {
     }
 
     /// The loss `copy_loss` copied (the submission that holds it finished).
-    pub(super) fn read_loss(&self, ctx: &GpuContext) -> Result<f32> {
-        Ok(bytemuck::pod_read_unaligned(&buffer::read_staging_bytes(ctx, &self.staging, 4)?))
+    pub(super) async fn read_loss(&self, ctx: &GpuContext) -> Result<f32> {
+        Ok(bytemuck::pod_read_unaligned(&buffer::read_staging_bytes_async(ctx, &self.staging, 4).await?))
     }
 
     /// The running loss sum and the first step whose loss was not finite, in one read-back; the sum is
     /// reset.
-    pub(super) fn epoch_stats(&self, ctx: &GpuContext) -> Result<(f64, Option<u64>)> {
+    pub(super) async fn epoch_stats(&self, ctx: &GpuContext) -> Result<(f64, Option<u64>)> {
         let mut enc = ctx.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("epoch stats") });
         let sum = (offset_of!(LossTotals, sum) as u64, offset_of!(EpochStats, loss_sum) as u64);
         let bad = (offset_of!(StepState, first_bad_step) as u64, offset_of!(EpochStats, first_bad_step) as u64);
         enc.copy_buffer_to_buffer(&self.loss, sum.0, &self.staging, sum.1, 4);
         enc.copy_buffer_to_buffer(&self.step_state, bad.0, &self.staging, bad.1, 4);
         ctx.wait(ctx.queue.submit([enc.finish()]))?;
-        let bytes = buffer::read_staging_bytes(ctx, &self.staging, size_of::<EpochStats>() as u64)?;
+        let bytes = buffer::read_staging_bytes_async(ctx, &self.staging, size_of::<EpochStats>() as u64).await?;
         let stats: EpochStats = bytemuck::pod_read_unaligned(&bytes);
         self.reset_loss_sum(ctx);
         Ok((stats.loss_sum as f64, (stats.first_bad_step != 0).then_some(stats.first_bad_step as u64)))
     }
 
     /// The running loss sum, which is reset.
-    pub(super) fn take_loss_sum(&self, ctx: &GpuContext) -> Result<f64> {
-        let sum: f32 = buffer::read_struct(ctx, &self.loss, offset_of!(LossTotals, sum) as u64)?;
+    pub(super) async fn take_loss_sum(&self, ctx: &GpuContext) -> Result<f64> {
+        let sum: f32 = buffer::read_struct_async(ctx, &self.loss, offset_of!(LossTotals, sum) as u64).await?;
         self.reset_loss_sum(ctx);
         Ok(sum as f64)
     }
 
     /// The first step whose loss was not finite.
-    pub(super) fn first_bad_step(&self, ctx: &GpuContext) -> Result<Option<u64>> {
-        let bad: u32 = buffer::read_struct(ctx, &self.step_state, offset_of!(StepState, first_bad_step) as u64)?;
+    pub(super) async fn first_bad_step(&self, ctx: &GpuContext) -> Result<Option<u64>> {
+        let offset = offset_of!(StepState, first_bad_step) as u64;
+        let bad: u32 = buffer::read_struct_async(ctx, &self.step_state, offset).await?;
         Ok((bad != 0).then_some(bad as u64))
     }
 

@@ -1,13 +1,13 @@
 //! `timed_step`: one training step timed part by part, for `backprop bench`.
 
-use std::time::Instant;
-
 use ndarray::ArrayView2;
+use web_time::Instant;
 
 use super::{GpuMlp, step_dispatches};
 use crate::error::{Error, Result};
 use crate::gpu::context::GpuContext;
 use crate::gpu::ops;
+use crate::gpu::wait;
 
 /// Where the time of one GPU training step goes.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -114,7 +114,7 @@ impl GpuMlp {
         let wall_kernels = ms(t1);
 
         let t2 = Instant::now();
-        self.model.read_loss(ctx)?;
+        wait::block_on("GpuMlp::timed_step", self.model.read_loss(ctx))?;
         let readback_ms = ms(t2);
 
         let kernel = match &self.timer {
