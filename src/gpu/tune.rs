@@ -61,7 +61,11 @@ pub const AUTOTUNE_MACS: usize = 1 << 24;
 
 impl Strategy {
     /// The default: measure products of `AUTOTUNE_MACS` or more.
+    #[cfg(not(target_arch = "wasm32"))]
     pub const DEFAULT: Strategy = Strategy::Measure { min_macs: AUTOTUNE_MACS };
+    /// The default on the web: the heuristic (a page cannot wait for a timing on the GPU).
+    #[cfg(target_arch = "wasm32")]
+    pub const DEFAULT: Strategy = Strategy::Heuristic;
 
     /// The strategy `BACKPROP_MATMUL_TILE` asks for (`small`, `big` or `huge` fix the tiling, for
     /// comparisons); unset, the default.
