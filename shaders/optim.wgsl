@@ -46,7 +46,7 @@ struct LossTotals { last: f32, sum: f32, }
 @group(0) @binding(7) var<storage, read_write> partials: array<f32>;
 
 fn is_finite(x: f32) -> bool {
-    return abs(x) <= 3.4028235e38; // false for NaN and ±inf
+    return abs(x) <= 0x1.fffffep+127f; // f32::MAX, exactly; false for NaN and ±inf
 }
 
 // The gradient as the rules use it: clipped, then with weight decay.
