@@ -129,9 +129,9 @@ impl FromStr for Output {
     }
 }
 
-/// The most parameters a network may have (about 2^36 f32 values on 64-bit, 256 GiB), far past any device; it keeps every
-/// size computation below from overflowing.
-pub const MAX_PARAMS: usize = usize::MAX >> 28;
+/// The most parameters a network may have (about 2^36 f32 values on 64-bit, 256 GiB; 2^28 on 32-bit targets such as
+/// wasm32, 1 GiB), far past any device; it keeps every size computation below from overflowing.
+pub const MAX_PARAMS: usize = if usize::BITS >= 64 { usize::MAX >> 28 } else { usize::MAX >> 4 };
 
 /// The shape of a multilayer perceptron: widths (input first, output last), one activation per layer, a loss.
 #[derive(Clone, Debug, PartialEq)]
