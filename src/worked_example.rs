@@ -10,6 +10,7 @@ use serde_json::{Value, json};
 use crate::backend::Backend;
 use crate::cpu::{self, Trace};
 use crate::error::Result;
+use crate::gpu::AdapterSummary;
 use crate::model::{Activation, Loss, MlpSpec, Params};
 
 /// The seed's input x = [x1, x2].
@@ -189,22 +190,35 @@ impl Row {
 
 /// Runs the step on the f64 reference and, if given, on a backend in f32 (the GPU).
 pub fn run(gpu: Option<&mut dyn Backend>) -> Result<Vec<Row>> {
-    let (spec, params) = network()?;
-    let (x, y) = batch();
-    let mut updated = params.clone();
-    let trace = cpu::sgd_step(&spec, &mut updated, x.view(), y.view(), LEARNING_RATE)?;
-    let cpu_q = quantities(&trace, &updated, trace.loss);
-
-    let gpu_q = match gpu {
+    let measured = match gpu {
         Some(backend) => {
-            backend.set_params(&params.to_f32())?;
-            let (x32, y32) = (x.mapv(|v| v as f32), y.mapv(|v| v as f32));
-            let t = backend.traced_step(x32.view(), y32.view(), LEARNING_RATE as f32)?;
+            let (params, x, y) = inputs_f32()?;
+            backend.set_params(&params)?;
+            let t = backend.traced_step(x.view(), y.view(), LEARNING_RATE as f32)?;
             let after = backend.params()?;
             Some(quantities(&t, &after, t.loss))
         }
         None => None,
     };
+    compare(measured)
+}
+
+/// The seed's parameters and batch in f32, as a backend takes them.
+pub fn inputs_f32() -> Result<(Params<f32>, Array2<f32>, Array2<f32>)> {
+    let (_, params) = network()?;
+    let (x, y) = batch();
+    Ok((params.to_f32(), x.mapv(|v| v as f32), y.mapv(|v| v as f32)))
+}
+
+/// Runs the step on the f64 reference and sets every quantity beside the same quantity measured elsewhere
+/// (`quantities` of a backend's trace and updated parameters, as `run` takes them; the web page reads the
+/// GPU's back asynchronously first).
+pub fn compare(gpu_q: Option<Vec<(&'static str, Tensor)>>) -> Result<Vec<Row>> {
+    let (spec, params) = network()?;
+    let (x, y) = batch();
+    let mut updated = params.clone();
+    let trace = cpu::sgd_step(&spec, &mut updated, x.view(), y.view(), LEARNING_RATE)?;
+    let cpu_q = quantities(&trace, &updated, trace.loss);
 
     Ok(cpu_q
         .into_iter()
@@ -216,6 +230,14 @@ pub fn run(gpu: Option<&mut dyn Backend>) -> Result<Vec<Row>> {
             gpu_f32: gpu_q.as_ref().map(|g| g[i].1.clone()),
         })
         .collect())
+}
+
+/// The whole `worked-example --json` document: the adapter (`null` without a GPU) and the rows.
+pub fn report_json(adapter: Option<&AdapterSummary>, rows: &[Row]) -> Value {
+    json!({
+        "adapter": adapter.map(|a| json!({"name": a.name, "backend": a.backend, "device_type": a.device_type})),
+        "quantities": rows_json(rows),
+    })
 }
 
 /// The rows as the `quantities` array of `--json`.

@@ -4,7 +4,6 @@
 use backprop::device::BackendChoice;
 use backprop::gpu::{self, GpuMlp};
 use backprop::{Backend, Result, worked_example};
-use serde_json::json;
 
 use super::args::DeviceArgs;
 use super::device::open_gpu;
@@ -25,11 +24,7 @@ pub fn worked(device: &DeviceArgs, as_json: bool) -> Result<()> {
     };
     let adapter = ctx.as_ref().map(|c| c.adapter());
     if as_json {
-        let out = json!({
-            "adapter": adapter.map(|a| json!({"name": a.name, "backend": a.backend, "device_type": a.device_type})),
-            "quantities": worked_example::rows_json(&rows),
-        });
-        println!("{}", json::pretty(&out));
+        println!("{}", json::pretty(&worked_example::report_json(adapter, &rows)));
         return Ok(());
     }
     match adapter {
