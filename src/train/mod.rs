@@ -22,7 +22,7 @@ mod verify;
 
 pub use run::{Device, Run, Trained, prepare_inputs};
 pub use trainer::{DEFAULT_SEED, Network, Trainer};
-pub use verify::{TensorError, Verify, VerifyReport, verify_step};
+pub use verify::{StepRecord, TensorError, Verify, VerifyReport, check_step, verify_step};
 
 /// How to train: everything but the network and the optimizer, which the backend holds (see
 /// [`Backend::set_optimizer`]).

@@ -1,12 +1,16 @@
 //! `--verify`: a step of the backend checked against the same step of the f64 CPU reference, from the
-//! same parameters and optimizer state, tensor by tensor.
+//! same parameters and optimizer state, tensor by tensor. The step is recorded first ([`StepRecord`]) and
+//! checked after ([`check_step`]), so a caller that reads the backend back asynchronously (the web page)
+//! checks the same way.
 
 use ndarray::{Array2, ArrayView2};
 
 use crate::backend::Backend;
-use crate::cpu;
+use crate::cpu::Trace;
 use crate::error::{Error, Result};
-use crate::optim::{self, StepScalars};
+use crate::model::{MlpSpec, Params};
+use crate::optim::{OptimConfig, OptimState};
+use crate::reference::Reference;
 
 /// `--verify`: every `every` steps, compare with the reference; fail past `atol + rtol·|ref|`.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -71,6 +75,18 @@ fn compare(name: String, got: &[f32], want: &[f64], v: &Verify) -> TensorError {
     e
 }
 
+/// One step as a backend ran it: what it started from, its trace, and the parameters after it.
+#[derive(Clone, Debug)]
+pub struct StepRecord {
+    pub spec: MlpSpec,
+    pub optimizer: OptimConfig,
+    pub grad_clip: Option<f32>,
+    pub params_before: Params<f32>,
+    pub state_before: OptimState,
+    pub trace: Trace<f32>,
+    pub params_after: Params<f32>,
+}
+
 /// Runs one step on the backend and the same step on the f64 reference from the same parameters and
 /// optimizer state, and compares every tensor.
 pub fn verify_step(
@@ -80,25 +96,34 @@ pub fn verify_step(
     lr: f32,
     v: &Verify,
 ) -> Result<VerifyReport> {
-    let spec = backend.spec().clone();
-    let p0 = backend.params()?.to_f64();
-    let s0 = backend.optimizer_state()?;
-    let cfg = backend.optimizer();
-    let got = backend.traced_step(x, y, lr)?;
-    let p1 = backend.params()?;
+    let (params_before, state_before) = (backend.params()?, backend.optimizer_state()?);
+    let trace = backend.traced_step(x, y, lr)?;
+    let record = StepRecord {
+        spec: backend.spec().clone(),
+        optimizer: backend.optimizer(),
+        grad_clip: backend.grad_clip(),
+        params_before,
+        state_before,
+        trace,
+        params_after: backend.params()?,
+    };
+    check_step(&record, x, y, lr, v)
+}
 
+/// The reference's half of [`verify_step`]: the recorded step taken on the f64 reference from the same
+/// parameters and optimizer state, and every tensor compared.
+pub fn check_step(
+    record: &StepRecord,
+    x: ArrayView2<f32>,
+    y: ArrayView2<f32>,
+    lr: f32,
+    v: &Verify,
+) -> Result<VerifyReport> {
+    let (spec, s0, got, p1) = (&record.spec, &record.state_before, &record.trace, &record.params_after);
+    let mut reference = Reference::<f64>::resume(spec, &record.params_before, record.optimizer, record.grad_clip, s0)?;
     let (x64, y64) = (x.mapv(|v| v as f64), y.mapv(|v| v as f64));
-    let want = cpu::forward_backward(&spec, &p0, x64.view(), y64.view())?;
-    let mut flat = p0.to_flat();
-    let mut m: Vec<f64> = s0.m.iter().map(|&v| v as f64).collect();
-    let mut vv: Vec<f64> = s0.v.iter().map(|&v| v as f64).collect();
-    let s = StepScalars::new(&cfg, lr as f64, s0.step + 1);
-    let mut g = want.grads.to_flat();
-    if let Some(max) = backend.grad_clip() {
-        let c = optim::clip_coefficient(&g, max);
-        g.iter_mut().for_each(|v| *v *= c);
-    }
-    optim::update(&cfg, &mut flat, &g, &mut m, &mut vv, s);
+    let want = reference.step(x64.view(), y64.view(), lr as f64)?;
+    let flat = reference.flat;
 
     let mat = |a: &Array2<f64>| a.iter().copied().collect::<Vec<f64>>();
     let vec32 = |a: &Array2<f32>| a.iter().copied().collect::<Vec<f32>>();
