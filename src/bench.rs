@@ -5,16 +5,21 @@
 //! Two figures per configuration: `ms_per_step`, one step at a time (batch uploaded, the step, its loss read
 //! back, waiting for each), with the GPU's time split into those parts; and `train_ms_per_step`, steps as
 //! `train` runs them (data resident, up to 32 steps a submit, one read-back per group of steps).
+//!
+//! The configurations, their workload and `median` build everywhere (the web page's bench tab times them
+//! itself, awaiting the GPU); the CPU backend's half is native only.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use ndarray::Array2;
 use rand::SeedableRng;
 use rand::distr::{Distribution, Uniform};
 use rand_chacha::ChaCha8Rng;
+use web_time::Instant;
 
 use crate::backend::Backend;
+#[cfg(not(target_arch = "wasm32"))]
 use crate::cpu_fast::CpuBackend;
 use crate::error::{Error, Result};
 use crate::gpu::{GpuContext, GpuMlp};
@@ -114,7 +119,8 @@ impl BenchResult {
     }
 }
 
-fn median(v: &mut [f64]) -> f64 {
+/// The median of `v` (NaN when empty); sorts `v`.
+pub fn median(v: &mut [f64]) -> f64 {
     v.sort_by(|a, b| a.total_cmp(b));
     match v.len() {
         0 => f64::NAN,
@@ -189,9 +195,11 @@ pub fn train_rate(
 }
 
 /// A configuration's network, its initial parameters, and one batch of inputs and targets.
-type Setup = (MlpSpec, Params<f32>, Array2<f32>, Array2<f32>);
+pub type Workload = (MlpSpec, Params<f32>, Array2<f32>, Array2<f32>);
 
-fn spec_of(c: &Config, batch: usize) -> Result<Setup> {
+/// What a configuration times at `batch` rows: its network (seeded weights) and one batch of seeded inputs
+/// and targets in [0, 1).
+pub fn workload(c: &Config, batch: usize) -> Result<Workload> {
     let spec = MlpSpec::uniform(c.sizes.to_vec(), Activation::Sigmoid, Loss::Mse)?;
     let params = Params::init(&spec, 1);
     let (x, y) = batch_data(&spec, batch);
@@ -199,12 +207,14 @@ fn spec_of(c: &Config, batch: usize) -> Result<Setup> {
 }
 
 /// One configuration on the CPU backend, at `batch` rows.
+#[cfg(not(target_arch = "wasm32"))]
 pub fn cpu(c: &Config, batch: usize, budget: &Budget, peak: Option<f64>) -> Result<BenchResult> {
     cpu_with(c, batch, budget, peak, true)
 }
 
+#[cfg(not(target_arch = "wasm32"))]
 fn cpu_with(c: &Config, batch: usize, budget: &Budget, peak: Option<f64>, train: bool) -> Result<BenchResult> {
-    let (spec, params, x, y) = spec_of(c, batch)?;
+    let (spec, params, x, y) = workload(c, batch)?;
     let mut backend = CpuBackend::new(spec.clone(), params)?;
     let mut samples = time_steps(budget, || {
         let t = Instant::now();
@@ -249,7 +259,7 @@ fn gpu_with(
     peak: Option<f64>,
     train: bool,
 ) -> Result<BenchResult> {
-    let (spec, params, x, y) = spec_of(c, batch)?;
+    let (spec, params, x, y) = workload(c, batch)?;
     let mut model = GpuMlp::new(ctx.clone(), spec.clone(), &params)?;
     let mut parts = Vec::new();
     let mut samples = time_steps(budget, || {
@@ -297,11 +307,13 @@ pub struct Crossover {
     pub first_gpu_win: Option<usize>,
 }
 
+#[cfg(not(target_arch = "wasm32"))]
 pub fn crossover(ctx: &Arc<GpuContext>, c: &Config, batches: &[usize], budget: &Budget) -> Result<Crossover> {
     crossover_with(ctx, c, batches, budget, &mut |_| {})
 }
 
 /// [`crossover`], calling `before` with each batch size before it is timed (to show progress).
+#[cfg(not(target_arch = "wasm32"))]
 pub fn crossover_with(
     ctx: &Arc<GpuContext>,
     c: &Config,

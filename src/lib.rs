@@ -72,9 +72,9 @@
 //! Checkpoints ([`checkpoint`]) are safetensors files in PyTorch's `nn.Linear` layout.
 
 pub mod backend;
-// Native only (threads and the gemm crate, files, benchmarks); the rest builds for wasm32-unknown-unknown
-// too, for the web page (web/), with checkpoints as bytes and the report as metrics only.
-#[cfg(not(target_arch = "wasm32"))]
+// Native only: the CPU backend (threads and the gemm crate) and files. The rest builds for
+// wasm32-unknown-unknown too, for the web page (web/), with checkpoints as bytes, the report as metrics
+// only and the bench without the CPU backend.
 pub mod bench;
 pub mod checkpoint;
 pub mod cpu;
