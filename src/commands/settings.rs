@@ -4,7 +4,7 @@
 //! a tolerance without --verify) is an error rather than ignored.
 
 use backprop::checkpoint::Checkpoint;
-use backprop::data::Dataset;
+use backprop::data::{Bundled, Dataset};
 use backprop::optim::{OptimConfig, OptimizerKind, Schedule};
 use backprop::train::{Network, Trainer, Verify};
 use backprop::{Error, Result};
@@ -23,7 +23,7 @@ pub fn trainer(args: &TrainArgs, data: Dataset, resumed: Option<Checkpoint>) -> 
         output: args.output,
         loss: args.loss,
     };
-    let split = args.test_split.unwrap_or(if args.data.data == "xor" { 0.0 } else { 0.2 });
+    let split = args.test_split.unwrap_or(Bundled::from_name(&args.data.data).map_or(0.2, Bundled::test_split));
     let mut t = Trainer::new(data)
         .network(network)
         .epochs(args.epochs)

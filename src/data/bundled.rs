@@ -42,6 +42,12 @@ impl Bundled {
         Bundled::ALL.into_iter().find(|b| b.name() == name)
     }
 
+    /// The fraction of rows to hold out by default: none for xor (its 4 rows are the whole function it
+    /// learns), a fifth of the others (`Trainer`'s default).
+    pub fn test_split(self) -> f64 {
+        if self == Bundled::Xor { 0.0 } else { 0.2 }
+    }
+
     /// The data set; `seed` seeds the synthetic ones' points and noise.
     pub fn load(self, seed: u64) -> Result<Dataset> {
         match self {
