@@ -171,7 +171,13 @@ pub fn output_loss(spec: &MlpSpec, outputs: &Array2<f32>, targets: &Array2<f32>)
 pub fn evaluate(backend: &mut dyn Backend, ds: &Dataset, batch: usize) -> Result<Evaluation> {
     check_data(backend.spec(), ds)?;
     let outputs = predict(backend, ds.x.view(), batch)?;
-    let loss = output_loss(backend.spec(), &outputs, &ds.y);
+    Ok(score(backend.spec(), ds, outputs))
+}
+
+/// Loss, accuracy and confusion matrix of a network's `outputs` (N, O) for the rows of `ds`, which
+/// [`check_data`] accepted.
+pub fn score(spec: &MlpSpec, ds: &Dataset, outputs: Array2<f32>) -> Evaluation {
+    let loss = output_loss(spec, &outputs, &ds.y);
     let (accuracy, confusion) = match &ds.labels {
         Some(labels) => {
             let classes = ds.target_width();
@@ -187,7 +193,7 @@ pub fn evaluate(backend: &mut dyn Backend, ds: &Dataset, batch: usize) -> Result
         }
         None => (None, None),
     };
-    Ok(Evaluation { loss, accuracy, confusion, outputs })
+    Evaluation { loss, accuracy, confusion, outputs }
 }
 
 /// Checks that a data set's widths fit the network.
@@ -268,14 +274,7 @@ pub fn train(
         let lr = cfg.schedule.lr(cfg.lr, epoch, cfg.epochs);
         let order = epoch_order(n, cfg.shuffle, cfg.seed, epoch);
         match &cfg.verify {
-            None => {
-                // Groups of batches, each one call (one submit on the GPU); progress between groups.
-                let group = cfg.batch_size * STEPS_PER_CALL;
-                for (g, rows) in order.chunks(group).enumerate() {
-                    backend.run_steps(rows, cfg.batch_size, lr as f32)?;
-                    observer.batch(epoch, (g * group + rows.len()).min(n), n);
-                }
-            }
+            None => epoch_steps(backend, n, cfg, epoch, observer)?,
             Some(v) => {
                 for (b, chunk) in order.chunks(cfg.batch_size).enumerate() {
                     let (x, y) = (rows(&train.x, chunk), rows(&train.y, chunk));
@@ -319,3 +318,24 @@ pub fn train(
 
 /// Batches per `run_steps` call: one GPU submit each, and a progress update between them.
 pub const STEPS_PER_CALL: usize = 32;
+
+/// The steps of epoch `epoch` (0-based) over the `n` rows of the backend's training set, at the epoch's
+/// learning rate: its row order in groups of [`STEPS_PER_CALL`] batches, one `run_steps` call each (one
+/// submit on the GPU), with progress between groups and no read-back. The caller takes the epoch's
+/// statistics (`take_epoch_stats`), as [`train`] does; the web page awaits them.
+pub fn epoch_steps(
+    backend: &mut dyn Backend,
+    n: usize,
+    cfg: &TrainConfig,
+    epoch: usize,
+    observer: &mut dyn Observer,
+) -> Result<()> {
+    let lr = cfg.schedule.lr(cfg.lr, epoch, cfg.epochs);
+    let order = epoch_order(n, cfg.shuffle, cfg.seed, epoch);
+    let group = cfg.batch_size * STEPS_PER_CALL;
+    for (g, rows) in order.chunks(group).enumerate() {
+        backend.run_steps(rows, cfg.batch_size, lr as f32)?;
+        observer.batch(epoch, (g * group + rows.len()).min(n), n);
+    }
+    Ok(())
+}

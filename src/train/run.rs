@@ -65,14 +65,20 @@ impl Run {
         device.backend(self.model.spec.clone(), &self.model.params)
     }
 
-    /// Gives `backend` the optimizer (and its state when resuming) and the clipping, then trains, telling
-    /// `observer` about every batch and epoch. Returns one row of metrics per epoch trained.
-    pub fn train(&self, backend: &mut dyn Backend, observer: &mut dyn Observer) -> Result<Vec<EpochMetrics>> {
+    /// Gives `backend` the optimizer (and its state when resuming) and the clipping.
+    pub fn configure(&self, backend: &mut dyn Backend) -> Result<()> {
         backend.set_optimizer(self.optimizer)?;
         backend.set_grad_clip(self.clip)?;
         if let Some(s) = &self.state {
             backend.set_optimizer_state(s)?;
         }
+        Ok(())
+    }
+
+    /// [`Run::configure`], then trains, telling `observer` about every batch and epoch. Returns one row of
+    /// metrics per epoch trained.
+    pub fn train(&self, backend: &mut dyn Backend, observer: &mut dyn Observer) -> Result<Vec<EpochMetrics>> {
+        self.configure(backend)?;
         super::train(backend, &self.train_set, self.test_set.as_ref(), &self.config, self.start_epoch, observer)
     }
 
