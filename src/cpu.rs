@@ -15,9 +15,20 @@ fn cast<T: Real>(v: f64) -> T {
     T::from_f64(v).unwrap_or_else(T::nan)
 }
 
+/// `A · B` as explicit sums in index order, with no fused multiply-add. A (M, K), B (K, N) → (M, N).
+///
+/// Not ndarray's `dot`: that goes through matrixmultiply, which fuses multiply-adds where the CPU has them
+/// (natively) and not on wasm32, so the reference would give other last bits in the web page than in the
+/// CLI. Written out, it gives the same bits on every platform.
+fn product<T: Real>(a: ArrayView2<T>, b: ArrayView2<T>) -> Array2<T> {
+    Array2::from_shape_fn((a.nrows(), b.ncols()), |(r, c)| {
+        (0..a.ncols()).fold(T::zero(), |s, k| s + a[[r, k]] * b[[k, c]])
+    })
+}
+
 /// `Z = A_prev · W + b`. A_prev (B, I), W (I, O), b (O) → Z (B, O).
 pub fn linear_forward<T: Real>(a_prev: ArrayView2<T>, w: ArrayView2<T>, b: ArrayView1<T>) -> Array2<T> {
-    a_prev.dot(&w) + b
+    product(a_prev, w) + b
 }
 
 /// `f(z)` for one element.
@@ -106,7 +117,7 @@ pub fn matmul<T: Real>(
     out: &mut Array2<T>,
     pre: &mut Array2<T>,
 ) {
-    let c = a.dot(&b);
+    let c = product(a, b);
     match epilogue {
         Epilogue::Store => out.assign(&c),
         Epilogue::AddScaled(s) => out.zip_mut_with(&c, |o, &c| *o = *o + s * c),
@@ -196,7 +207,7 @@ pub fn bias_grad<T: Real>(delta: ArrayView2<T>) -> Array1<T> {
 
 /// `dA_prev = δ · Wᵀ`. δ (B, O), W (I, O) → (B, I).
 pub fn input_grad<T: Real>(delta: ArrayView2<T>, w: ArrayView2<T>) -> Array2<T> {
-    delta.dot(&w.t())
+    product(delta, w.t())
 }
 
 /// `θ ← θ − lr · g` for every parameter.
