@@ -1,4 +1,5 @@
-// common.wgsl: shared by every shader file; the host prepends it to each one before compiling.
+// common.wgsl: shared by every shader file; the host prepends it to each one before compiling, followed by
+// the device's sum across a workgroup (prelude/reduce_workgroup.wgsl or prelude/reduce_subgroup.wgsl).
 // Shapes use the letters of DESIGN.md: B batch, I a layer's input width, O its output width.
 
 // Activation ids: `Activation::shader_id` on the host (a test reads these constants from the module).
@@ -55,20 +56,4 @@ fn derivative_from_output(act: u32, a: f32) -> f32 {
 // The flat index of this invocation in a 1-D problem dispatched as (x, y) workgroups of WG threads.
 fn flat_index(gid: vec3<u32>, groups: vec3<u32>) -> u32 {
     return gid.x + gid.y * groups.x * WG;
-}
-
-// The one reduction of every kernel that sums (the losses, the gradient norm, the bias gradient), so each
-// sum is the same bits on every run: invocation t of a workgroup of WG puts `value` in partial[t], then
-// for s = WG/2, WG/4, ..., `lanes`, every t < s adds partial[t + s]. Afterwards partial[c], c < lanes, holds
-// the sum over the invocations t with t % lanes == c (lanes = 1: the whole workgroup's sum in partial[0]).
-// `lanes` must be a power of two and the same for the whole workgroup.
-var<workgroup> partial: array<f32, WG>;
-
-fn workgroup_sum(t: u32, value: f32, lanes: u32) {
-    partial[t] = value;
-    workgroupBarrier();
-    for (var s = WG / 2u; s >= lanes; s /= 2u) {
-        if (t < s) { partial[t] += partial[t + s]; }
-        workgroupBarrier();
-    }
 }

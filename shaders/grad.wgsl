@@ -4,10 +4,12 @@
 //
 // The weight gradient dW = A_prevᵀ · δ (the outer products a_prev_b ⊗ δ_b summed over the batch) is the
 // transposed product of linear.wgsl's `matmul`, so it shares that kernel's tiling.
-// A workgroup of COLS × LANES threads (16 × 16) sums COLS columns: thread (x, y) adds rows y, y + LANES,
-// y + 2·LANES, ... of column x, so a row's COLS columns are read side by side, and the LANES partial sums of
-// each column are then added in a fixed tree order (`workgroup_sum` with COLS lanes). Sixteen times the threads of one thread per column (the batch usually dwarfs the output
-// width), and still deterministic. The sum is multiplied by `scale` (1 for the gradient); with `accumulate`
+// A workgroup of WG = COLS × LANES invocations (16 × 16) sums COLS columns: invocation t takes column
+// t % COLS and adds rows t / COLS, t / COLS + LANES, t / COLS + 2·LANES, ... of it, so a row's COLS columns
+// are read side by side; the LANES partial sums of each column are then added by `workgroup_sum` with COLS
+// columns (subgroup operations where the device has them, else a fixed-order tree in workgroup memory).
+// Sixteen times the threads of one thread per column (the batch usually dwarfs the output width), and
+// still deterministic. The sum is multiplied by `scale` (1 for the gradient); with `accumulate`
 // set it is added to `out` (a batch taken in pieces of rows, or, with scale −lr, plain SGD applied straight
 // to the bias: b ← b − lr·db).
 
@@ -20,20 +22,18 @@ struct GradParams { rows: u32, cols: u32, out_off: u32, accumulate: u32, scale: 
 const COLS: u32 = 16u;
 const LANES: u32 = WG / COLS;
 
-@compute @workgroup_size(COLS, LANES, 1)
-fn bias_grad(
-    @builtin(local_invocation_id) lid: vec3<u32>,
-    @builtin(workgroup_id) wid: vec3<u32>,
-    @builtin(num_workgroups) groups: vec3<u32>,
-) {
-    let c = (wid.x + wid.y * groups.x) * COLS + lid.x;
+@compute @workgroup_size(WG)
+fn bias_grad(lanes: Lanes, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
+    let t = lane_index(lanes);
+    let lane = t / COLS;
+    let c = (wid.x + wid.y * groups.x) * COLS + t % COLS;
     var s = 0.0;
     if (c < p.cols) {
-        for (var r = lid.y; r < p.rows; r += LANES) { s += delta[r * p.cols + c]; }
+        for (var r = lane; r < p.rows; r += LANES) { s += delta[r * p.cols + c]; }
     }
-    workgroup_sum(lid.y * COLS + lid.x, s, COLS);
-    if (lid.y == 0u && c < p.cols) {
-        var v = partial[lid.x] * p.scale;
+    let sum = workgroup_sum(lanes, s, COLS, WG);
+    if (lane == 0u && c < p.cols) {
+        var v = sum * p.scale;
         if (p.accumulate != 0u) { v += out[p.out_off + c]; }
         out[p.out_off + c] = v;
     }

@@ -38,10 +38,10 @@ fn loss_grad(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgro
 }
 
 // Sums the invocations' values over the workgroup (`workgroup_sum`) and stores the mean (sum · scale).
-fn finish_loss(t: u32, s: f32) {
-    workgroup_sum(t, s, 1u);
-    if (t == 0u) {
-        let loss = partial[0] * p.scale;
+fn finish_loss(lanes: Lanes, s: f32) {
+    let sum = workgroup_sum(lanes, s, 1u, WG);
+    if (lane_index(lanes) == 0u) {
+        let loss = sum * p.scale;
         if (p.accumulate != 0u) { totals.last += loss; } else { totals.last = loss; }
         if (p.acc_weight != 0.0) { totals.sum += loss * p.acc_weight; }
     }
@@ -49,18 +49,20 @@ fn finish_loss(t: u32, s: f32) {
 
 // scale = 1 / (B·O)
 @compute @workgroup_size(WG)
-fn mse_loss(@builtin(local_invocation_index) t: u32) {
+fn mse_loss(lanes: Lanes) {
+    let t = lane_index(lanes);
     var s = 0.0;
     for (var i = t; i < p.n; i += WG) {
         let d = pred[i] - expected[i];
         s = fma(d, d, s);
     }
-    finish_loss(t, s);
+    finish_loss(lanes, s);
 }
 
 // scale = 1 / B; one thread per row, rows strided over the workgroup.
 @compute @workgroup_size(WG)
-fn xent_loss(@builtin(local_invocation_index) t: u32) {
+fn xent_loss(lanes: Lanes) {
+    let t = lane_index(lanes);
     var s = 0.0;
     for (var r = t; r < p.rows; r += WG) {
         let base = r * p.cols;
@@ -71,7 +73,7 @@ fn xent_loss(@builtin(local_invocation_index) t: u32) {
         let lse = m + log(e);
         for (var j = 0u; j < p.cols; j++) { s += expected[base + j] * (lse - pred[base + j]); }
     }
-    finish_loss(t, s);
+    finish_loss(lanes, s);
 }
 
 // One thread per row.

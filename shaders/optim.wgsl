@@ -58,11 +58,12 @@ fn grad(i: u32) -> f32 {
 
 // partials[piece] = Σ g² over this piece; one workgroup, fixed summation order.
 @compute @workgroup_size(WG)
-fn grad_norm(@builtin(local_invocation_index) t: u32) {
+fn grad_norm(lanes: Lanes) {
+    let t = lane_index(lanes);
     var s = 0.0;
     for (var i = t; i < p.n; i += WG) { s = fma(grads[i], grads[i], s); }
-    workgroup_sum(t, s, 1u);
-    if (t == 0u) { partials[p.piece] = partial[0]; }
+    let sum = workgroup_sum(lanes, s, 1u, WG);
+    if (t == 0u) { partials[p.piece] = sum; }
 }
 
 // clip = min(1, max_norm / (‖g‖ + 1e-6)), summing the pieces in order.

@@ -33,8 +33,8 @@ impl BackendChoice {
     pub fn adapter_request(self, name: Option<String>) -> Option<AdapterRequest> {
         match self {
             Self::Cpu => None,
-            Self::Auto | Self::Gpu => Some(AdapterRequest { backends: None, name, max_storage_binding: None }),
-            Self::Api(b) => Some(AdapterRequest { backends: Some(b), name, max_storage_binding: None }),
+            Self::Auto | Self::Gpu => Some(AdapterRequest { name, ..Default::default() }),
+            Self::Api(b) => Some(AdapterRequest { backends: Some(b), name, ..Default::default() }),
         }
     }
 }

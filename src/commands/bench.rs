@@ -17,7 +17,7 @@ pub fn bench(args: &BenchArgs) -> Result<()> {
     let configs = args.configs.as_ref().map_or_else(|| bench::STANDARD.to_vec(), |c| c.0.clone());
     let ctx = match args.backend.gpu() {
         true => {
-            let req = gpu::AdapterRequest { backends: None, name: args.adapter.clone(), max_storage_binding: None };
+            let req = gpu::AdapterRequest { name: args.adapter.clone(), ..Default::default() };
             Some(Arc::new(GpuContext::new(&req)?))
         }
         false => None,

@@ -20,12 +20,24 @@ pub struct AdapterRequest {
     /// Lowers the device's storage-binding limit below the adapter's (to test large-model handling on a
     /// small device); `None` uses the adapter's own limit.
     pub max_storage_binding: Option<u64>,
+    /// Opens the device without subgroup operations even where the adapter has them, so the kernels sum
+    /// through workgroup memory (to test and compare that fallback). `BACKPROP_NO_SUBGROUPS=1` does the same.
+    pub no_subgroups: bool,
 }
 
 impl AdapterRequest {
     /// The name filter in force: the request's own, else `WGPU_ADAPTER_NAME`.
     pub(crate) fn name_filter(&self) -> Option<String> {
         self.name.clone().or_else(|| std::env::var("WGPU_ADAPTER_NAME").ok()).filter(|s| !s.trim().is_empty())
+    }
+
+    /// Whether subgroup operations are declined: by the request, by `BACKPROP_NO_SUBGROUPS=1`, or on the web,
+    /// where the browser's WGSL compiler wants an `enable subgroups;` directive that naga, which the native
+    /// backends compile through, rejects (the page sums through workgroup memory).
+    pub(crate) fn subgroups_declined(&self) -> bool {
+        cfg!(target_arch = "wasm32")
+            || self.no_subgroups
+            || std::env::var_os("BACKPROP_NO_SUBGROUPS").is_some_and(|v| v == "1")
     }
 }
 

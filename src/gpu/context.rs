@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use crate::error::{Error, Result};
 use crate::gpu::adapter::{self, AdapterRequest, AdapterSummary};
-use crate::gpu::shaders::Pipelines;
+use crate::gpu::shaders::{Pipelines, Reductions};
 use crate::gpu::tune::Tuner;
 use crate::gpu::wait;
 
@@ -20,6 +20,8 @@ pub struct GpuContext {
     summary: AdapterSummary,
     limits: wgpu::Limits,
     pipelines: Pipelines,
+    /// How the kernels sum across a workgroup: with subgroup operations where the device has them.
+    reductions: Reductions,
     /// A 16-byte storage buffer bound where a kernel's binding has nothing to hold (a product's `pre`
     /// when its epilogue stores no pre-activation).
     scratch: wgpu::Buffer,
@@ -48,18 +50,23 @@ impl GpuContext {
     /// [`GpuContext::new`] without blocking: the way to open a device on the web, where the browser answers
     /// the adapter and device requests asynchronously.
     pub async fn new_async(req: &AdapterRequest) -> Result<Self> {
-        Self::from_adapter(adapter::choose(req).await?, req.max_storage_binding).await
+        Self::from_adapter(adapter::choose(req).await?, req.max_storage_binding, req.subgroups_declined()).await
     }
 
-    async fn from_adapter(adapter: wgpu::Adapter, binding_cap: Option<u64>) -> Result<Self> {
+    async fn from_adapter(adapter: wgpu::Adapter, binding_cap: Option<u64>, no_subgroups: bool) -> Result<Self> {
         let summary = AdapterSummary::of(&adapter);
         let mut limits = adapter.limits();
         if let Some(cap) = binding_cap {
             let cap = cap.min(limits.max_storage_buffer_binding_size);
             limits.max_storage_buffer_binding_size = cap;
         }
-        // Timestamp queries time the kernels in `backprop bench`; used only where the adapter has them.
-        let features = adapter.features() & wgpu::Features::TIMESTAMP_QUERY;
+        // Timestamp queries time the kernels in `backprop bench`; subgroup operations sum across a workgroup
+        // (`Reductions`). Each is used only where the adapter has it.
+        let mut wanted = wgpu::Features::TIMESTAMP_QUERY;
+        if !no_subgroups {
+            wanted |= wgpu::Features::SUBGROUP;
+        }
+        let features = adapter.features() & wanted;
         let (device, queue) = adapter
             .request_device(&wgpu::DeviceDescriptor {
                 label: Some("backprop"),
@@ -83,7 +90,9 @@ impl GpuContext {
                 v.push(format!("device lost ({reason:?}): {msg}"));
             }
         });
-        let pipelines = Pipelines::new(&device);
+        let reductions =
+            if features.contains(wgpu::Features::SUBGROUP) { Reductions::Subgroup } else { Reductions::Workgroup };
+        let pipelines = Pipelines::new(&device, reductions);
         let scratch = device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("scratch"),
             size: 16,
@@ -96,6 +105,7 @@ impl GpuContext {
             summary,
             limits,
             pipelines,
+            reductions,
             scratch,
             errors,
             timeout: Duration::from_secs(600),
@@ -132,6 +142,11 @@ impl GpuContext {
     /// The same device with another tuner (another strategy, say), before it is shared.
     pub fn with_tuner(self, tuner: Tuner) -> Self {
         Self { tuner, ..self }
+    }
+
+    /// How this device's kernels sum across a workgroup: with subgroup operations, or through workgroup memory.
+    pub fn reductions(&self) -> Reductions {
+        self.reductions
     }
 
     /// Whether kernels can be timed with timestamp queries.

@@ -7,8 +7,28 @@ use crate::gpu::structs::{
     GatherParams, GradParams, LossParams, LossTotals, MatmulParams, OptimParams, ShaderStruct, StepState,
 };
 
-/// The code every shader file begins with (activations, indexing, the workgroup sum).
+/// The code every shader file begins with (activations, indexing).
 pub const COMMON: &str = include_str!("../../shaders/common.wgsl");
+
+/// How kernels sum across the invocations of a workgroup (`workgroup_sum` in `shaders/prelude/`): with
+/// subgroup operations where the device has `wgpu::Features::SUBGROUP`, else through workgroup memory.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Reductions {
+    Workgroup,
+    Subgroup,
+}
+
+impl Reductions {
+    pub const ALL: [Reductions; 2] = [Self::Workgroup, Self::Subgroup];
+
+    /// The prelude that defines `Lanes`, `lane_index` and `workgroup_sum` this way; it follows `COMMON`.
+    pub fn prelude(self) -> &'static str {
+        match self {
+            Self::Workgroup => include_str!("../../shaders/prelude/reduce_workgroup.wgsl"),
+            Self::Subgroup => include_str!("../../shaders/prelude/reduce_subgroup.wgsl"),
+        }
+    }
+}
 
 /// One WGSL file: an op family with its forward and backward entry points side by side.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -45,10 +65,10 @@ impl ShaderFile {
         }
     }
 
-    /// What is compiled for a kernel of this file: `common.wgsl`, then `constants` (a tiling's for
-    /// `linear.wgsl`, see `Tile`), then the file.
-    fn source_with(self, constants: &str) -> String {
-        format!("{COMMON}\n{constants}{}", self.body())
+    /// What is compiled for a kernel of this file: `common.wgsl`, the reductions' prelude, then `constants`
+    /// (a tiling's for `linear.wgsl`, see `Tile`), then the file.
+    fn source_with(self, reductions: Reductions, constants: &str) -> String {
+        format!("{COMMON}\n{}\n{constants}{}", reductions.prelude(), self.body())
     }
 }
 
@@ -279,11 +299,12 @@ impl Kernel {
         }
     }
 
-    /// The WGSL this kernel is compiled from: `common.wgsl`, the tiling's constants for a product, its file.
-    pub fn source(self) -> String {
+    /// The WGSL this kernel is compiled from on a device with `reductions`: `common.wgsl`, their prelude,
+    /// the tiling's constants for a product, its file.
+    pub fn source(self, reductions: Reductions) -> String {
         match self {
-            Self::Matmul(tile) => self.file().source_with(&tile.constants()),
-            _ => self.file().source_with(""),
+            Self::Matmul(tile) => self.file().source_with(reductions, &tile.constants()),
+            _ => self.file().source_with(reductions, ""),
         }
     }
 
@@ -316,7 +337,8 @@ pub(crate) struct Pipelines {
 }
 
 impl Pipelines {
-    pub fn new(device: &wgpu::Device) -> Self {
+    /// Every kernel compiled with `reductions` (the subgroup ones only on a device with `Features::SUBGROUP`).
+    pub fn new(device: &wgpu::Device, reductions: Reductions) -> Self {
         // One module per distinct source: a file's kernels share it, each tiling has its own.
         let mut modules: HashMap<String, wgpu::ShaderModule> = HashMap::new();
         let pipelines = Kernel::ALL
@@ -325,7 +347,7 @@ impl Pipelines {
                 let module = modules.entry(k.module_label()).or_insert_with(|| {
                     device.create_shader_module(wgpu::ShaderModuleDescriptor {
                         label: Some(&k.module_label()),
-                        source: wgpu::ShaderSource::Wgsl(k.source().into()),
+                        source: wgpu::ShaderSource::Wgsl(k.source(reductions).into()),
                     })
                 });
                 Self::build(device, k, module)

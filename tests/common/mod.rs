@@ -30,6 +30,23 @@ pub fn gpu() -> Arc<GpuContext> {
     .clone()
 }
 
+/// The default adapter opened without subgroup operations, so every kernel sums across a workgroup through
+/// workgroup memory (the fallback); one per test binary.
+pub fn no_subgroups() -> Arc<GpuContext> {
+    static CTX: OnceLock<Arc<GpuContext>> = OnceLock::new();
+    CTX.get_or_init(|| {
+        let req = AdapterRequest { no_subgroups: true, ..Default::default() };
+        Arc::new(GpuContext::new(&req).unwrap_or_else(|e| panic!("GPU tests need an adapter: {e}")))
+    })
+    .clone()
+}
+
+/// Both ways the kernels sum across a workgroup: the default device (subgroup operations on lavapipe and
+/// wherever the adapter has them) and the fallback.
+pub fn both_reductions() -> [Arc<GpuContext>; 2] {
+    [gpu(), no_subgroups()]
+}
+
 /// A device on the default adapter whose storage bindings are capped at `cap` bytes, so that work larger
 /// than that is split (or refused) as on a device with a small limit.
 pub fn small_device(cap: u64) -> Arc<GpuContext> {

@@ -12,6 +12,7 @@ mod limits;
 mod optimizer_state;
 mod optimizers;
 mod properties;
+mod reductions;
 mod resume;
 mod shaders;
 mod training;

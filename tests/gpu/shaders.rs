@@ -1,22 +1,38 @@
-//! The shaders checked with naga, without a GPU: every file parses and validates, every kernel binds what
-//! the host binds, and the named constants hold the host's values.
+//! The shaders checked with naga, without a GPU: every file parses and validates with either reduction
+//! prelude, every kernel binds what the host binds, and the named constants hold the host's values.
 
 use std::collections::BTreeSet;
 
 use backprop::Activation;
 use backprop::gpu::ops;
-use backprop::gpu::shaders::{Elem, Kernel, ShaderFile, Slot, Tile, Twin};
+use backprop::gpu::shaders::{Elem, Kernel, Reductions, ShaderFile, Slot, Tile, Twin};
+use naga::valid::{Capabilities, ValidationFlags, Validator};
 
-/// Every module the pipelines are compiled from (each file, `linear.wgsl` once per tiling).
+/// What naga must allow for a module compiled with `reductions`: subgroup operations for the subgroup ones.
+fn capabilities(reductions: Reductions) -> Capabilities {
+    match reductions {
+        Reductions::Workgroup => Capabilities::default(),
+        Reductions::Subgroup => Capabilities::SUBGROUP,
+    }
+}
+
+/// Every module the pipelines are compiled from (each file, `linear.wgsl` once per tiling), with each
+/// reduction prelude; the subgroup one does not validate without the subgroup capability, so a device
+/// without subgroup operations must be given the workgroup prelude.
 #[test]
 fn every_shader_validates_with_naga() {
-    for k in Kernel::ALL {
-        let src = k.source();
+    for (k, reductions) in Kernel::ALL.into_iter().flat_map(|k| Reductions::ALL.map(|r| (k, r))) {
+        let src = k.source(reductions);
+        let name = format!("{} ({reductions:?} reductions)", k.module_label());
         let module = naga::front::wgsl::parse_str(&src)
-            .unwrap_or_else(|e| panic!("{} does not parse:\n{}", k.module_label(), e.emit_to_string(&src)));
-        naga::valid::Validator::new(naga::valid::ValidationFlags::all(), naga::valid::Capabilities::default())
+            .unwrap_or_else(|e| panic!("{name} does not parse:\n{}", e.emit_to_string(&src)));
+        Validator::new(ValidationFlags::all(), capabilities(reductions))
             .validate(&module)
-            .unwrap_or_else(|e| panic!("{} does not validate: {e:?}", k.module_label()));
+            .unwrap_or_else(|e| panic!("{name} does not validate: {e:?}"));
+        if reductions == Reductions::Subgroup {
+            let without = Validator::new(ValidationFlags::all(), Capabilities::default()).validate(&module);
+            assert!(without.is_err(), "{name} validates without the subgroup capability");
+        }
     }
 }
 
@@ -37,7 +53,7 @@ fn every_shader_file_on_disk_is_compiled_in() {
 #[test]
 fn every_kernel_entry_point_exists_in_its_file() {
     for k in Kernel::ALL {
-        let src = k.source();
+        let src = k.source(Reductions::Workgroup);
         let module = naga::front::wgsl::parse_str(&src).expect("parses");
         let ep = module.entry_points.iter().find(|e| e.name == k.entry_point());
         let ep =
@@ -49,11 +65,9 @@ fn every_kernel_entry_point_exists_in_its_file() {
 }
 
 /// A module parsed and validated with naga, with the analysis that says which globals each entry point uses.
-fn validated(src: &str) -> (naga::Module, naga::valid::ModuleInfo) {
+fn validated(src: &str, reductions: Reductions) -> (naga::Module, naga::valid::ModuleInfo) {
     let module = naga::front::wgsl::parse_str(src).expect("parses");
-    let info = naga::valid::Validator::new(naga::valid::ValidationFlags::all(), naga::valid::Capabilities::default())
-        .validate(&module)
-        .expect("validates");
+    let info = Validator::new(ValidationFlags::all(), capabilities(reductions)).validate(&module).expect("validates");
     (module, info)
 }
 
@@ -87,11 +101,12 @@ fn slot_of(module: &naga::Module, var: &naga::GlobalVariable) -> Slot {
 
 /// Every kernel's entry point uses exactly the bindings `Kernel::bindings` declares, each of the declared
 /// kind (uniform, array of the element type, struct of the host twin's name and size, read or written):
-/// what the host binds and what the shader reads can only drift apart by failing here.
+/// what the host binds and what the shader reads can only drift apart by failing here. With either
+/// reduction prelude.
 #[test]
 fn every_kernel_binds_what_the_host_binds() {
-    for k in Kernel::ALL {
-        let (module, info) = validated(&k.source());
+    for (k, reductions) in Kernel::ALL.into_iter().flat_map(|k| Reductions::ALL.map(|r| (k, r))) {
+        let (module, info) = validated(&k.source(reductions), reductions);
         let index = module.entry_points.iter().position(|e| e.name == k.entry_point()).expect("the entry point");
         let uses = info.get_entry_point(index);
         let mut in_shader: Vec<(u32, Slot)> = module
@@ -105,7 +120,12 @@ fn every_kernel_binds_what_the_host_binds() {
             })
             .collect();
         in_shader.sort_by_key(|(b, _)| *b);
-        assert_eq!(in_shader, k.bindings(), "{k:?} ({}): the shader's bindings, then the host's", k.file().file_name());
+        assert_eq!(
+            in_shader,
+            k.bindings(),
+            "{k:?} ({}, {reductions:?}): the shader's bindings, then the host's",
+            k.file().file_name()
+        );
         assert_eq!(k.uniform().size % 4, 0, "{k:?}: the uniform is whole 32-bit fields");
     }
 }
@@ -116,7 +136,7 @@ fn every_kernel_binds_what_the_host_binds() {
 #[test]
 fn the_shaders_constants_are_the_hosts() {
     let constant = |k: Kernel, name: &str| -> u32 {
-        let module = naga::front::wgsl::parse_str(&k.source()).expect("parses");
+        let module = naga::front::wgsl::parse_str(&k.source(Reductions::Workgroup)).expect("parses");
         let (_, c) = module
             .constants
             .iter()
