@@ -10,6 +10,10 @@ use crate::gpu::structs::{
 /// The code every shader file begins with (activations, indexing).
 pub const COMMON: &str = include_str!("../../shaders/common.wgsl");
 
+/// The optimizer's structs and update rules, shared by `optim.wgsl` and the fused step's files so that
+/// both updates run one copy of them.
+pub const OPTIM_RULES: &str = include_str!("../../shaders/prelude/optim_rules.wgsl");
+
 /// How kernels sum across the invocations of a workgroup (`workgroup_sum` in `shaders/prelude/`): with
 /// subgroup operations where the device has `wgpu::Features::SUBGROUP`, else through workgroup memory.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -65,10 +69,18 @@ impl ShaderFile {
         }
     }
 
-    /// What is compiled for a kernel of this file: `common.wgsl`, the reductions' prelude, then `constants`
-    /// (a tiling's for `linear.wgsl`, see `Tile`), then the file.
+    /// The shared code this file uses beyond `common.wgsl` and the reductions: the optimizer's rules.
+    pub fn prelude(self) -> &'static str {
+        match self {
+            Self::Optim => OPTIM_RULES,
+            _ => "",
+        }
+    }
+
+    /// What is compiled for a kernel of this file: `common.wgsl`, the reductions' prelude, the file's own
+    /// prelude, then `constants` (a tiling's for `linear.wgsl`, see `Tile`), then the file.
     fn source_with(self, reductions: Reductions, constants: &str) -> String {
-        format!("{COMMON}\n{}\n{constants}{}", reductions.prelude(), self.body())
+        format!("{COMMON}\n{}\n{}\n{constants}{}", reductions.prelude(), self.prelude(), self.body())
     }
 }
 
