@@ -3,7 +3,12 @@
 //! This module is the specification, written to be read, not to be fast. Every GPU kernel has a twin of
 //! the same name and shapes, built from the functions of the math: `matmul` (with its `Epilogue`),
 //! `loss_grad`, `mse_loss`, `xent_loss`, `softmax_rows`, `bias_grad` and `gather_rows` here, the
-//! optimizer's in `optim`; the GPU suite runs every kernel of `gpu::shaders::Kernel::ALL` against its twin.
+//! optimizer's in `optim`, the fused step's in `fused` (re-exported here); the GPU suite runs every kernel
+//! of `gpu::shaders::Kernel::ALL` against its twin.
+
+mod fused;
+
+pub use fused::{GroupPartial, fused_apply, fused_forward_backward, fused_loss, fused_reduce, fused_update};
 
 use ndarray::{Array1, Array2, ArrayView1, ArrayView2, Axis, Zip};
 

@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use crate::error::{Error, Result};
 use crate::gpu::adapter::{self, AdapterRequest, AdapterSummary};
-use crate::gpu::shaders::{Pipelines, Reductions};
+use crate::gpu::pipelines::Pipelines;
+use crate::gpu::shaders::Reductions;
 use crate::gpu::tune::Tuner;
 use crate::gpu::wait;
 

@@ -3,9 +3,11 @@
 pub mod adapter;
 pub mod buffer;
 pub mod context;
+pub mod fused;
 pub mod memory;
 pub mod mlp;
 pub mod ops;
+pub mod pipelines;
 pub mod shaders;
 pub mod structs;
 pub mod tune;

@@ -1,11 +1,15 @@
-//! Every WGSL file, compiled into the binary and looked up by an enum; each kernel's bindings, declared
-//! once (a test checks them against the shaders with naga); pipelines built once per device.
+//! Every WGSL file, compiled into the binary and looked up by an enum; each kernel's bindings and
+//! pipeline-overridable constants, declared once (a test checks them against the shaders with naga). The
+//! pipelines are built from these once per device (`gpu::pipelines`).
 
-use std::collections::HashMap;
+mod fused;
+
+pub use fused::{FUSED_OTHER_WORKGROUP_BYTES, FUSED_WORKGROUP, MAX_BLOCK_ROWS, MAX_FUSED_LAYERS, fused_act_capacity};
 
 use crate::gpu::structs::{
     GatherParams, GradParams, LossParams, LossTotals, MatmulParams, OptimParams, ShaderStruct, StepState,
 };
+use fused::{FUSED_APPLY, FUSED_FORWARD_BACKWARD, FUSED_REDUCE, FUSED_UPDATE};
 
 /// The code every shader file begins with (activations, indexing).
 pub const COMMON: &str = include_str!("../../shaders/common.wgsl");
@@ -42,10 +46,13 @@ pub enum ShaderFile {
     Grad,
     Optim,
     Data,
+    Fused,
+    FusedUpdate,
 }
 
 impl ShaderFile {
-    pub const ALL: [ShaderFile; 5] = [Self::Linear, Self::Loss, Self::Grad, Self::Optim, Self::Data];
+    pub const ALL: [ShaderFile; 7] =
+        [Self::Linear, Self::Loss, Self::Grad, Self::Optim, Self::Data, Self::Fused, Self::FusedUpdate];
 
     /// The file's name under `shaders/`.
     pub fn file_name(self) -> &'static str {
@@ -55,6 +62,8 @@ impl ShaderFile {
             Self::Grad => "grad.wgsl",
             Self::Optim => "optim.wgsl",
             Self::Data => "data.wgsl",
+            Self::Fused => "fused.wgsl",
+            Self::FusedUpdate => "fused_update.wgsl",
         }
     }
 
@@ -66,13 +75,15 @@ impl ShaderFile {
             Self::Grad => include_str!("../../shaders/grad.wgsl"),
             Self::Optim => include_str!("../../shaders/optim.wgsl"),
             Self::Data => include_str!("../../shaders/data.wgsl"),
+            Self::Fused => include_str!("../../shaders/fused.wgsl"),
+            Self::FusedUpdate => include_str!("../../shaders/fused_update.wgsl"),
         }
     }
 
     /// The shared code this file uses beyond `common.wgsl` and the reductions: the optimizer's rules.
     pub fn prelude(self) -> &'static str {
         match self {
-            Self::Optim => OPTIM_RULES,
+            Self::Optim | Self::Fused | Self::FusedUpdate => OPTIM_RULES,
             _ => "",
         }
     }
@@ -162,7 +173,7 @@ pub enum Slot {
 }
 
 impl Slot {
-    const fn read(elem: Elem) -> Self {
+    pub(super) const fn read(elem: Elem) -> Self {
         Self::Array { elem, write: false }
     }
     const fn write(elem: Elem) -> Self {
@@ -186,17 +197,21 @@ pub enum Kernel {
     GradNorm,
     GradNormFinish,
     GatherRows,
+    FusedForwardBackward,
+    FusedUpdate,
+    FusedReduce,
+    FusedApply,
 }
 
 /// A kernel's bindings: (binding number, what is bound there), binding 0 its uniform.
 pub type Bindings = &'static [(u32, Slot)];
 
-const F32_IN: Slot = Slot::read(Elem::F32);
-const F32_OUT: Slot = Slot::write(Elem::F32);
+pub(super) const F32_IN: Slot = Slot::read(Elem::F32);
+pub(super) const F32_OUT: Slot = Slot::write(Elem::F32);
 const LOSS: Slot = Slot::Uniform(Twin::of::<LossParams>());
-const TOTALS: Slot = Slot::Struct { twin: Twin::of::<LossTotals>(), write: true };
+pub(super) const TOTALS: Slot = Slot::Struct { twin: Twin::of::<LossTotals>(), write: true };
 const OPTIM: Slot = Slot::Uniform(Twin::of::<OptimParams>());
-const STEP_STATE: Slot = Slot::Struct { twin: Twin::of::<StepState>(), write: true };
+pub(super) const STEP_STATE: Slot = Slot::Struct { twin: Twin::of::<StepState>(), write: true };
 
 // Each kernel's bindings, named as in its WGSL file.
 const MATMUL: Bindings = &[
@@ -223,7 +238,7 @@ const GATHER_ROWS: Bindings =
     &[(0, Slot::Uniform(Twin::of::<GatherParams>())), (1, F32_IN), (2, Slot::read(Elem::U32)), (3, F32_OUT)]; // src, idx → out
 
 impl Kernel {
-    pub const ALL: [Kernel; 15] = [
+    pub const ALL: [Kernel; 19] = [
         Self::Matmul(Tile::Small),
         Self::Matmul(Tile::Big),
         Self::Matmul(Tile::Huge),
@@ -239,6 +254,10 @@ impl Kernel {
         Self::GradNorm,
         Self::GradNormFinish,
         Self::GatherRows,
+        Self::FusedForwardBackward,
+        Self::FusedUpdate,
+        Self::FusedReduce,
+        Self::FusedApply,
     ];
 
     /// The kernel's position in `ALL`.
@@ -259,6 +278,10 @@ impl Kernel {
             Self::GradNorm => 12,
             Self::GradNormFinish => 13,
             Self::GatherRows => 14,
+            Self::FusedForwardBackward => 15,
+            Self::FusedUpdate => 16,
+            Self::FusedReduce => 17,
+            Self::FusedApply => 18,
         }
     }
 
@@ -271,6 +294,8 @@ impl Kernel {
                 ShaderFile::Optim
             }
             Self::GatherRows => ShaderFile::Data,
+            Self::FusedForwardBackward => ShaderFile::Fused,
+            Self::FusedUpdate | Self::FusedReduce | Self::FusedApply => ShaderFile::FusedUpdate,
         }
     }
 
@@ -290,6 +315,10 @@ impl Kernel {
             Self::GradNorm => "grad_norm",
             Self::GradNormFinish => "grad_norm_finish",
             Self::GatherRows => "gather_rows",
+            Self::FusedForwardBackward => "fused_forward_backward",
+            Self::FusedUpdate => "fused_update",
+            Self::FusedReduce => "fused_reduce",
+            Self::FusedApply => "fused_apply",
         }
     }
 
@@ -308,6 +337,19 @@ impl Kernel {
             Self::GradNorm => GRAD_NORM,
             Self::GradNormFinish => GRAD_NORM_FINISH,
             Self::GatherRows => GATHER_ROWS,
+            Self::FusedForwardBackward => FUSED_FORWARD_BACKWARD,
+            Self::FusedUpdate => FUSED_UPDATE,
+            Self::FusedReduce => FUSED_REDUCE,
+            Self::FusedApply => FUSED_APPLY,
+        }
+    }
+
+    /// The kernel's pipeline-overridable constants on a device with `limits`: the f32 values of
+    /// `fused_forward_backward`'s workgroup array (`ACT_CAP`).
+    pub fn overrides(self, limits: &wgpu::Limits) -> Vec<(&'static str, f64)> {
+        match self {
+            Self::FusedForwardBackward => vec![("ACT_CAP", fused_act_capacity(limits) as f64)],
+            _ => Vec::new(),
         }
     }
 
@@ -334,81 +376,5 @@ impl Kernel {
             Some((0, Slot::Uniform(twin))) => *twin,
             other => unreachable!("{self:?}: binding 0 is not a uniform ({other:?})"),
         }
-    }
-}
-
-/// A compiled kernel and the layout its bind groups must follow.
-pub(crate) struct Pipeline {
-    pub pipeline: wgpu::ComputePipeline,
-    pub layout: wgpu::BindGroupLayout,
-}
-
-/// Every kernel's pipeline, built once per device.
-pub(crate) struct Pipelines {
-    pipelines: Vec<Pipeline>,
-}
-
-impl Pipelines {
-    /// Every kernel compiled with `reductions` (the subgroup ones only on a device with `Features::SUBGROUP`).
-    pub fn new(device: &wgpu::Device, reductions: Reductions) -> Self {
-        // One module per distinct source: a file's kernels share it, each tiling has its own.
-        let mut modules: HashMap<String, wgpu::ShaderModule> = HashMap::new();
-        let pipelines = Kernel::ALL
-            .iter()
-            .map(|&k| {
-                let module = modules.entry(k.module_label()).or_insert_with(|| {
-                    device.create_shader_module(wgpu::ShaderModuleDescriptor {
-                        label: Some(&k.module_label()),
-                        source: wgpu::ShaderSource::Wgsl(k.source(reductions).into()),
-                    })
-                });
-                Self::build(device, k, module)
-            })
-            .collect();
-        Self { pipelines }
-    }
-
-    fn build(device: &wgpu::Device, k: Kernel, module: &wgpu::ShaderModule) -> Pipeline {
-        let entries: Vec<wgpu::BindGroupLayoutEntry> = k
-            .bindings()
-            .iter()
-            .map(|&(binding, slot)| wgpu::BindGroupLayoutEntry {
-                binding,
-                visibility: wgpu::ShaderStages::COMPUTE,
-                ty: wgpu::BindingType::Buffer {
-                    ty: match slot {
-                        Slot::Uniform(_) => wgpu::BufferBindingType::Uniform,
-                        Slot::Array { write, .. } | Slot::Struct { write, .. } => {
-                            wgpu::BufferBindingType::Storage { read_only: !write }
-                        }
-                    },
-                    has_dynamic_offset: false,
-                    min_binding_size: None,
-                },
-                count: None,
-            })
-            .collect();
-        let layout = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
-            label: Some(k.entry_point()),
-            entries: &entries,
-        });
-        let pl = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
-            label: Some(k.entry_point()),
-            bind_group_layouts: &[Some(&layout)],
-            immediate_size: 0,
-        });
-        let pipeline = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
-            label: Some(k.entry_point()),
-            layout: Some(&pl),
-            module,
-            entry_point: Some(k.entry_point()),
-            compilation_options: Default::default(),
-            cache: None,
-        });
-        Pipeline { pipeline, layout }
-    }
-
-    pub fn get(&self, k: Kernel) -> &Pipeline {
-        &self.pipelines[k.index()]
     }
 }

@@ -108,6 +108,79 @@ pub struct OptimParams {
     pub pieces: u32,
 }
 
+/// Layers in the fused step's table (`MAX_LAYERS` in `fused.wgsl`): the most the fused step takes.
+pub const FUSED_LAYERS: usize = 64;
+
+/// One layer of the fused step's table (`FusedLayer` in `fused.wgsl`): its shape, activation and W's offset
+/// in the flat parameters (b follows W), the offsets of its input and output in the kernel's workgroup
+/// memory, and of its Z in the trace (then A and δ, B·O values each).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Pod, Zeroable)]
+pub struct FusedLayer {
+    pub inputs: u32,
+    pub outputs: u32,
+    pub activation: u32,
+    pub w_off: u32,
+    pub act_in: u32,
+    pub act_out: u32,
+    pub trace_off: u32,
+    pub _pad: u32,
+}
+
+/// Uniform of `fused_forward_backward` (`fused.wgsl`): the batch and how it is cut, the loss, the betas
+/// that advance the step state, and the layer table.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Pod, Zeroable)]
+pub struct FusedParams {
+    /// B, the batch's rows.
+    pub rows: u32,
+    pub layers: u32,
+    pub block_rows: u32,
+    pub blocks: u32,
+    pub blocks_per_group: u32,
+    /// P, the parameters (the stride of the groups' partial gradients).
+    pub params: u32,
+    /// The batch's first entry in the row order.
+    pub order_off: u32,
+    /// 0: MSE, 1: softmax cross-entropy.
+    pub loss: u32,
+    /// G·P: where the groups' loss sums start in the work buffer.
+    pub loss_off: u32,
+    /// 1: also write Z, A and δ of every layer to the trace.
+    pub trace: u32,
+    /// δ_L's scale: 2/(B·O) for MSE, 1/B for cross-entropy.
+    pub grad_scale: f32,
+    pub _pad: u32,
+    /// Adam's β1, β2, 1 − β1 and 1 − β2 (0 for the other rules), as in `OptimParams`.
+    pub beta1: f32,
+    pub beta2: f32,
+    pub one_minus_beta1: f32,
+    pub one_minus_beta2: f32,
+    /// The layers, then unused entries up to `FUSED_LAYERS`.
+    pub table: [FusedLayer; FUSED_LAYERS],
+}
+
+/// Uniform of `fused_update`, `fused_reduce` and `fused_apply` (`fused_update.wgsl`): the optimizer's
+/// uniform over all P parameters in one piece, then the fused step's fields.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Pod, Zeroable)]
+pub struct FusedUpdateParams {
+    pub optim: OptimParams,
+    /// 0: SGD, 1: momentum, 2: Adam.
+    pub rule: u32,
+    /// G, the groups whose partials are summed.
+    pub groups: u32,
+    pub loss_off: u32,
+    /// Where the per-workgroup Σ g² of `fused_reduce` go in the work buffer, and how many there are.
+    pub norm_off: u32,
+    pub norm_parts: u32,
+    /// The batch loss is the groups' loss sums times this: 1/(B·O) for MSE, 1/B for cross-entropy.
+    pub loss_scale: f32,
+    /// B: loss·B is added to `LossTotals::sum`.
+    pub acc_weight: f32,
+    pub _pad: u32,
+}
+
 macro_rules! twins {
     ($($t:ty => $name:literal),* $(,)?) => {
         $(impl ShaderStruct for $t { const WGSL_NAME: &'static str = $name; })*
@@ -122,4 +195,6 @@ twins! {
     GatherParams => "GatherParams",
     OptimParams => "OptimParams",
     StepState => "StepState",
+    FusedParams => "FusedParams",
+    FusedUpdateParams => "FusedUpdateParams",
 }

@@ -4,7 +4,14 @@
 //! product, handing it a way to time one candidate (`ops::MatmulTimer`); building a dispatch times nothing.
 //!
 //! A new candidate (another tiling, another kernel for the same product) is a variant of `Tile` that
-//! `MatmulKey::candidates` offers; a new kind of choice is a key type and a cache of its own here.
+//! `MatmulKey::candidates` offers; a new kind of choice is a key type and a cache of its own here, as the
+//! training step's is (`step`: fused or unfused, by a rule unless timing is asked for).
+
+mod step;
+
+pub use step::{
+    Blocking, Bound, FUSED_MAX_MACS, GpuPath, MAX_GROUPS, MIN_BLOCK_ROWS, PathKey, PathStrategy, values_per_row,
+};
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -92,7 +99,7 @@ pub fn repetitions(once: f64) -> usize {
 }
 
 /// The tiling choices of one device: the strategy, whether the products may load their operands as `vec4`,
-/// and the cache of measured choices.
+/// and the cache of measured choices; and how the training step is chosen (`step`).
 #[derive(Debug)]
 pub struct Tuner {
     strategy: Strategy,
@@ -100,19 +107,38 @@ pub struct Tuner {
     cache: Mutex<HashMap<MatmulKey, Tile>>,
     /// Timings taken so far (each a call of a `matmul_tile` timer).
     timings: AtomicUsize,
+    path_strategy: PathStrategy,
+    /// Steps chosen by timing, and the timings taken for them.
+    paths: Mutex<HashMap<PathKey, GpuPath>>,
+    path_timings: AtomicUsize,
 }
 
 impl Tuner {
     pub fn new(strategy: Strategy, vector_loads: bool) -> Self {
-        Self { strategy, vector_loads, cache: Mutex::default(), timings: AtomicUsize::new(0) }
+        Self {
+            strategy,
+            vector_loads,
+            cache: Mutex::default(),
+            timings: AtomicUsize::new(0),
+            path_strategy: PathStrategy::Rule,
+            paths: Mutex::default(),
+            path_timings: AtomicUsize::new(0),
+        }
+    }
+
+    /// The same tuner choosing training steps by `path_strategy` (`PathStrategy::Rule` unless set).
+    pub fn with_path_strategy(self, path_strategy: PathStrategy) -> Self {
+        Self { path_strategy, ..self }
     }
 
     /// The tuner the environment asks for, read once when a device is opened: `BACKPROP_MATMUL_TILE`
-    /// (`Strategy::from_env_value`), and `BACKPROP_NO_VEC4` (set: scalar operand loads, for comparison).
+    /// (`Strategy::from_env_value`), `BACKPROP_NO_VEC4` (set: scalar operand loads, for comparison) and
+    /// `BACKPROP_GPU_PATH` (`PathStrategy::from_env_value`).
     pub fn from_env() -> Result<Self> {
         let tile = std::env::var("BACKPROP_MATMUL_TILE").ok();
         let strategy = Strategy::from_env_value(tile.as_deref())?;
-        Ok(Self::new(strategy, std::env::var_os("BACKPROP_NO_VEC4").is_none()))
+        let path = PathStrategy::from_env_value(std::env::var("BACKPROP_GPU_PATH").ok().as_deref())?;
+        Ok(Self::new(strategy, std::env::var_os("BACKPROP_NO_VEC4").is_none()).with_path_strategy(path))
     }
 
     pub fn strategy(&self) -> Strategy {

@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 
 use backprop::Activation;
 use backprop::gpu::ops;
-use backprop::gpu::shaders::{Elem, Kernel, Reductions, ShaderFile, Slot, Tile, Twin};
+use backprop::gpu::shaders::{self, Elem, Kernel, Reductions, ShaderFile, Slot, Tile, Twin};
 use naga::valid::{Capabilities, ValidationFlags, Validator};
 
 /// What naga must allow for a module compiled with `reductions`: subgroup operations for the subgroup ones.
@@ -131,8 +131,8 @@ fn every_kernel_binds_what_the_host_binds() {
 }
 
 /// The shaders' named constants hold the values the host computes with: the activation ids, the
-/// workgroup size of the elementwise kernels, the columns one bias-gradient workgroup sums, and each
-/// tiling's constants.
+/// workgroup size of the elementwise kernels, the columns one bias-gradient workgroup sums, each tiling's
+/// constants, and the fused step's workgroup, block and layer table.
 #[test]
 fn the_shaders_constants_are_the_hosts() {
     let constant = |k: Kernel, name: &str| -> u32 {
@@ -160,4 +160,36 @@ fn the_shaders_constants_are_the_hosts() {
         assert_eq!(constant(Kernel::Matmul(tile), size) as usize, tile.size(), "{tile:?}: {size}");
         assert_eq!(constant(Kernel::Matmul(tile), k_step) as usize, tile.k_step(), "{tile:?}: {k_step}");
     }
+    let fused = Kernel::FusedForwardBackward;
+    assert_eq!(constant(fused, "FUSED_WG") as usize, shaders::FUSED_WORKGROUP, "FUSED_WG in fused.wgsl");
+    assert_eq!(constant(fused, "MAX_BLOCK_ROWS") as usize, shaders::MAX_BLOCK_ROWS, "MAX_BLOCK_ROWS");
+    assert_eq!(constant(fused, "MAX_LAYERS") as usize, shaders::MAX_FUSED_LAYERS, "MAX_LAYERS");
+}
+
+/// `fused_forward_backward`'s workgroup memory is `act` (ACT_CAP values, whose default is what WebGPU's
+/// default limit leaves) and arrays of the size the host subtracts for them, so the host's ACT_CAP fills
+/// the device's limit exactly; and the pipeline sets ACT_CAP, the kernel's only overridable constant.
+#[test]
+fn the_fused_kernel_s_workgroup_memory_is_what_the_host_computes() {
+    let k = Kernel::FusedForwardBackward;
+    let (module, info) = validated(&k.source(Reductions::Workgroup), Reductions::Workgroup);
+    let index = module.entry_points.iter().position(|e| e.name == k.entry_point()).expect("the entry point");
+    let uses = info.get_entry_point(index);
+    let other: u32 = module
+        .global_variables
+        .iter()
+        .filter(|(h, v)| v.space == naga::AddressSpace::WorkGroup && !uses[*h].is_empty())
+        .filter(|(_, v)| v.name.as_deref() != Some("act"))
+        .map(|(_, v)| module.types[v.ty].inner.size(module.to_ctx()))
+        .sum();
+    assert_eq!(other, shaders::FUSED_OTHER_WORKGROUP_BYTES, "workgroup arrays besides act");
+    let (_, cap) = module.overrides.iter().find(|(_, o)| o.name.as_deref() == Some("ACT_CAP")).expect("ACT_CAP");
+    let default = match cap.init.map(|e| &module.global_expressions[e]) {
+        Some(naga::Expression::Literal(naga::Literal::U32(v))) => *v,
+        other => panic!("ACT_CAP's default is {other:?}"),
+    };
+    assert_eq!(default, shaders::fused_act_capacity(&wgpu::Limits::default()), "ACT_CAP's default");
+    let overrides: Vec<&str> = k.overrides(&wgpu::Limits::default()).iter().map(|(name, _)| *name).collect();
+    assert_eq!(overrides, ["ACT_CAP"]);
+    assert_eq!(module.overrides.len(), 1, "fused.wgsl's overridable constants");
 }

@@ -10,7 +10,7 @@ use crate::optim::{OptimConfig, OptimizerKind};
 
 /// The optimizers' uniform for `cfg` over `n` parameters at learning rate `lr`, clipping the gradient norm
 /// to `max_grad_norm` when given.
-fn optim_params(cfg: &OptimConfig, n: usize, lr: f32, max_grad_norm: Option<f32>) -> Result<OptimParams> {
+pub(crate) fn optim_params(cfg: &OptimConfig, n: usize, lr: f32, max_grad_norm: Option<f32>) -> Result<OptimParams> {
     let mut p = OptimParams {
         n: u32_of("parameter count", n)?,
         lr,

@@ -5,6 +5,7 @@
 //! element cannot pass.
 
 mod data;
+mod fused;
 mod loss;
 mod matmul;
 mod optim;
@@ -33,6 +34,8 @@ fn every_kernel_matches_its_cpu_twin() {
             Kernel::GradNorm => optim::grad_norm(),
             Kernel::GradNormFinish => optim::grad_norm_finish(),
             Kernel::GatherRows => data::gather_rows(),
+            Kernel::FusedForwardBackward => fused::forward_backward(),
+            Kernel::FusedUpdate | Kernel::FusedReduce | Kernel::FusedApply => fused::update(kernel),
         }
     }
 }
