@@ -95,6 +95,8 @@ pub struct BenchResult {
     pub train_group: Option<usize>,
     /// GPU: kernel launches in one such step (the batch's gather included); what a launch-bound step costs.
     pub dispatches_per_step: Option<usize>,
+    /// GPU: the step that ran, "fused" or "unfused" (`GpuPath`; `BACKPROP_GPU_PATH` chooses how).
+    pub gpu_path: Option<&'static str>,
 }
 
 impl BenchResult {
@@ -115,6 +117,7 @@ impl BenchResult {
             "train_ms_per_step": self.train_ms_per_step,
             "train_group": self.train_group,
             "dispatches_per_step": self.dispatches_per_step,
+            "gpu_path": self.gpu_path,
         })
     }
 }
@@ -243,6 +246,7 @@ fn cpu_with(c: &Config, batch: usize, budget: &Budget, peak: Option<f64>, train:
         train_ms_per_step,
         train_group,
         dispatches_per_step: None,
+        gpu_path: None,
     })
 }
 
@@ -294,6 +298,7 @@ fn gpu_with(
         train_ms_per_step,
         train_group,
         dispatches_per_step: if train { model.dispatches_per_step(batch) } else { None },
+        gpu_path: model.path_for(batch).map(|p| p.name()),
     })
 }
 

@@ -181,18 +181,13 @@ fn no_adapter_at_all_says_how_to_get_one() {
 
 #[test]
 fn bench_prints_every_configuration_and_backend_as_json() {
-    let o = backprop(&[
-        "bench",
-        "--configs",
-        "seed,small",
-        "--steps",
-        "3",
-        "--warmup",
-        "1",
-        "--crossover-max",
-        "2",
-        "--json",
-    ]);
+    // The unfused GPU step (the fused one's launches: tests/gpu/fused_choice.rs).
+    let mut unfused = cmd();
+    unfused.env("BACKPROP_GPU_PATH", "unfused");
+    let o = unfused
+        .args(["bench", "--configs", "seed,small", "--steps", "3", "--warmup", "1", "--crossover-max", "2", "--json"])
+        .output()
+        .unwrap();
     assert!(o.status.success(), "{}", stderr(&o));
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("one JSON object");
     let results = v["results"].as_array().unwrap();
@@ -212,8 +207,9 @@ fn bench_prints_every_configuration_and_backend_as_json() {
             // `optim_prepare`: 12. small has one more layer: 4 more. The separate SGD pass would add one.
             let want = if r["config"] == "seed" { 12 } else { 16 };
             assert_eq!(r["dispatches_per_step"].as_u64(), Some(want), "{r}");
+            assert_eq!(r["gpu_path"], "unfused", "{r}");
         } else {
-            assert!(r["dispatches_per_step"].is_null(), "{r}");
+            assert!(r["dispatches_per_step"].is_null() && r["gpu_path"].is_null(), "{r}");
         }
     }
     let batches: Vec<u64> = results.iter().map(|r| r["batch"].as_u64().unwrap()).collect();

@@ -88,7 +88,7 @@ fn print(args: &BenchArgs, results: &[BenchResult], notes: &[String], crossover:
         return Ok(());
     }
     println!(
-        "{:<6} {:<4} {:>5} {:>6} {:>11} {:>9} {:>6}  {:<28} {:>14} {:>8}  device",
+        "{:<6} {:<4} {:>5} {:>6} {:>11} {:>9} {:>6}  {:<28} {:>14} {:>8} {:<7}  device",
         "config",
         "back",
         "batch",
@@ -98,7 +98,8 @@ fn print(args: &BenchArgs, results: &[BenchResult], notes: &[String], crossover:
         "%peak",
         "upload / kernels / readback ms",
         "train ms/step",
-        "launches"
+        "launches",
+        "path"
     );
     for r in results {
         let peak = r.peak_fraction.map(|p| format!("{:.1}", 100.0 * p)).unwrap_or_else(|| "-".into());
@@ -111,14 +112,27 @@ fn print(args: &BenchArgs, results: &[BenchResult], notes: &[String], crossover:
             _ => "-".into(),
         };
         let launches = r.dispatches_per_step.map_or_else(|| "-".into(), |n| n.to_string());
+        let path = r.gpu_path.unwrap_or("-");
         println!(
-            "{:<6} {:<4} {:>5} {:>6} {:>11.4} {:>9.2} {:>6}  {:<28} {:>14} {:>8}  {}",
-            r.config, r.backend, r.batch, r.steps, r.ms_per_step, r.gflops, peak, split, train, launches, r.adapter
+            "{:<6} {:<4} {:>5} {:>6} {:>11.4} {:>9.2} {:>6}  {:<28} {:>14} {:>8} {:<7}  {}",
+            r.config,
+            r.backend,
+            r.batch,
+            r.steps,
+            r.ms_per_step,
+            r.gflops,
+            peak,
+            split,
+            train,
+            launches,
+            path,
+            r.adapter
         );
     }
     println!(
         "ms/step: one step at a time, waiting for each; train ms/step: steps as `train` runs them (data resident, \
-         (N) steps a group, one read-back per group); launches: GPU kernels per such step"
+         (N) steps a group, one read-back per group); launches: GPU kernels per such step; path: the GPU step that \
+         ran, fused or unfused (BACKPROP_GPU_PATH=fused|unfused forces one)"
     );
     for n in notes {
         println!("note: {n}");

@@ -16,3 +16,4 @@ pub mod wait;
 pub use adapter::{AdapterRequest, AdapterSummary, list_adapters};
 pub use context::GpuContext;
 pub use mlp::{GpuMlp, StepTiming};
+pub use tune::{GpuPath, PathStrategy};

@@ -9,7 +9,8 @@ pub mod reference;
 
 use std::sync::{Arc, OnceLock};
 
-use backprop::gpu::{AdapterRequest, GpuContext};
+use backprop::gpu::{AdapterRequest, GpuContext, GpuPath, PathStrategy};
+use backprop::{GpuMlp, MlpSpec, Params};
 use ndarray::Array2;
 use rand::SeedableRng;
 use rand::distr::{Distribution, Uniform};
@@ -45,6 +46,16 @@ pub fn no_subgroups() -> Arc<GpuContext> {
 /// wherever the adapter has them) and the fallback.
 pub fn both_reductions() -> [Arc<GpuContext>; 2] {
     [gpu(), no_subgroups()]
+}
+
+/// Both GPU training steps, for tests that run each.
+pub const BOTH_PATHS: [GpuPath; 2] = [GpuPath::Unfused, GpuPath::Fused];
+
+/// A GPU model on the shared device that always takes the `path` step.
+pub fn gpu_model(spec: &MlpSpec, init: &Params<f32>, path: GpuPath) -> GpuMlp {
+    let mut model = GpuMlp::new(gpu(), spec.clone(), init).unwrap();
+    model.set_path_strategy(PathStrategy::Fixed(path)).unwrap();
+    model
 }
 
 /// A device on the default adapter whose storage bindings are capped at `cap` bytes, so that work larger

@@ -3,12 +3,13 @@
 
 use std::process::Command;
 
+use backprop::gpu::GpuPath;
 use backprop::model::Output;
 use backprop::optim::{OptimConfig, OptimizerKind};
-use backprop::{Activation, Backend, CpuBackend, GpuMlp, Loss, MlpSpec, Params};
+use backprop::{Activation, Backend, CpuBackend, Loss, MlpSpec, Params};
 use ndarray::Array2;
 
-use crate::common::{assert_close, gpu, random, rng};
+use crate::common::{BOTH_PATHS, assert_close, gpu_model, random, rng};
 
 fn data() -> (Array2<f32>, Array2<f32>) {
     let mut r = rng(31);
@@ -17,10 +18,17 @@ fn data() -> (Array2<f32>, Array2<f32>) {
 
 #[test]
 fn a_diverging_run_reports_its_first_bad_step_on_both_backends() {
+    for path in BOTH_PATHS {
+        diverge(path);
+    }
+}
+
+/// A diverging run on the CPU backend and on the GPU's `path` step.
+fn diverge(path: GpuPath) {
     let spec = MlpSpec::with_output(vec![5, 9, 3], Activation::Relu, Output::Identity, Loss::Mse).unwrap();
     let init = Params::init(&spec, 1);
     let (x, y) = data();
-    let mut g = GpuMlp::new(gpu(), spec.clone(), &init).unwrap();
+    let mut g = gpu_model(&spec, &init, path);
     let mut c = CpuBackend::new(spec, init).unwrap();
     for b in [&mut g as &mut dyn Backend, &mut c] {
         b.set_data(x.view(), y.view()).unwrap();
@@ -59,11 +67,13 @@ fn clipping_the_gradient_norm_matches_between_backends_and_changes_the_result() 
         }
         b.params().unwrap().to_flat()
     };
-    let gpu_clipped = run(&mut GpuMlp::new(gpu(), spec.clone(), &init).unwrap(), Some(0.05));
     let cpu_clipped = run(&mut CpuBackend::new(spec.clone(), init.clone()).unwrap(), Some(0.05));
     let cpu_free = run(&mut CpuBackend::new(spec.clone(), init.clone()).unwrap(), None);
     let want: Vec<f64> = cpu_clipped.iter().map(|&v| v as f64).collect();
-    assert_close("clipped parameters, GPU vs CPU", &gpu_clipped, &want, 1e-5, 1e-4);
+    for path in BOTH_PATHS {
+        let gpu_clipped = run(&mut gpu_model(&spec, &init, path), Some(0.05));
+        assert_close(&format!("clipped parameters, GPU ({path:?}) vs CPU"), &gpu_clipped, &want, 1e-5, 1e-4);
+    }
     let moved = cpu_clipped.iter().zip(&cpu_free).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
     assert!(moved > 1e-3, "clipping at 0.05 should change this run (largest difference {moved})");
     assert!(CpuBackend::new(spec, init).unwrap().set_grad_clip(Some(-1.0)).is_err());

@@ -7,6 +7,8 @@ mod common;
 
 mod adapters;
 mod divergence;
+mod fused_choice;
+mod fused_training;
 mod kernels;
 mod limits;
 mod optimizer_state;

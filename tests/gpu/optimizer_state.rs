@@ -6,7 +6,7 @@ use backprop::optim::{OptimConfig, OptimState, OptimizerKind};
 use backprop::{Activation, Backend, CpuBackend, GpuMlp, Loss, MlpSpec, Params};
 use ndarray::Array2;
 
-use crate::common::{assert_close, bits, gpu, random, rng, to_f64};
+use crate::common::{BOTH_PATHS, assert_close, bits, gpu, gpu_model, random, rng, to_f64};
 
 const ADAM: OptimizerKind = OptimizerKind::Adam { beta1: 0.9, beta2: 0.999, eps: 1e-8 };
 const MOMENTUM: OptimizerKind = OptimizerKind::Momentum { momentum: 0.9 };
@@ -43,16 +43,16 @@ fn cpu_and_gpu_backends_agree_for_adam_and_momentum() {
         (Loss::Mse, OptimConfig { kind: ADAM, weight_decay: 0.01 }, 0.01),
         (Loss::Mse, OptimConfig { kind: MOMENTUM, weight_decay: 0.1 }, 0.1),
     ];
-    for (loss, cfg, lr) in cases {
+    for ((loss, cfg, lr), path) in cases.into_iter().flat_map(|c| BOTH_PATHS.map(|p| (c, p))) {
         let spec = spec_5_11_3(loss);
         let init = Params::init(&spec, 77);
         let (x, y) = batch7(&spec, 78);
         let mut cpu = CpuBackend::new(spec.clone(), init.clone()).unwrap();
-        let mut gpu_b = GpuMlp::new(gpu(), spec.clone(), &init).unwrap();
+        let mut gpu_b = gpu_model(&spec, &init, path);
         cpu.set_optimizer(cfg).unwrap();
         gpu_b.set_optimizer(cfg).unwrap();
         assert_eq!(gpu_b.optimizer(), cfg);
-        let name = format!("{} {} wd={}", loss.name(), cfg.kind.name(), cfg.weight_decay);
+        let name = format!("{} {} wd={} ({path:?})", loss.name(), cfg.kind.name(), cfg.weight_decay);
         for step in 0..10 {
             let lc = cpu.step(x.view(), y.view(), lr, true).unwrap().unwrap();
             let lg = gpu_b.step(x.view(), y.view(), lr, true).unwrap().unwrap();
@@ -144,13 +144,14 @@ fn resuming_from_the_optimizer_state_is_exact_on_the_cpu() {
 fn resuming_from_the_optimizer_state_on_the_gpu_is_exact() {
     let spec = spec_5_11_3(Loss::CrossEntropy);
     let (x, y) = batch7(&spec, 93);
-    for (cfg, lr) in [
+    let cases = [
         (OptimConfig { kind: ADAM, weight_decay: 0.0 }, 0.01f32),
         (OptimConfig { kind: MOMENTUM, weight_decay: 0.01 }, 0.1),
-    ] {
-        let make = |p: &Params<f32>| GpuMlp::new(gpu(), spec.clone(), p).unwrap();
+    ];
+    for ((cfg, lr), path) in cases.into_iter().flat_map(|c| BOTH_PATHS.map(|p| (c, p))) {
+        let make = |p: &Params<f32>| gpu_model(&spec, p, path);
         let [straight, resumed, fresh] = straight_and_resumed(&spec, &make, cfg, &x, &y, lr);
-        let name = format!("gpu {}", cfg.kind.name());
+        let name = format!("gpu {} ({path:?})", cfg.kind.name());
         assert_eq!(bits(&resumed.0.to_flat()), bits(&straight.0.to_flat()), "{name}: resumed parameters");
         assert_eq!(bits(&resumed.1.m), bits(&straight.1.m), "{name}: resumed m");
         assert_eq!(bits(&resumed.1.v), bits(&straight.1.v), "{name}: resumed v");

@@ -1,11 +1,12 @@
 //! Property tests in CI: the GPU backend against the f64 reference on 500 random cases (depth, widths,
-//! batch, activations, loss, optimizer, weight decay, clipping), two steps each, sized for lavapipe; and
-//! 150 more on a device whose storage bindings are capped at 128 values, so that batches, weight matrices
-//! and the optimizer update are split into pieces in every way.
+//! batch, activations, loss, optimizer, weight decay, clipping), two steps each, sized for lavapipe, with
+//! the unfused step and 500 more with the fused one; and 150 more on a device whose storage bindings are
+//! capped at 128 values, so that batches, weight matrices and the optimizer update are split into pieces
+//! in every way (the unfused step's splitting).
 
 use std::sync::Arc;
 
-use backprop::gpu::GpuContext;
+use backprop::gpu::{GpuContext, GpuPath, PathStrategy};
 use backprop::optim::{OptimConfig, OptimizerKind};
 use backprop::{Activation, Backend, GpuMlp, Loss, MlpSpec, Params};
 use ndarray::Array2;
@@ -19,12 +20,18 @@ const CASES: usize = 500;
 
 #[test]
 fn gpu_matches_the_reference_on_500_random_cases() {
-    run_cases(gpu(), 2026, CASES, 9, 9);
+    run_cases((gpu(), GpuPath::Unfused), 2026, CASES, 9, 9);
+}
+
+/// The fused step, widths and batches up to 40 (a block holds at most 32 rows, so some batches take two).
+#[test]
+fn the_fused_step_matches_the_reference_on_500_random_cases() {
+    run_cases((gpu(), GpuPath::Fused), 2027, CASES, 40, 40);
 }
 
 #[test]
 fn split_work_matches_the_reference_on_150_random_cases() {
-    run_cases(small_device(512), 77, 150, 16, 40);
+    run_cases((small_device(512), GpuPath::Unfused), 77, 150, 16, 40);
 }
 
 /// One random case: a network, its optimizer and clip, a learning rate and a batch.
@@ -70,18 +77,19 @@ fn random_case(r: &mut ChaCha8Rng, case: usize, max_width: usize, max_batch: usi
 }
 
 /// `cases` random cases with widths up to `max_width` and batches up to `max_batch`, two steps each on the
-/// GPU and on the reference: the losses and the parameters agree.
-fn run_cases(ctx: Arc<GpuContext>, seed: u64, cases: usize, max_width: usize, max_batch: usize) {
+/// GPU's `path` step and on the reference: the losses and the parameters agree.
+fn run_cases((ctx, path): (Arc<GpuContext>, GpuPath), seed: u64, cases: usize, max_width: usize, max_batch: usize) {
     let mut r = rng(seed);
     for case in 0..cases {
         let Case { spec, cfg, clip, lr, x, y } = random_case(&mut r, case, max_width, max_batch);
         let init = Params::init(&spec, case as u64);
         let mut model = GpuMlp::new(ctx.clone(), spec.clone(), &init).unwrap();
+        model.set_path_strategy(PathStrategy::Fixed(path)).unwrap();
         model.set_optimizer(cfg).unwrap();
         model.set_grad_clip(clip).unwrap();
         let mut reference = Reference::new(&spec, &init, cfg, clip);
         let name = format!(
-            "case {case}: {:?} {:?} {} {} wd {} clip {clip:?} batch {}",
+            "{path:?} case {case}: {:?} {:?} {} {} wd {} clip {clip:?} batch {}",
             spec.sizes(),
             spec.activations(),
             spec.loss().name(),

@@ -7,13 +7,14 @@ use std::path::Path;
 
 use backprop::checkpoint::{self, Checkpoint, Model, TrainingState};
 use backprop::data::{self, Dataset};
+use backprop::gpu::GpuPath;
 use backprop::model::Output;
 use backprop::optim::{OptimConfig, OptimState, OptimizerKind, Schedule};
 use backprop::report::EpochMetrics;
 use backprop::train::{self, Observer, TrainConfig};
-use backprop::{Activation, Backend, CpuBackend, Error, GpuMlp, Loss, MlpSpec, Params};
+use backprop::{Activation, Backend, CpuBackend, Error, Loss, MlpSpec, Params};
 
-use crate::common::{assert_bits_eq, gpu};
+use crate::common::{BOTH_PATHS, assert_bits_eq, gpu, gpu_model};
 
 const EPOCHS: usize = 5;
 /// Where the interrupted run stops (epochs completed).
@@ -36,12 +37,11 @@ fn optimizers() -> [(OptimConfig, Option<f32>, f64); 6] {
 const SCHEDULES: [Schedule; 3] =
     [Schedule::Constant, Schedule::Step { step_size: 2, gamma: 0.5 }, Schedule::Cosine { min_lr: 0.0 }];
 
-/// A backend of `spec` from `params`: the CPU's, or the GPU's.
-fn backend(on_gpu: bool, spec: &MlpSpec, params: &Params<f32>) -> Box<dyn Backend> {
-    if on_gpu {
-        Box::new(GpuMlp::new(gpu(), spec.clone(), params).unwrap())
-    } else {
-        Box::new(CpuBackend::new(spec.clone(), params.clone()).unwrap())
+/// A backend of `spec` from `params`: the CPU's, or the GPU's taking the given step.
+fn backend(on_gpu: Option<GpuPath>, spec: &MlpSpec, params: &Params<f32>) -> Box<dyn Backend> {
+    match on_gpu {
+        Some(path) => Box::new(gpu_model(spec, params, path)),
+        None => Box::new(CpuBackend::new(spec.clone(), params.clone()).unwrap()),
     }
 }
 
@@ -68,7 +68,7 @@ impl Observer for StopAndSave<'_> {
 
 /// The parameters and optimizer state after all `EPOCHS` epochs, straight or stopped and resumed.
 fn train_through(
-    on_gpu: bool,
+    on_gpu: Option<GpuPath>,
     data: &Dataset,
     spec: &MlpSpec,
     (cfg, optimizer): (&TrainConfig, OptimConfig),
@@ -96,7 +96,7 @@ fn train_through(
     (b.params().unwrap(), b.optimizer_state().unwrap())
 }
 
-fn resumes_exactly(on_gpu: bool) {
+fn resumes_exactly(on_gpu: Option<GpuPath>) {
     let dir = tempfile::tempdir().unwrap();
     let data = data::spirals(90, 5).unwrap();
     let spec = MlpSpec::with_output(vec![2, 13, 2], Activation::Tanh, Output::Softmax, Loss::CrossEntropy).unwrap();
@@ -109,7 +109,7 @@ fn resumes_exactly(on_gpu: bool) {
                 optimizer.kind.name(),
                 optimizer.weight_decay,
                 schedule,
-                if on_gpu { "GPU" } else { "CPU" }
+                on_gpu.map_or("CPU".to_string(), |p| format!("GPU ({p:?})"))
             );
             let path = dir.path().join("resume.safetensors");
             let (p1, s1) = train_through(on_gpu, &data, &spec, (&cfg, optimizer), clip, None);
@@ -124,12 +124,14 @@ fn resumes_exactly(on_gpu: bool) {
 
 #[test]
 fn resuming_on_the_gpu_is_bit_exact_for_every_optimizer_and_schedule() {
-    resumes_exactly(true);
+    for path in BOTH_PATHS {
+        resumes_exactly(Some(path));
+    }
 }
 
 #[test]
 fn resuming_on_the_cpu_is_bit_exact_for_every_optimizer_and_schedule() {
-    resumes_exactly(false);
+    resumes_exactly(None);
 }
 
 /// The GPU keeps Adam's bias corrections as an f32 recurrence; a restored state replays it in the next

@@ -1,13 +1,15 @@
-//! Whole training runs: the GPU model against the CPU reference from the same initial weights.
+//! Whole training runs: the GPU model against the CPU reference from the same initial weights, on the
+//! unfused step and on the fused one.
 
 use backprop::cpu;
+use backprop::gpu::GpuPath;
 use backprop::model::Output;
 use backprop::optim::{OptimConfig, OptimizerKind};
 use backprop::{Activation, Backend, CpuBackend, GpuMlp, Loss, MlpSpec, Params};
 use ndarray::Array2;
 
 use crate::common::reference::Reference;
-use crate::common::{assert_close, f32_exact, gpu, random, rng, to_f64};
+use crate::common::{BOTH_PATHS, assert_close, f32_exact, gpu, gpu_model, random, rng, to_f64};
 
 /// `steps` SGD steps on GPU and on the f64 reference from the same start; losses and parameters agree.
 fn train_and_compare(sizes: &[usize], acts: &[Activation], batch: usize, steps: usize, lr: f64, seed: u64) {
@@ -26,7 +28,14 @@ fn targets(spec: &MlpSpec, r: &mut rand_chacha::ChaCha8Rng, batch: usize) -> Arr
 
 /// `steps` optimizer steps on the GPU and on the f64 reference from the same start, on the same batch:
 /// every loss, the final parameters, both optimizer state vectors and the loss summed on the GPU agree.
+/// On each GPU step.
 fn compare_runs(spec: &MlpSpec, cfg: OptimConfig, batch: usize, steps: usize, lr: f64, seed: u64) {
+    for path in BOTH_PATHS {
+        compare_run(spec, cfg, (batch, steps, lr, seed), path);
+    }
+}
+
+fn compare_run(spec: &MlpSpec, cfg: OptimConfig, (batch, steps, lr, seed): (usize, usize, f64, u64), path: GpuPath) {
     let sizes = spec.sizes().to_vec();
     let init = Params::init(spec, seed);
     let mut r = rng(seed);
@@ -34,16 +43,18 @@ fn compare_runs(spec: &MlpSpec, cfg: OptimConfig, batch: usize, steps: usize, lr
     let y = targets(spec, &mut r, batch);
     let (x32, y32) = (x.mapv(|v| v as f32), y.mapv(|v| v as f32));
     let mut reference = Reference::new(spec, &init, cfg, None);
-    let mut model = GpuMlp::new(gpu(), spec.clone(), &init).unwrap();
+    let mut model = gpu_model(spec, &init, path);
     model.set_optimizer(cfg).unwrap();
     let mut loss_sum = 0.0;
     for step in 0..steps {
         let t = reference.step(x.view(), y.view(), lr);
         loss_sum += t.loss * batch as f64;
         let got = model.step(x32.view(), y32.view(), lr as f32, true).unwrap().expect("asked for the loss");
-        assert_close(&format!("{sizes:?} {} loss at step {step}", cfg.kind.name()), &[got], &[t.loss], 1e-6, 1e-4);
+        let what = format!("{path:?} {sizes:?} {} loss at step {step}", cfg.kind.name());
+        assert_close(&what, &[got], &[t.loss], 1e-6, 1e-4);
     }
-    let name = format!("{sizes:?} {} {}", spec.loss().name(), cfg.kind.name());
+    assert_eq!(model.path_for(batch), Some(path));
+    let name = format!("{path:?} {sizes:?} {} {}", spec.loss().name(), cfg.kind.name());
     let params = model.params().unwrap();
     assert_close(&format!("{name}: parameters after {steps} steps"), &params.to_flat(), &reference.flat, 1e-5, 1e-3);
     let state = model.optimizer_state().unwrap();
@@ -126,7 +137,8 @@ fn traced_step_matches_the_reference_tensor_by_tensor() {
     let y = f32_exact(&random(&mut r, 6, 3, 1.0));
     let mut reference = init.to_f64();
     let want = cpu::sgd_step(&spec, &mut reference, x.view(), y.view(), 0.1).unwrap();
-    let mut model = GpuMlp::new(gpu(), spec.clone(), &init).unwrap();
+    // The unfused step's trace (the fused step's: tests/gpu/fused.rs).
+    let mut model = gpu_model(&spec, &init, GpuPath::Unfused);
     let got = model.traced_step(x.mapv(|v| v as f32).view(), y.mapv(|v| v as f32).view(), 0.1).unwrap();
     let v = |a: &Array2<f64>| a.iter().copied().collect::<Vec<_>>();
     for l in 0..2 {
@@ -161,8 +173,21 @@ fn resident_data_and_many_steps_per_submit_match_the_cpu_backend() {
     let x = random(&mut r, 53, 6, 1.0).mapv(|v| v as f32);
     let y = Array2::from_shape_fn((53, 4), |(i, j)| if (i * 5) % 4 == j { 1.0f32 } else { 0.0 });
     let adam = OptimConfig { kind: OptimizerKind::Adam { beta1: 0.9, beta2: 0.999, eps: 1e-8 }, weight_decay: 0.0 };
-    let mut g = GpuMlp::new(gpu(), spec.clone(), &init).unwrap();
-    let mut c = CpuBackend::new(spec, init).unwrap();
+    for path in BOTH_PATHS {
+        resident_adam(&spec, &init, (&x, &y), adam, path);
+    }
+}
+
+/// Two calls of `run_steps` with Adam on the `path` step against the CPU backend.
+fn resident_adam(
+    spec: &MlpSpec,
+    init: &Params<f32>,
+    (x, y): (&Array2<f32>, &Array2<f32>),
+    adam: OptimConfig,
+    path: GpuPath,
+) {
+    let mut g = gpu_model(spec, init, path);
+    let mut c = CpuBackend::new(spec.clone(), init.clone()).unwrap();
     let order: Vec<usize> = (0..53).map(|i| (i * 17) % 53).collect();
     for b in [&mut g as &mut dyn Backend, &mut c] {
         b.set_optimizer(adam).unwrap();
@@ -172,10 +197,17 @@ fn resident_data_and_many_steps_per_submit_match_the_cpu_backend() {
         }
     }
     let (gp, cp) = (g.params().unwrap(), c.params().unwrap());
-    assert_close("params after 14 resident steps", &gp.to_flat(), &to_f64(&cp.to_flat()), 1e-5, 1e-4);
+    assert_close(
+        &format!("{path:?}: params after 14 resident steps"),
+        &gp.to_flat(),
+        &to_f64(&cp.to_flat()),
+        1e-5,
+        1e-4,
+    );
     assert_eq!(g.optimizer_state().unwrap().step, 14);
+    assert_eq!((g.path_for(8), g.path_for(5)), (Some(path), Some(path)));
     let (gl, cl) = (g.take_loss_sum().unwrap(), c.take_loss_sum().unwrap());
-    assert_close("loss summed over the steps", &[gl as f32], &[cl], 1e-5, 1e-4);
+    assert_close(&format!("{path:?}: loss summed over the steps"), &[gl as f32], &[cl], 1e-5, 1e-4);
     // A row index past the data is an error, not a GPU fault.
     assert!(g.run_steps(&[53], 8, 0.01).is_err());
 }
@@ -189,7 +221,7 @@ fn resident_data_with_fused_sgd_matches_the_cpu_backend() {
     let mut r = rng(22);
     let x = random(&mut r, 29, 6, 1.0).mapv(|v| v as f32);
     let y = random(&mut r, 29, 3, 1.0).mapv(|v| (v as f32).abs());
-    let mut g = GpuMlp::new(gpu(), spec.clone(), &init).unwrap();
+    let mut g = gpu_model(&spec, &init, GpuPath::Unfused); // SGD fused into the unfused step's backward pass
     let mut c = CpuBackend::new(spec, init).unwrap();
     let order: Vec<usize> = (0..29).map(|i| (i * 11) % 29).collect();
     for b in [&mut g as &mut dyn Backend, &mut c] {

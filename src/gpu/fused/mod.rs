@@ -150,19 +150,20 @@ impl FusedPlan {
     }
 
     /// Z_l, A_l and δ_l (B, O_l) of every layer from the last traced step.
-    pub fn read_trace(&self, ctx: &GpuContext) -> Result<Vec<[Array2<f32>; 3]>> {
+    pub async fn read_trace(&self, ctx: &GpuContext) -> Result<Vec<[Array2<f32>; 3]>> {
         let (_, trace) = self.traced.as_ref().ok_or_else(|| Error::Gpu("no traced fused step yet".into()))?;
         let b = self.blocking.rows;
+        let values = buffer::read_async(ctx, trace, 0, trace_len(&self.spec, b)).await?;
         let mut at = 0;
         let mut out = Vec::new();
         for l in 0..self.spec.layers() {
             let o = self.spec.layer_shape(l).1;
-            let mut read = || -> Result<Array2<f32>> {
-                let v = buffer::read(ctx, trace, at, b * o)?;
+            let mut next = || {
+                let m = Array2::from_shape_vec((b, o), values[at..at + b * o].to_vec());
                 at += b * o;
-                Array2::from_shape_vec((b, o), v).map_err(|e| Error::Gpu(format!("fused trace shape: {e}")))
+                m.map_err(|e| Error::Gpu(format!("fused trace shape: {e}")))
             };
-            out.push([read()?, read()?, read()?]);
+            out.push([next()?, next()?, next()?]);
         }
         Ok(out)
     }

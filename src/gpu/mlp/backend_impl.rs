@@ -11,6 +11,7 @@ use crate::cpu::Trace;
 use crate::error::Result;
 use crate::gpu::ops;
 use crate::gpu::structs::StepState;
+use crate::gpu::tune::GpuPath;
 use crate::gpu::wait::block_on;
 use crate::model::{MlpSpec, Params};
 use crate::optim::{self, OptimConfig, OptimState};
@@ -39,6 +40,7 @@ impl Backend for GpuMlp {
         self.model.reset_optimizer(&self.ctx, &cfg, self.layout.len)?;
         self.step = 0;
         self.optimizer = Optimizer::new(&self.ctx, &self.model, self.layout.len, cfg, self.optimizer.clip())?;
+        self.fused.forget_plans();
         Ok(())
     }
 
@@ -78,6 +80,7 @@ impl Backend for GpuMlp {
     fn set_grad_clip(&mut self, max_norm: Option<f32>) -> Result<()> {
         backend::check_clip(max_norm)?;
         self.optimizer = Optimizer::new(&self.ctx, &self.model, self.layout.len, self.optimizer.config(), max_norm)?;
+        self.fused.forget_plans();
         Ok(())
     }
 
@@ -128,6 +131,7 @@ impl GpuMlp {
         want_loss: bool,
     ) -> Result<Option<f32>> {
         self.upload(x, Some(y))?;
+        self.ensure_path(x.nrows())?;
         self.encode_step(x.nrows(), lr, want_loss, false).await
     }
 
@@ -155,6 +159,9 @@ impl GpuMlp {
     ) -> Result<Trace<f32>> {
         self.upload(x, Some(y))?;
         let b = x.nrows();
+        if self.ensure_path(b)? == GpuPath::Fused {
+            return self.fused_traced_step(b, lr).await;
+        }
         let loss = self.encode_step(b, lr, true, true).await?.expect("a step asked for its loss returns it");
         let bufs = &self.plan(b).buffers;
         let (mut pre, mut post, mut delta) = (Vec::new(), Vec::new(), Vec::new());

@@ -13,12 +13,12 @@ use crate::gpu::{buffer, memory};
 
 /// X (N, I_0), Y (N, O_L), and the row order of the current group of steps.
 pub(super) struct ResidentData {
-    x: wgpu::Buffer,
-    y: wgpu::Buffer,
+    pub(super) x: wgpu::Buffer,
+    pub(super) y: wgpu::Buffer,
     pub(super) rows: usize,
     /// I_0 and O_L: the values in a row of X and of Y.
     widths: (usize, usize),
-    order: wgpu::Buffer,
+    pub(super) order: wgpu::Buffer,
     /// Gathers keyed by (batch rows, offset into the row order): X's rows, then Y's, into that batch's
     /// buffers (one dispatch per piece of the batch and of the data set, where they exceed a binding).
     gathers: HashMap<(usize, usize), Vec<Dispatch>>,

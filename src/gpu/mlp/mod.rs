@@ -5,7 +5,8 @@
 //! depends on the batch size (activations, deltas, the dispatch lists) is a `BatchPlan` (`plan`), made the
 //! first time a batch size is seen and reused after that: a step only writes the batch, encodes and
 //! submits. The optimizer's dispatches (`optimizer`) follow the plan's; a training set can stay on the GPU
-//! (`data`), each batch gathered there.
+//! (`data`), each batch gathered there. A narrow network's batch may take the fused step instead, two or
+//! three launches whatever the depth (`fused`), where the device's tuner chooses it.
 //!
 //! Work larger than one storage binding is split (see DESIGN.md): a batch into pieces of rows, a weight
 //! matrix into pieces of its rows, the optimizer update and a resident data set into pieces.
@@ -13,6 +14,7 @@
 mod backend_impl;
 mod batch;
 mod data;
+mod fused;
 mod model;
 mod optimizer;
 mod plan;
@@ -34,6 +36,7 @@ use crate::gpu::wait;
 use crate::model::{MlpSpec, ParamLayout, Params};
 use crate::optim::{self, OptimConfig};
 use data::{ResidentData, contiguous};
+use fused::FusedState;
 use model::ModelBuffers;
 use optimizer::Optimizer;
 use plan::{BatchPlan, weight_pieces};
@@ -51,6 +54,8 @@ pub struct GpuMlp {
     plans: HashMap<usize, BatchPlan>,
     data: Option<ResidentData>,
     timer: Option<Timer>,
+    /// Which step each batch size runs, and the fused step's plans.
+    fused: FusedState,
 }
 
 impl GpuMlp {
@@ -63,7 +68,8 @@ impl GpuMlp {
         let layout = spec.param_layout();
         let model = ModelBuffers::new(&ctx, &spec, params)?;
         let optimizer = Optimizer::new(&ctx, &model, layout.len, OptimConfig::sgd(), None)?;
-        Ok(Self { ctx, spec, layout, model, optimizer, step: 0, plans: HashMap::new(), data: None, timer: None })
+        let (plans, fused) = (HashMap::new(), FusedState::new());
+        Ok(Self { ctx, spec, layout, model, optimizer, step: 0, plans, data: None, timer: None, fused })
     }
 
     pub fn context(&self) -> &GpuContext {
@@ -116,19 +122,21 @@ impl GpuMlp {
             for plan in self.plans.values_mut() {
                 plan.set_sgd_lr(&self.ctx, lr);
             }
+            self.fused.set_lr(&self.ctx, lr);
         }
     }
 
     /// One training step on the uploaded batch of `b` rows, in one submit: forward, loss, backward,
-    /// optimizer update; its loss read back if `want_loss`. `keep_grads` asks for the gradients to be
-    /// written (a trace reads them) where plain SGD would otherwise be fused.
+    /// optimizer update (or the fused step, where it runs for `b`); its loss read back if `want_loss`.
+    /// `keep_grads` asks for the gradients to be written (a trace reads them) where plain SGD would
+    /// otherwise be fused.
     async fn encode_step(&mut self, b: usize, lr: f32, want_loss: bool, keep_grads: bool) -> Result<Option<f32>> {
         optim::check_steps(self.step, 1)?;
         self.set_lr(lr);
         self.step += 1;
         let ctx = &*self.ctx;
         let mut enc = ctx.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("train step") });
-        ops::encode_all(ctx, &mut enc, step_dispatches(self.plan(b), &self.optimizer, keep_grads));
+        ops::encode_all(ctx, &mut enc, self.path_dispatches(b, keep_grads));
         if want_loss {
             self.model.copy_loss(&mut enc);
         }
@@ -157,8 +165,11 @@ impl GpuMlp {
     }
 
     /// Kernel launches in one step of `run_steps` on batches of `batch` (once it has run at that size): the
-    /// gather of the batch, forward, loss, backward and optimizer.
+    /// gather of the batch, forward, loss, backward and optimizer; or the fused step's two or three.
     pub fn dispatches_per_step(&self, batch: usize) -> Option<usize> {
+        if let Some(launches) = self.fused_launches(batch) {
+            return Some(launches);
+        }
         let plan = self.plans.get(&batch)?;
         let gathers = self.data.as_ref().and_then(|d| d.gathers_per_step(batch)).unwrap_or(0);
         Some(gathers + step_dispatches(plan, &self.optimizer, false).count())
@@ -168,6 +179,7 @@ impl GpuMlp {
     pub fn set_data(&mut self, x: ArrayView2<f32>, y: ArrayView2<f32>) -> Result<()> {
         self.spec.check_batch(x.dim(), Some(y.dim()))?;
         self.data = None;
+        self.fused.forget_resident();
         self.data = Some(ResidentData::new(&self.ctx, x, y)?);
         Ok(())
     }
@@ -182,22 +194,29 @@ impl GpuMlp {
             return Ok(());
         }
         self.set_lr(lr);
-        for (_, chunk) in batches.iter() {
-            self.ensure_plan(chunk.len())?;
-        }
-        let Self { ctx, plans, data, optimizer, .. } = self;
-        let data = data.as_mut().ok_or_else(backend::no_data)?;
         for (off, chunk) in batches.iter() {
+            self.ensure_plan(chunk.len())?;
+            self.ensure_fused_resident(chunk.len(), off)?;
+        }
+        let Self { ctx, plans, data, fused, .. } = self;
+        let data = data.as_mut().ok_or_else(backend::no_data)?;
+        for (off, chunk) in batches.iter().filter(|(_, chunk)| fused.plan(chunk.len()).is_none()) {
             data.prepare(ctx, plan_of(plans, chunk.len()), chunk.len(), off)?;
         }
         data.write_order(ctx, rows);
+        let (ctx, data) = (&*self.ctx, self.data.as_ref().ok_or_else(backend::no_data)?);
         let mut enc = ctx.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("train steps") });
         {
             let mut pass =
                 enc.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("steps"), timestamp_writes: None });
             for (off, chunk) in batches.iter() {
                 let b = chunk.len();
-                for d in data.gathers(b, off).iter().chain(step_dispatches(plan_of(plans, b), optimizer, false)) {
+                if let Some(fused) = self.fused_resident_dispatches(b, off) {
+                    fused?.iter().for_each(|d| d.encode(ctx, &mut pass));
+                    continue;
+                }
+                let unfused = step_dispatches(self.plan(b), &self.optimizer, false);
+                for d in data.gathers(b, off).iter().chain(unfused) {
                     d.encode(ctx, &mut pass);
                 }
             }

@@ -6,6 +6,7 @@ use std::mem::{offset_of, size_of};
 
 use crate::error::Result;
 use crate::gpu::context::GpuContext;
+use crate::gpu::fused::FusedBuffers;
 use crate::gpu::structs::{LossTotals, StepState};
 use crate::gpu::{buffer, memory, ops};
 use crate::model::{MlpSpec, Params};
@@ -72,6 +73,24 @@ impl ModelBuffers {
     pub(super) fn optim_buffers(&self) -> ops::OptimBuffers<'_> {
         let (m, v, partials) = (self.m.as_ref(), self.v.as_ref(), &self.norm_partials);
         ops::OptimBuffers { m, v, step: &self.step_state, loss: &self.loss, partials }
+    }
+
+    /// What the fused step binds of the model.
+    pub(super) fn fused_buffers(&self) -> FusedBuffers<'_> {
+        let (params, grads, step, loss) = (&self.params, &self.grads, &self.step_state, &self.loss);
+        FusedBuffers { params, grads, m: self.m.as_ref(), v: self.v.as_ref(), step, loss }
+    }
+
+    /// Every buffer a training step changes (the parameters, gradients, state vectors, step state and loss
+    /// totals), to be saved and restored around steps that must leave no trace.
+    pub(super) fn changed_by_a_step(&self) -> Vec<&wgpu::Buffer> {
+        let state = self.m.iter().chain(&self.v);
+        [&self.params, &self.grads, &self.step_state, &self.loss].into_iter().chain(state).collect()
+    }
+
+    /// The last batch's loss, read back on its own.
+    pub(super) async fn last_loss(&self, ctx: &GpuContext) -> Result<f32> {
+        buffer::read_struct_async(ctx, &self.loss, offset_of!(LossTotals, last) as u64).await
     }
 
     /// The state vectors m and v (empty where the rule keeps none), `n` values each.

@@ -3,7 +3,7 @@
 use ndarray::ArrayView2;
 use web_time::Instant;
 
-use super::{GpuMlp, step_dispatches};
+use super::GpuMlp;
 use crate::error::{Error, Result};
 use crate::gpu::context::GpuContext;
 use crate::gpu::ops;
@@ -92,6 +92,7 @@ impl GpuMlp {
         let ms = |t: Instant| t.elapsed().as_secs_f64() * 1e3;
         let start = Instant::now();
         self.upload(x, Some(y))?;
+        self.ensure_path(x.nrows())?;
         self.ctx.wait(self.ctx.queue.submit([]))?;
         let upload_ms = ms(start);
 
@@ -104,7 +105,7 @@ impl GpuMlp {
         }
         let ctx = &*self.ctx;
         let mut enc = ctx.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("timed step") });
-        let dispatches = step_dispatches(self.plan(x.nrows()), &self.optimizer, false);
+        let dispatches = self.path_dispatches(x.nrows(), false);
         ops::encode_timed(ctx, &mut enc, dispatches, self.timer.as_ref().map(Timer::writes));
         if let Some(t) = &self.timer {
             t.resolve(&mut enc);
