@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use backprop::gpu::tune::PathKey;
+use backprop::gpu::tune::{FUSED_MAX_MACS, PathKey};
 use backprop::gpu::{AdapterRequest, GpuContext, GpuPath, PathStrategy};
 use backprop::optim::{OptimConfig, OptimizerKind};
 use backprop::{Activation, Backend, GpuMlp, Loss, MlpSpec, Params, checkpoint};
@@ -41,8 +41,13 @@ fn the_default_step_is_the_rule_on_the_network_the_batch_and_the_limits() {
     ];
     // A device whose bindings hold 128 values: the fused step fits only the smallest batch's buffers.
     let small = [(net(&[2, 2, 1]), 1), (net(&[2, 2, 1]), 100), (net(&[13, 16, 3]), 40)];
+    // Past the rule's multiply-adds (one step of 1.4e8 on lavapipe: about half a second).
+    let large = [(net(&[100, 128, 128, 10]), 4700)];
+    assert!(PathKey::new(&large[0].0, 4700, gpu().limits()).macs() > FUSED_MAX_MACS);
     let mut seen = std::collections::HashSet::new();
-    for (ctx, cases) in [(gpu(), &cases[..]), (no_subgroups(), &cases[..]), (small_device(512), &small[..])] {
+    let devices =
+        [(gpu(), &cases[..]), (gpu(), &large[..]), (no_subgroups(), &cases[..]), (small_device(512), &small[..])];
+    for (ctx, cases) in devices {
         for (spec, batch) in cases {
             let key = PathKey::new(spec, *batch, ctx.limits());
             assert_eq!(key, PathKey::new(spec, *batch, ctx.limits()), "a key is a function of its inputs");
@@ -125,8 +130,7 @@ fn choosing_by_timing_leaves_the_model_as_it_was() {
 }
 
 /// Two processes training the same network on the same data with the same seed write the same
-/// parameters, bit for bit (a network within the fused step's bound whose steps the old timing rule
-/// would have timed: 64 × 8,832 multiply-adds).
+/// parameters, bit for bit (64-64-64-10 on the digits, batches of 64: the fused step).
 #[test]
 fn two_processes_train_to_the_same_bits() {
     let dir = tempfile::tempdir().unwrap();

@@ -14,9 +14,11 @@ use crate::model::MlpSpec;
 pub const MIN_BLOCK_ROWS: usize = 4;
 
 /// Steps of at most this many multiply-adds (batch × Σ I·O) take the fused step by default, where the
-/// network is within its bound: below it launches bound the step, above it the unfused step's tiled
-/// products win on arithmetic (DESIGN.md has the measurements behind the figure).
-pub const FUSED_MAX_MACS: usize = 1 << 22;
+/// network is within its bound: 2^27, just above the largest step measured (`examples/step_paths.rs`, on
+/// lavapipe: the fused step faster or level at every network and batch tried, up to 1.06e8). Past it the
+/// unfused step is kept: its products gain workgroups with the batch, while the fused first launch stops
+/// at `MAX_GROUPS` and its workgroups take more blocks in turn (DESIGN.md).
+pub const FUSED_MAX_MACS: usize = 1 << 27;
 
 /// Where the fused step applies on a device.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
