@@ -11,7 +11,6 @@ use rand_chacha::ChaCha8Rng;
 
 use super::{DataParallel, GradientBackend, GradientExchange};
 use crate::backend::Backend;
-use crate::bench::Config;
 use crate::error::Result;
 use crate::model::{Activation, Loss, MlpSpec, Params};
 
@@ -91,10 +90,19 @@ impl Scaling {
     }
 }
 
+/// What to time: a network of sigmoid layers with MSE (every width, input first; a configuration of
+/// `crate::bench`) and its global batch.
+#[derive(Clone, Copy, Debug)]
+pub struct Workload<'a> {
+    pub name: &'a str,
+    pub sizes: &'a [usize],
+    pub batch: usize,
+}
+
 type Setup = (MlpSpec, Params<f32>, Array2<f32>, Array2<f32>);
 
-/// The configuration's network, its initial parameters, and one batch of random inputs and targets.
-fn setup(c: &Config) -> Result<Setup> {
+/// The workload's network, its initial parameters, and one batch of random inputs and targets.
+fn setup(c: &Workload) -> Result<Setup> {
     let spec = MlpSpec::uniform(c.sizes.to_vec(), Activation::Sigmoid, Loss::Mse)?;
     let mut rng = ChaCha8Rng::seed_from_u64(11);
     let d = Uniform::new(0.0f32, 1.0).expect("valid range");
@@ -112,11 +120,11 @@ fn agreed_steps<X: GradientExchange>(x: &mut X, step_s: f64, steps: usize, secon
     Ok(all[0])
 }
 
-/// Times configuration `c` with backends from `make` (SGD, lr 0.1, data resident, as `train` runs), the
+/// Times workload `c` with backends from `make` (SGD, lr 0.1, data resident, as `train` runs), the
 /// gradients summed after the backward pass or, with `overlap`, layer by layer during it (then the wait
 /// for the slowest rank is not timed apart, and the copies count as compute).
 pub fn scaling<B: GradientBackend, X: GradientExchange>(
-    c: &Config,
+    c: &Workload,
     backend: &str,
     make: impl Fn(&MlpSpec, &Params<f32>) -> Result<B>,
     mut exchange: X,

@@ -11,9 +11,9 @@ use std::sync::OnceLock;
 #[cfg(feature = "mpi")]
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use super::GradientBackend;
 use super::launch::{self, Launch};
 use crate::backend::Backend;
-use crate::distributed::GradientBackend;
 use crate::error::{Error, Result};
 
 static RANKS: OnceLock<Option<Launch>> = OnceLock::new();

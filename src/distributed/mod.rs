@@ -10,32 +10,26 @@
 //!
 //! ```
 //! use backprop::distributed::{DataParallel, ThreadExchange};
-//! use backprop::train::{self, TrainConfig};
-//! use backprop::optim::{OptimConfig, Schedule};
-//! use backprop::{data, Activation, Backend, CpuBackend, Loss, MlpSpec, Params};
+//! use backprop::train::Silent;
+//! use backprop::{Backend, CpuBackend, Device, Trainer, data};
 //!
-//! let spirals = data::spirals(200, 7)?;
-//! let spec = MlpSpec::uniform(vec![2, 16, 2], Activation::Tanh, Loss::Mse)?;
-//! let cfg = TrainConfig {
-//!     epochs: 3, batch_size: 25, lr: 0.1, schedule: Schedule::Constant, optimizer: OptimConfig::sgd(),
-//!     shuffle: true, seed: 7, verify: None,
-//! };
+//! let run = Trainer::new(data::spirals(200, 7)?).layers([2, 16, 2]).epochs(3).batch_size(25).prepare()?;
 //! let ranks: Vec<_> = ThreadExchange::group(2).into_iter().map(|exchange| {
-//!     let (spec, spirals, cfg) = (spec.clone(), spirals.clone(), cfg.clone());
-//!     std::thread::spawn(move || -> backprop::Result<Params<f32>> {
-//!         let cpu = CpuBackend::new(spec.clone(), Params::init(&spec, 7))?;
+//!     let run = run.clone();
+//!     std::thread::spawn(move || -> backprop::Result<Vec<f32>> {
+//!         let cpu = CpuBackend::new(run.model.spec.clone(), run.model.params.clone())?;
 //!         let mut dp = DataParallel::new(cpu, exchange)?; // checks every rank starts equal
-//!         train::train(&mut dp, &spirals, None, &cfg, 0, &mut train::Silent)?;
-//!         dp.params()
+//!         run.train(&mut dp, &mut Silent)?;
+//!         Ok(dp.params()?.to_flat())
 //!     })
 //! }).collect();
 //! let params: Vec<_> = ranks.into_iter().map(|t| t.join().expect("no panic")).collect::<Result<_, _>>()?;
 //! assert_eq!(params[0], params[1]); // bit for bit
 //!
-//! let mut one = CpuBackend::new(spec.clone(), Params::init(&spec, 7))?;
-//! train::train(&mut one, &spirals, None, &cfg, 0, &mut train::Silent)?;
-//! let (a, b) = (one.params()?.to_flat(), params[0].to_flat());
-//! assert!(a.iter().zip(&b).all(|(x, y)| (x - y).abs() <= 1e-5 + 1e-4 * x.abs()));
+//! let mut one = run.backend(&Device::Cpu)?; // one process, the same global batch of 25
+//! run.train(one.as_mut(), &mut Silent)?;
+//! let one = one.params()?.to_flat();
+//! assert!(one.iter().zip(&params[0]).all(|(x, y)| (x - y).abs() <= 1e-5 + 1e-4 * x.abs()));
 //! # Ok::<(), backprop::Error>(())
 //! ```
 

@@ -54,7 +54,9 @@ impl MpiExchange {
     /// The world communicator; MPI must have been started (`init`).
     pub fn world() -> Result<Self> {
         if !mpi::environment::is_initialized() || mpi::environment::is_finalized() {
-            return Err(Error::Invalid("MPI is not running (call distributed::mpi::init first)".into()));
+            return Err(Error::Invalid(
+                "MPI is not running: distributed::job::start starts it, under mpirun or srun".into(),
+            ));
         }
         let world = SimpleCommunicator::world();
         let (rank, size) = (world.rank() as usize, world.size() as usize);

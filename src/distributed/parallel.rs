@@ -9,7 +9,7 @@ use ndarray::{Array2, ArrayView2, s};
 
 use super::exchange::{GradientExchange, share};
 use super::gradients::{GradientBackend, layer_buckets};
-use crate::backend::Backend;
+use crate::backend::{self, Backend, Batches};
 use crate::cpu::Trace;
 use crate::error::{Error, Result};
 use crate::model::{MlpSpec, Params};
@@ -45,6 +45,8 @@ pub struct DataParallel<B: GradientBackend, X: GradientExchange> {
     time_waits: bool,
     /// Sum each layer's gradients as the backward pass produces them (`set_overlap`).
     overlap: bool,
+    /// Rows of the training set of `set_data`.
+    data_rows: Option<usize>,
     fault: Option<Fault>,
 }
 
@@ -81,6 +83,7 @@ impl<B: GradientBackend, X: GradientExchange> DataParallel<B, X> {
             times: StepTimes::default(),
             time_waits: false,
             overlap: false,
+            data_rows: None,
             fault: None,
         };
         dp.times.bytes_per_step = n * size_of::<f32>();
@@ -267,7 +270,7 @@ impl<B: GradientBackend, X: GradientExchange> Backend for DataParallel<B, X> {
         self.inner.set_optimizer_state(s)
     }
     fn step(&mut self, x: ArrayView2<f32>, y: ArrayView2<f32>, lr: f32, want_loss: bool) -> Result<Option<f32>> {
-        crate::cpu::check_batch(self.spec(), x.dim(), Some(y.dim()))?;
+        self.spec().check_batch(x.dim(), Some(y.dim()))?;
         let b = x.nrows();
         let rows = share(b, self.size(), self.rank());
         let (xs, ys) = (x.slice(s![rows.clone(), ..]), y.slice(s![rows.clone(), ..]));
@@ -285,10 +288,14 @@ impl<B: GradientBackend, X: GradientExchange> Backend for DataParallel<B, X> {
         Ok(Some((sum / b as f64) as f32))
     }
     fn set_data(&mut self, x: ArrayView2<f32>, y: ArrayView2<f32>) -> Result<()> {
-        self.inner.set_data(x, y)
+        self.data_rows = None;
+        self.inner.set_data(x, y)?;
+        self.data_rows = Some(x.nrows());
+        Ok(())
     }
     fn run_steps(&mut self, rows: &[usize], batch: usize, lr: f32) -> Result<()> {
-        for chunk in rows.chunks(batch.max(1)) {
+        let batches = Batches::new(rows, batch, self.data_rows.ok_or_else(backend::no_data)?)?;
+        for (_, chunk) in batches.iter() {
             let mine = &chunk[share(chunk.len(), self.size(), self.rank())];
             if self.overlap {
                 self.overlapped_step(mine, chunk.len(), lr)?;
@@ -339,7 +346,7 @@ impl<B: GradientBackend, X: GradientExchange> Backend for DataParallel<B, X> {
     }
     /// Each rank predicts its share of the rows; the outputs are gathered in rank order.
     fn predict(&mut self, x: ArrayView2<f32>) -> Result<Array2<f32>> {
-        crate::cpu::check_batch(self.spec(), x.dim(), None)?;
+        self.spec().check_batch(x.dim(), None)?;
         let (b, o, n) = (x.nrows(), self.spec().output_width(), self.size());
         let rows = share(b, n, self.rank());
         let mine = if rows.is_empty() {
