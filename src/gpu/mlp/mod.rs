@@ -13,6 +13,7 @@
 mod backend_impl;
 mod batch;
 mod data;
+mod grads;
 mod model;
 mod optimizer;
 mod plan;
@@ -51,6 +52,8 @@ pub struct GpuMlp {
     plans: HashMap<usize, BatchPlan>,
     data: Option<ResidentData>,
     timer: Option<Timer>,
+    /// Plans for one rank's shares of batches (data-parallel training).
+    shares: grads::Shares,
 }
 
 impl GpuMlp {
@@ -63,7 +66,19 @@ impl GpuMlp {
         let layout = spec.param_layout();
         let model = ModelBuffers::new(&ctx, &spec, params)?;
         let optimizer = Optimizer::new(&ctx, &model, layout.len, OptimConfig::sgd(), None)?;
-        Ok(Self { ctx, spec, layout, model, optimizer, step: 0, plans: HashMap::new(), data: None, timer: None })
+        let shares = grads::Shares::default();
+        Ok(Self {
+            ctx,
+            spec,
+            layout,
+            model,
+            optimizer,
+            step: 0,
+            plans: HashMap::new(),
+            data: None,
+            timer: None,
+            shares,
+        })
     }
 
     pub fn context(&self) -> &GpuContext {
@@ -75,6 +90,16 @@ impl GpuMlp {
         if self.plans.contains_key(&b) {
             return Ok(());
         }
+        let mut plan = self.make_plan(b, b, &format!("making the buffers for batch size {b}"))?;
+        if let Some(lr) = self.optimizer.lr() {
+            plan.set_sgd_lr(&self.ctx, lr);
+        }
+        self.plans.insert(b, plan);
+        Ok(())
+    }
+
+    /// A plan of `b` rows of a batch of `global` (`BatchPlan::new`), made while `what`.
+    fn make_plan(&self, b: usize, global: usize, what: &str) -> Result<BatchPlan> {
         let m = &self.model;
         let model = plan::Model {
             ctx: &self.ctx,
@@ -84,13 +109,7 @@ impl GpuMlp {
             grads: &m.grads,
             loss: &m.loss,
         };
-        let what = format!("making the buffers for batch size {b}");
-        let mut plan = self.ctx.catch_oom(&what, || BatchPlan::new(&model, b))?;
-        if let Some(lr) = self.optimizer.lr() {
-            plan.set_sgd_lr(&self.ctx, lr);
-        }
-        self.plans.insert(b, plan);
-        Ok(())
+        self.ctx.catch_oom(what, || BatchPlan::new(&model, b, global))
     }
 
     /// The plan of batches of `b` rows, which `ensure_plan` made.
@@ -168,6 +187,7 @@ impl GpuMlp {
     pub fn set_data(&mut self, x: ArrayView2<f32>, y: ArrayView2<f32>) -> Result<()> {
         self.spec.check_batch(x.dim(), Some(y.dim()))?;
         self.data = None;
+        self.shares.data_changed();
         self.data = Some(ResidentData::new(&self.ctx, x, y)?);
         Ok(())
     }
