@@ -42,6 +42,13 @@ pub fn detect_in(get: impl Fn(&str) -> Option<String>) -> Option<Launch> {
     })
 }
 
+/// Which of `discrete` discrete GPUs this process opens by default, when it is one of several ranks and the
+/// launcher says its rank on the node (`gpu_index`).
+pub fn node_gpu(discrete: usize) -> Option<usize> {
+    let l = detect().filter(|l| l.size > 1)?;
+    gpu_index(l.local_rank?, discrete)
+}
+
 /// Which of `discrete` discrete GPUs rank `local_rank` of a node opens by default: its own, round robin
 /// where there are more ranks than GPUs. `None` where there is no discrete GPU (then every rank takes the
 /// best adapter there is, shared).
