@@ -2,6 +2,7 @@
 //! build of wgpu reaches on this system; the adapters found, best first; and, where none fits, an error
 //! that says what was searched and what there is instead. The only place that touches `wgpu::Instance`.
 
+#[cfg(not(target_arch = "wasm32"))]
 use crate::distributed::launch;
 use crate::error::{Error, Result};
 use crate::gpu::wait;
@@ -192,6 +193,7 @@ pub(crate) async fn choose(req: &AdapterRequest) -> Result<wgpu::Adapter> {
     };
     let mut fits: Vec<wgpu::Adapter> = all.into_iter().filter(matches).collect();
     fits.sort_by_key(|a| preference(a.get_info().device_type));
+    #[cfg(not(target_arch = "wasm32"))]
     if filter.is_none() {
         own_gpu_first(&mut fits);
     }
@@ -215,6 +217,7 @@ pub(crate) async fn choose(req: &AdapterRequest) -> Result<wgpu::Adapter> {
 /// One of several ranks of a job on a node (`distributed::launch`) takes its own discrete GPU by default:
 /// the node-local rank's, round robin where the ranks outnumber them. `adapters` are sorted best first; the
 /// GPUs counted are those the first one's API lists (the same GPU may be listed again through another).
+#[cfg(not(target_arch = "wasm32"))]
 fn own_gpu_first(adapters: &mut [wgpu::Adapter]) {
     let api = adapters.first().map(|a| a.get_info().backend);
     let own = |a: &&wgpu::Adapter| {

@@ -11,6 +11,7 @@ use crate::CpuBackend;
 use crate::backend::Backend;
 use crate::checkpoint::{Checkpoint, Model, TrainingState};
 use crate::data::Dataset;
+#[cfg(not(target_arch = "wasm32"))]
 use crate::distributed::job;
 use crate::error::Result;
 use crate::gpu::{GpuContext, GpuMlp};
@@ -62,13 +63,16 @@ pub struct Run {
 
 impl Run {
     /// A backend on `device` holding the starting parameters. In a process that `mpirun` or `srun` started
-    /// as one of several ranks (`distributed::job`), this rank's part of a data-parallel backend.
+    /// as one of several ranks (`distributed::job`, native only), this rank's part of a data-parallel backend.
     pub fn backend(&self, device: &Device) -> Result<Box<dyn Backend>> {
         let (spec, params) = (self.model.spec.clone(), &self.model.params);
-        match device {
+        #[cfg(not(target_arch = "wasm32"))]
+        return match device {
             Device::Cpu => job::data_parallel(CpuBackend::new(spec, params.clone())?),
             Device::Gpu(ctx) => job::data_parallel(GpuMlp::new(ctx.clone(), spec, params)?),
-        }
+        };
+        #[cfg(target_arch = "wasm32")]
+        device.backend(spec, params)
     }
 
     /// Gives `backend` the optimizer (and its state when resuming) and the clipping.

@@ -13,6 +13,7 @@
 mod backend_impl;
 mod batch;
 mod data;
+#[cfg(not(target_arch = "wasm32"))]
 mod grads;
 mod model;
 mod optimizer;
@@ -52,7 +53,8 @@ pub struct GpuMlp {
     plans: HashMap<usize, BatchPlan>,
     data: Option<ResidentData>,
     timer: Option<Timer>,
-    /// Plans for one rank's shares of batches (data-parallel training).
+    /// Plans for one rank's shares of batches (data-parallel training, native only).
+    #[cfg(not(target_arch = "wasm32"))]
     shares: grads::Shares,
 }
 
@@ -66,7 +68,6 @@ impl GpuMlp {
         let layout = spec.param_layout();
         let model = ModelBuffers::new(&ctx, &spec, params)?;
         let optimizer = Optimizer::new(&ctx, &model, layout.len, OptimConfig::sgd(), None)?;
-        let shares = grads::Shares::default();
         Ok(Self {
             ctx,
             spec,
@@ -77,7 +78,8 @@ impl GpuMlp {
             plans: HashMap::new(),
             data: None,
             timer: None,
-            shares,
+            #[cfg(not(target_arch = "wasm32"))]
+            shares: grads::Shares::default(),
         })
     }
 
@@ -187,6 +189,7 @@ impl GpuMlp {
     pub fn set_data(&mut self, x: ArrayView2<f32>, y: ArrayView2<f32>) -> Result<()> {
         self.spec.check_batch(x.dim(), Some(y.dim()))?;
         self.data = None;
+        #[cfg(not(target_arch = "wasm32"))]
         self.shares.data_changed();
         self.data = Some(ResidentData::new(&self.ctx, x, y)?);
         Ok(())

@@ -46,6 +46,7 @@ pub(super) struct Backward {
     biases: Vec<usize>,
     /// Per layer, last layer first, the position in `dispatches` after which its gradients are complete
     /// (its bias gradient in the batch's last piece): data-parallel training hands each on as it is ready.
+    #[cfg_attr(target_arch = "wasm32", allow(dead_code))]
     pub(super) ready: Vec<usize>,
 }
 
