@@ -35,6 +35,11 @@ pub enum Error {
     )]
     Diverged { step: u64, epoch: usize },
 
+    /// An error every rank of a data-parallel job reaches together (ranks drifted apart, a rank failed
+    /// to start): one rank reports it for all.
+    #[error("{0}")]
+    Distributed(String),
+
     /// A file could not be read or written.
     #[error("{}: {source}", path.display())]
     Io { path: PathBuf, source: std::io::Error },

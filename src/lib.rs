@@ -70,9 +70,14 @@
 //! prepared run between them, for choosing the backend and watching the epochs yourself.
 //!
 //! Checkpoints ([`checkpoint`]) are safetensors files in PyTorch's `nn.Linear` layout.
+//!
+//! Data-parallel training on several GPUs or machines is a wrapper over the same trait:
+//! [`distributed::DataParallel`] is a [`Backend`] made of one backend per rank and a gradient exchange (MPI with
+//! the `mpi` cargo feature, or threads); its module docs train two ranks as threads.
 
 pub mod backend;
-// Native only: the CPU backend (threads and the gemm crate) and files. The rest builds for
+// Native only: the CPU backend (threads and the gemm crate), files and data-parallel training (MPI,
+// threads, blocking read-backs). The rest builds for
 // wasm32-unknown-unknown too, for the web page (web/), with checkpoints as bytes, the report as metrics
 // only and the bench without the CPU backend.
 pub mod bench;
@@ -82,6 +87,8 @@ pub mod cpu;
 pub mod cpu_fast;
 pub mod data;
 pub mod device;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod distributed;
 pub mod error;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod fsutil;

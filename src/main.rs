@@ -6,6 +6,7 @@ mod progress;
 use std::process::ExitCode;
 
 use backprop::Result;
+use backprop::distributed::job;
 use clap::{Parser, Subcommand};
 use commands::args::{BenchArgs, DeviceArgs, EvalArgs, PredictArgs, TrainArgs};
 
@@ -96,7 +97,24 @@ fn quiet_broken_pipe() {}
 fn main() -> ExitCode {
     quiet_broken_pipe();
     ensure_runtime_dir();
-    let cli = Cli::parse();
+    // Under mpirun every rank parses the same flags: rank 0 alone prints a mistake in them.
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) if !job::speaks() => return ExitCode::from(e.exit_code() as u8),
+        Err(e) => e.exit(),
+    };
+    let command = match &cli.command {
+        None | Some(Command::Train(_)) => "train",
+        Some(Command::Eval(_)) => "eval",
+        Some(Command::Predict(_)) => "predict",
+        Some(Command::WorkedExample { .. }) => "worked-example",
+        Some(Command::Bench(_)) => "bench",
+        Some(Command::Devices { .. }) => "devices",
+    };
+    // Under mpirun/srun: MPI started (or refused), ranks other than 0 silenced.
+    if let Err(e) = job::start(command) {
+        return ExitCode::from(job::finish(Err(e)) as u8);
+    }
     let result: Result<()> = match cli.command {
         None => commands::train(&cli.train),
         Some(Command::Train(args)) => commands::train(&args),
@@ -106,11 +124,6 @@ fn main() -> ExitCode {
         Some(Command::Bench(args)) => commands::bench(&args),
         Some(Command::Devices { json }) => commands::devices(json),
     };
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    // Prints the error (on one rank) and ends MPI, or aborts the job where one rank failed alone.
+    ExitCode::from(job::finish(result) as u8)
 }

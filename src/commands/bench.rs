@@ -22,6 +22,11 @@ pub fn bench(args: &BenchArgs) -> Result<()> {
         }
         false => None,
     };
+    #[cfg(feature = "mpi")]
+    if backprop::distributed::job::ranks().is_some() {
+        // Under mpirun/srun: the step on every rank, and how it scales.
+        return super::bench_ranks::bench(args, &configs, named, ctx);
+    }
     let progress = |what: String| {
         if !args.quiet {
             eprintln!("bench: {what}");
@@ -60,7 +65,7 @@ pub fn bench(args: &BenchArgs) -> Result<()> {
 }
 
 /// A note instead of a run, for a configuration too large for a software adapter unless named.
-fn software_skip(ctx: &GpuContext, c: &Config, named: bool) -> Result<Option<String>> {
+pub(super) fn software_skip(ctx: &GpuContext, c: &Config, named: bool) -> Result<Option<String>> {
     let spec = MlpSpec::uniform(c.sizes.to_vec(), Activation::Sigmoid, Loss::Mse)?;
     let gflop = spec.step_flops(c.batch) / 1e9;
     let software = ctx.adapter().device_type == "cpu";

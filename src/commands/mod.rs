@@ -3,6 +3,8 @@
 
 pub mod args;
 mod bench;
+#[cfg(feature = "mpi")]
+mod bench_ranks;
 mod data;
 mod device;
 mod eval;

@@ -1,10 +1,11 @@
 //! Progress, plus `train`'s files: the checkpoint, the metrics CSV and the plot, written as `--save-every`
 //! says and always after the last epoch. The CSV is written whole once, then grows by appended rows; the
 //! plot is redrawn whole. After a failure the CSV and the plot get the epochs that finished, never the
-//! checkpoint (the parameters may be what failed).
+//! checkpoint (the parameters may be what failed). In a data-parallel job, rank 0 alone writes them.
 
 use std::time::{Duration, Instant};
 
+use backprop::distributed::job;
 use backprop::report::{self, EpochMetrics};
 use backprop::train::{Observer, Run, VerifyReport};
 use backprop::{Backend, Result, checkpoint};
@@ -71,6 +72,9 @@ impl<'a> Saver<'a> {
 
     /// Writes every output for the state after `epoch`.
     fn write(&mut self, backend: &mut dyn Backend, epoch: usize) -> Result<()> {
+        if !job::speaks() {
+            return Ok(()); // rank 0 of a data-parallel job writes the files
+        }
         let start = Instant::now();
         if let Some(path) = &self.outputs.out {
             checkpoint::save(path, &self.run.checkpoint(backend, epoch)?)?;
@@ -84,7 +88,7 @@ impl<'a> Saver<'a> {
 
     /// Brings the metrics CSV and the plot up to date with `history`.
     fn write_logs(&mut self) -> Result<()> {
-        if self.history.is_empty() {
+        if self.history.is_empty() || !job::speaks() {
             return Ok(());
         }
         if let Some(path) = &self.outputs.metrics {

@@ -6,6 +6,7 @@ use std::path::Path;
 use backprop::Result;
 use backprop::checkpoint::{self, Checkpoint};
 use backprop::data::Task;
+use backprop::distributed::job;
 use backprop::report::EpochMetrics;
 use backprop::train::{DEFAULT_SEED, Run};
 use serde_json::json;
@@ -33,7 +34,8 @@ pub fn train(args: &TrainArgs) -> Result<()> {
     let (device, device_line) = open_device(&args.device)?;
     let mut backend = run.backend(&device)?;
     if !args.quiet {
-        eprintln!("backend: {device_line}\n{}", describe(&run, &args.data.data));
+        // Under mpirun/srun, with how many ranks and which MPI.
+        eprintln!("backend: {device_line}{}\n{}", job::describe(), describe(&run, &args.data.data));
     }
     let out = outputs.out.clone();
     let mut saver = Saver::new(Progress::new(args.quiet), &run, outputs, earlier, title(&run, &args.data.data));

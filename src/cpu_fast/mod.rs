@@ -4,6 +4,7 @@
 //! Parameters, gradients and optimizer state are flat vectors in the layout of `MlpSpec::param_layout`,
 //! as on the GPU; the optimizer is one pass over them.
 
+mod grads;
 mod pages;
 mod products;
 mod vector;
@@ -140,7 +141,9 @@ impl CpuBackend {
         }
     }
 
-    /// One forward, loss, backward; leaves the gradients in `self.grads`. Returns the loss.
+    /// One forward, loss, backward; leaves the gradients in `self.grads`. Returns the loss of these rows.
+    /// The loss gradient is scaled by a batch of `global` rows (`x.nrows()` for a whole batch; more when these
+    /// rows are one rank's share of a batch, whose gradients are summed over the ranks).
     /// With `sgd_lr` Some(lr), plain SGD is applied as the backward pass goes instead: each layer's
     /// `W ← W − lr·A_prevᵀ·δ` is one GEMM that adds into W (after `δ·Wᵀ` has used the old W), so the weight
     /// gradients are never written and the optimizer pass is skipped. `self.grads` then holds only the
@@ -151,19 +154,19 @@ impl CpuBackend {
         y: ArrayView2<f32>,
         w: &mut Workspace,
         sgd_lr: Option<f32>,
+        global: usize,
     ) -> f32 {
         self.forward(x, w);
         let n_layers = self.spec.layers();
         let last = n_layers - 1;
-        let b = x.nrows();
         let loss = match self.spec.loss() {
             Loss::Mse => {
-                let scale = 2.0 / (w.post[last].len() as f32);
+                let scale = 2.0 / ((global * w.post[last].ncols()) as f32);
                 Zip::from(&mut w.grad[last]).and(&w.post[last]).and(&y).for_each(|g, &a, &t| *g = scale * (a - t));
                 cpu::mse_loss(w.post[last].view(), y)
             }
             Loss::CrossEntropy => {
-                let scale = 1.0 / b as f32;
+                let scale = 1.0 / global as f32;
                 Zip::from(&mut w.delta[last]).and(&w.post[last]).and(&y).for_each(|d, &a, &t| *d = scale * (a - t));
                 cpu::xent_loss(w.pre[last].view(), y)
             }
@@ -236,6 +239,35 @@ impl CpuBackend {
         parts.into_par_iter().for_each(|(p, g, m, v)| optim::update(&cfg, p, g, m, v, s));
     }
 
+    /// The update from `self.grads`: clipped to `--max-grad-norm` first, then the optimizer.
+    fn clip_and_update(&mut self, lr: f32) {
+        if let Some(max) = self.max_grad_norm {
+            let c = optim::clip_coefficient(&self.grads, max);
+            self.grads.iter_mut().for_each(|g| *g *= c);
+        }
+        self.update(lr);
+    }
+
+    /// Gathers the rows `rows` of the training set (`set_data`) into buffers kept per batch size, so no step
+    /// allocates, and runs `f` on them.
+    fn on_rows<T>(
+        &mut self,
+        rows: &[usize],
+        f: impl FnOnce(&mut Self, ArrayView2<f32>, ArrayView2<f32>) -> Result<T>,
+    ) -> Result<T> {
+        let (x, y) = self.data.as_ref().ok_or_else(backend::no_data)?;
+        let b = rows.len();
+        let (mut xb, mut yb) =
+            self.batch_buf.remove(&b).unwrap_or_else(|| (zeros2((b, x.ncols())), zeros2((b, y.ncols()))));
+        for (k, &r) in rows.iter().enumerate() {
+            xb.row_mut(k).assign(&x.row(r));
+            yb.row_mut(k).assign(&y.row(r));
+        }
+        let result = f(self, xb.view(), yb.view());
+        self.batch_buf.insert(b, (xb, yb));
+        result
+    }
+
     /// One training step. `keep_grads` asks for the gradients to be left in `self.grads` (for a trace);
     /// otherwise plain SGD without weight decay or clipping runs fused into the backward pass.
     fn run_step(
@@ -250,15 +282,11 @@ impl CpuBackend {
         let b = x.nrows();
         let mut w = self.workspace(b);
         let fused = !keep_grads && backend::fuses_sgd(&self.optim, self.max_grad_norm);
-        let loss = self.forward_backward(x, y, &mut w, fused.then_some(lr));
-        if let Some(max) = self.max_grad_norm {
-            let c = optim::clip_coefficient(&self.grads, max);
-            self.grads.iter_mut().for_each(|g| *g *= c);
-        }
+        let loss = self.forward_backward(x, y, &mut w, fused.then_some(lr), b);
         if fused {
             self.state.step += 1;
         } else {
-            self.update(lr);
+            self.clip_and_update(lr);
         }
         if !loss.is_finite() && self.diverged_at.is_none() {
             self.diverged_at = Some(self.state.step);
@@ -313,27 +341,13 @@ impl Backend for CpuBackend {
         Ok(())
     }
     fn run_steps(&mut self, rows: &[usize], batch: usize, lr: f32) -> Result<()> {
-        let (x, y) = self.data.take().ok_or_else(backend::no_data)?;
-        let result = (|| {
-            let batches = Batches::new(rows, batch, x.nrows())?;
-            optim::check_steps(self.state.step, batches.len())?;
-            for (_, chunk) in batches.iter() {
-                // The batch is gathered into buffers kept per batch size: no allocation per step.
-                let b = chunk.len();
-                let (mut xb, mut yb) =
-                    self.batch_buf.remove(&b).unwrap_or_else(|| (zeros2((b, x.ncols())), zeros2((b, y.ncols()))));
-                for (k, &r) in chunk.iter().enumerate() {
-                    xb.row_mut(k).assign(&x.row(r));
-                    yb.row_mut(k).assign(&y.row(r));
-                }
-                let result = self.step(xb.view(), yb.view(), lr, false);
-                self.batch_buf.insert(b, (xb, yb));
-                result?;
-            }
-            Ok(())
-        })();
-        self.data = Some((x, y));
-        result
+        let n = self.data.as_ref().map(|d| d.0.nrows()).ok_or_else(backend::no_data)?;
+        let batches = Batches::new(rows, batch, n)?;
+        optim::check_steps(self.state.step, batches.len())?;
+        for (_, chunk) in batches.iter() {
+            self.on_rows(chunk, |me, x, y| me.step(x, y, lr, false).map(drop))?;
+        }
+        Ok(())
     }
     fn set_grad_clip(&mut self, max_norm: Option<f32>) -> Result<()> {
         backend::check_clip(max_norm)?;

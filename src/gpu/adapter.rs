@@ -2,6 +2,8 @@
 //! build of wgpu reaches on this system; the adapters found, best first; and, where none fits, an error
 //! that says what was searched and what there is instead. The only place that touches `wgpu::Instance`.
 
+#[cfg(not(target_arch = "wasm32"))]
+use crate::distributed::launch;
 use crate::error::{Error, Result};
 use crate::gpu::wait;
 
@@ -201,7 +203,13 @@ pub(crate) async fn choose(req: &AdapterRequest) -> Result<wgpu::Adapter> {
     let matches = |a: &wgpu::Adapter| {
         filter.as_ref().is_none_or(|f| a.get_info().name.to_lowercase().contains(&f.to_lowercase()))
     };
-    if let Some(best) = all.into_iter().filter(matches).min_by_key(|a| preference(a.get_info().device_type)) {
+    let mut fits: Vec<wgpu::Adapter> = all.into_iter().filter(matches).collect();
+    fits.sort_by_key(|a| preference(a.get_info().device_type));
+    #[cfg(not(target_arch = "wasm32"))]
+    if filter.is_none() {
+        own_gpu_first(&mut fits);
+    }
+    if let Some(best) = fits.into_iter().next() {
         return Ok(best);
     }
     let mut what = filter.map(|f| format!(" whose name contains '{f}'")).unwrap_or_default();
@@ -216,6 +224,22 @@ pub(crate) async fn choose(req: &AdapterRequest) -> Result<wgpu::Adapter> {
         (true, true) => NO_ADAPTER_HINT.to_string(),
     };
     Err(Error::NoAdapter { filter: what, hint })
+}
+
+/// One of several ranks of a job on a node (`distributed::launch`) takes its own discrete GPU by default:
+/// the node-local rank's, round robin where the ranks outnumber them. `adapters` are sorted best first; the
+/// GPUs counted are those the first one's API lists (the same GPU may be listed again through another).
+#[cfg(not(target_arch = "wasm32"))]
+fn own_gpu_first(adapters: &mut [wgpu::Adapter]) {
+    let api = adapters.first().map(|a| a.get_info().backend);
+    let own = |a: &&wgpu::Adapter| {
+        let info = a.get_info();
+        info.device_type == wgpu::DeviceType::DiscreteGpu && Some(info.backend) == api
+    };
+    let discrete = adapters.iter().take_while(own).count();
+    if let Some(i) = launch::node_gpu(discrete) {
+        adapters[..discrete].rotate_left(i);
+    }
 }
 
 fn preference_of_name(t: &str) -> u8 {

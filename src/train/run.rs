@@ -11,6 +11,8 @@ use crate::CpuBackend;
 use crate::backend::Backend;
 use crate::checkpoint::{Checkpoint, Model, TrainingState};
 use crate::data::Dataset;
+#[cfg(not(target_arch = "wasm32"))]
+use crate::distributed::job;
 use crate::error::Result;
 use crate::gpu::{GpuContext, GpuMlp};
 use crate::model::{MlpSpec, Params};
@@ -60,9 +62,17 @@ pub struct Run {
 }
 
 impl Run {
-    /// A backend on `device` holding the starting parameters.
+    /// A backend on `device` holding the starting parameters. In a process that `mpirun` or `srun` started
+    /// as one of several ranks (`distributed::job`, native only), this rank's part of a data-parallel backend.
     pub fn backend(&self, device: &Device) -> Result<Box<dyn Backend>> {
-        device.backend(self.model.spec.clone(), &self.model.params)
+        let (spec, params) = (self.model.spec.clone(), &self.model.params);
+        #[cfg(not(target_arch = "wasm32"))]
+        return match device {
+            Device::Cpu => job::data_parallel(CpuBackend::new(spec, params.clone())?),
+            Device::Gpu(ctx) => job::data_parallel(GpuMlp::new(ctx.clone(), spec, params)?),
+        };
+        #[cfg(target_arch = "wasm32")]
+        device.backend(spec, params)
     }
 
     /// Gives `backend` the optimizer (and its state when resuming) and the clipping.

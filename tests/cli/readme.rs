@@ -8,6 +8,9 @@
 //! verify errors, digits past the sixth decimal (a GPU's last bits), and for `devices` every value.
 //! Commands that train or evaluate without naming a backend run where wgpu finds no adapter, so that
 //! they take the CPU backend (bit-for-bit reproducible) on any machine, as the README's did.
+//!
+//! Examples under a launcher need the `mpi` feature's build: the `mpirun` ones are run by tests/mpi, which
+//! includes this file, and only there; the `srun` ones need a SLURM cluster and are shown as run once.
 
 use std::path::Path;
 use std::process::Command;
@@ -143,6 +146,8 @@ fn run(dir: &Path, bin_dir: &Path, e: &Example) -> Result<(), String> {
     let path = format!("{}:{}", bin_dir.display(), std::env::var("PATH").unwrap_or_default());
     let mut c = Command::new("sh");
     c.args(["-c", &format!("{command} 2>&1")]).current_dir(dir).env("PATH", path);
+    // Open MPI refuses to start as root unless told twice.
+    c.env("OMPI_ALLOW_RUN_AS_ROOT", "1").env("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1");
     let computes = ["backprop train", "backprop eval", "backprop predict", "backprop -", "backprop --"]
         .iter()
         .any(|p| command.starts_with(p) || command == "backprop");
@@ -179,6 +184,10 @@ fn every_command_example_in_the_readme_prints_what_the_readme_shows() {
     let readme = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
     let all = examples(&readme);
     assert!(all.len() >= 15, "only {} examples found in README.md", all.len());
+    let all: Vec<Example> = all
+        .into_iter()
+        .filter(|e| e.command.starts_with("mpirun ") == cfg!(feature = "mpi") && !e.command.starts_with("srun "))
+        .collect();
     let dir = tempfile::tempdir().unwrap();
     fixtures(dir.path());
     let bin = Path::new(env!("CARGO_BIN_EXE_backprop"));

@@ -4,8 +4,11 @@
 
 #[path = "../common/mod.rs"]
 mod common;
+#[path = "../common/ranks.rs"]
+mod ranks;
 
 mod adapters;
+mod data_parallel;
 mod divergence;
 mod fused_choice;
 mod fused_training;

@@ -47,9 +47,22 @@ impl ResidentData {
     /// Makes the gathers of a batch of `b` rows (`plan`'s) at offset `off` of the row order, if not made
     /// yet: X's rows, then Y's, piece by piece of the batch.
     pub(super) fn prepare(&mut self, ctx: &GpuContext, plan: &BatchPlan, b: usize, off: usize) -> Result<()> {
-        if self.gathers.contains_key(&(b, off)) {
-            return Ok(());
+        if !self.gathers.contains_key(&(b, off)) {
+            let list = self.gathers_into(ctx, plan, b, off)?;
+            self.gathers.insert((b, off), list);
         }
+        Ok(())
+    }
+
+    /// The gathers of `b` rows, at offset `off` of the row order, into `plan`'s batch buffers: X's rows,
+    /// then Y's, piece by piece of the batch.
+    pub(super) fn gathers_into(
+        &self,
+        ctx: &GpuContext,
+        plan: &BatchPlan,
+        b: usize,
+        off: usize,
+    ) -> Result<Vec<Dispatch>> {
         let (bufs, (i, o)) = (&plan.buffers, self.widths);
         let mut list = Vec::new();
         for rows in ops::pieces(b, bufs.piece_rows) {
@@ -57,8 +70,7 @@ impl ResidentData {
             list.extend(ops::gather_rows(ctx, (rows.len(), i), (&self.x, self.rows), order, (&bufs.x, r0 * i))?);
             list.extend(ops::gather_rows(ctx, (rows.len(), o), (&self.y, self.rows), order, (&bufs.y, r0 * o))?);
         }
-        self.gathers.insert((b, off), list);
-        Ok(())
+        Ok(list)
     }
 
     /// The gathers `prepare` made for the batch of `b` rows at offset `off`.

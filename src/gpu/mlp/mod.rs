@@ -15,6 +15,8 @@ mod backend_impl;
 mod batch;
 mod data;
 mod fused;
+#[cfg(not(target_arch = "wasm32"))]
+mod grads;
 mod model;
 mod optimizer;
 mod plan;
@@ -56,6 +58,9 @@ pub struct GpuMlp {
     timer: Option<Timer>,
     /// Which step each batch size runs, and the fused step's plans.
     fused: FusedState,
+    /// Plans for one rank's shares of batches (data-parallel training, native only).
+    #[cfg(not(target_arch = "wasm32"))]
+    shares: grads::Shares,
 }
 
 impl GpuMlp {
@@ -68,8 +73,20 @@ impl GpuMlp {
         let layout = spec.param_layout();
         let model = ModelBuffers::new(&ctx, &spec, params)?;
         let optimizer = Optimizer::new(&ctx, &model, layout.len, OptimConfig::sgd(), None)?;
-        let (plans, fused) = (HashMap::new(), FusedState::new());
-        Ok(Self { ctx, spec, layout, model, optimizer, step: 0, plans, data: None, timer: None, fused })
+        Ok(Self {
+            ctx,
+            spec,
+            layout,
+            model,
+            optimizer,
+            step: 0,
+            plans: HashMap::new(),
+            data: None,
+            timer: None,
+            fused: FusedState::new(),
+            #[cfg(not(target_arch = "wasm32"))]
+            shares: grads::Shares::default(),
+        })
     }
 
     pub fn context(&self) -> &GpuContext {
@@ -81,6 +98,16 @@ impl GpuMlp {
         if self.plans.contains_key(&b) {
             return Ok(());
         }
+        let mut plan = self.make_plan(b, b, &format!("making the buffers for batch size {b}"))?;
+        if let Some(lr) = self.optimizer.lr() {
+            plan.set_sgd_lr(&self.ctx, lr);
+        }
+        self.plans.insert(b, plan);
+        Ok(())
+    }
+
+    /// A plan of `b` rows of a batch of `global` (`BatchPlan::new`), made while `what`.
+    fn make_plan(&self, b: usize, global: usize, what: &str) -> Result<BatchPlan> {
         let m = &self.model;
         let model = plan::Model {
             ctx: &self.ctx,
@@ -90,13 +117,7 @@ impl GpuMlp {
             grads: &m.grads,
             loss: &m.loss,
         };
-        let what = format!("making the buffers for batch size {b}");
-        let mut plan = self.ctx.catch_oom(&what, || BatchPlan::new(&model, b))?;
-        if let Some(lr) = self.optimizer.lr() {
-            plan.set_sgd_lr(&self.ctx, lr);
-        }
-        self.plans.insert(b, plan);
-        Ok(())
+        self.ctx.catch_oom(what, || BatchPlan::new(&model, b, global))
     }
 
     /// The plan of batches of `b` rows, which `ensure_plan` made.
@@ -180,6 +201,8 @@ impl GpuMlp {
         self.spec.check_batch(x.dim(), Some(y.dim()))?;
         self.data = None;
         self.fused.forget_resident();
+        #[cfg(not(target_arch = "wasm32"))]
+        self.shares.data_changed();
         self.data = Some(ResidentData::new(&self.ctx, x, y)?);
         Ok(())
     }

@@ -44,6 +44,10 @@ pub(super) struct Backward {
     pub(super) dispatches: Vec<Dispatch>,
     products: Vec<usize>,
     biases: Vec<usize>,
+    /// Per layer, last layer first, the position in `dispatches` after which its gradients are complete
+    /// (its bias gradient in the batch's last piece): data-parallel training hands each on as it is ready.
+    #[cfg_attr(target_arch = "wasm32", allow(dead_code))]
+    pub(super) ready: Vec<usize>,
 }
 
 impl Backward {
@@ -89,12 +93,14 @@ enum Update {
 
 impl BatchPlan {
     /// The plan of a batch of `b` rows: its buffers (checked before any is made) and every dispatch of
-    /// its step, built piece by piece and layer by layer.
-    pub(super) fn new(model: &Model<'_>, b: usize) -> Result<Self> {
+    /// its step, built piece by piece and layer by layer. The loss and its gradient are scaled by a batch
+    /// of `global` rows: `b` for a whole batch, more for one rank's share of a batch (whose gradients are
+    /// summed across ranks before the update, so it has no fused SGD).
+    pub(super) fn new(model: &Model<'_>, b: usize, global: usize) -> Result<Self> {
         let w_pieces =
             (0..model.spec.layers()).map(|l| weight_pieces(model.ctx, model.spec, l)).collect::<Result<_>>()?;
         let buffers = BatchBuffers::new(model.ctx, model.spec, b)?;
-        let planner = Planner { m: model, bufs: &buffers, batch: b, w_pieces };
+        let planner = Planner { m: model, bufs: &buffers, batch: global, w_pieces };
         let pieces = ops::pieces(b, buffers.piece_rows);
         let (mut forward, mut loss, mut backward) = (Vec::new(), Vec::new(), Backward::default());
         for rows in &pieces {
@@ -105,7 +111,7 @@ impl BatchPlan {
             planner.backward(rows, Update::Gradients { first: rows.start == 0 }, &mut backward)?;
         }
         let fused_sgd = match pieces.as_slice() {
-            [whole] => {
+            [whole] if global == b => {
                 let mut fused = Backward::default();
                 planner.backward(whole, Update::FusedSgd, &mut fused)?;
                 Some(fused)
@@ -127,7 +133,8 @@ impl BatchPlan {
 struct Planner<'a> {
     m: &'a Model<'a>,
     bufs: &'a BatchBuffers,
-    /// Rows of the whole batch (a piece's losses and gradients are scaled by it).
+    /// Rows of the whole batch (a piece's losses and gradients are scaled by it): of the global batch, for
+    /// one rank's share.
     batch: usize,
     /// Per layer, the ranges of W's rows that each fit one binding.
     w_pieces: Vec<Vec<Range<usize>>>,
@@ -199,6 +206,7 @@ impl Planner<'_> {
     fn backward(&self, rows: &Range<usize>, update: Update, out: &mut Backward) -> Result<()> {
         // δ_L (B, O_L) = 2 (A_L − Y) / (B·O_L) ⊙ f'_L(Z_L) under MSE, (softmax(Z_L) − Y) / B under cross-entropy
         out.push(self.output_delta(rows)?);
+        out.ready.clear(); // a later piece's positions replace an earlier one's
         for l in (0..self.m.spec.layers()).rev() {
             // δ_{l-1} (B, I) = (δ_l · W_lᵀ) ⊙ f'_{l-1}(Z_{l-1}), with W_l as the forward pass used it
             if l > 0 {
@@ -210,6 +218,7 @@ impl Planner<'_> {
             }
             // db_l (O) = Σ_b δ_l; or b_l −= lr·db_l
             out.push_bias(self.bias_grad(l, rows, update)?, update);
+            out.ready.push(out.dispatches.len());
         }
         Ok(())
     }
