@@ -67,6 +67,20 @@ pub struct Budget {
     pub max_time: Duration,
 }
 
+/// A note instead of a run, for a configuration too large for a software adapter unless named.
+pub fn software_skip(ctx: &GpuContext, c: &Config, named: bool) -> Result<Option<String>> {
+    let spec = MlpSpec::uniform(c.sizes.to_vec(), Activation::Sigmoid, Loss::Mse)?;
+    let gflop = spec.step_flops(c.batch) / 1e9;
+    let software = ctx.adapter().device_type == "cpu";
+    Ok((software && !named && gflop > 5.0).then(|| {
+        format!(
+            "gpu skipped {}: {} is a software renderer ({gflop:.0} GFLOP per step); name it in --configs to run it",
+            c.name,
+            ctx.adapter().name,
+        )
+    }))
+}
+
 /// The GPU step split into its parts (medians, ms).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Split {

@@ -4,9 +4,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use backprop::bench::{self, BenchResult, Budget, Config, Crossover};
+use backprop::Result;
+use backprop::bench::{self, BenchResult, Budget, Crossover};
 use backprop::gpu::{self, GpuContext};
-use backprop::{Activation, Loss, MlpSpec, Result};
 use serde_json::json;
 
 use super::args::BenchArgs;
@@ -41,7 +41,7 @@ pub fn bench(args: &BenchArgs) -> Result<()> {
             results.push(bench::cpu(c, c.batch, &budget, args.cpu_peak_gflops)?);
         }
         if let Some(ctx) = &ctx {
-            match software_skip(ctx, c, named)? {
+            match bench::software_skip(ctx, c, named)? {
                 Some(note) => notes.push(note),
                 None => {
                     progress(format!("{} on the gpu, batch {}", c.name, c.batch));
@@ -62,20 +62,6 @@ pub fn bench(args: &BenchArgs) -> Result<()> {
         _ => None,
     };
     print(args, &results, &notes, crossover)
-}
-
-/// A note instead of a run, for a configuration too large for a software adapter unless named.
-pub(super) fn software_skip(ctx: &GpuContext, c: &Config, named: bool) -> Result<Option<String>> {
-    let spec = MlpSpec::uniform(c.sizes.to_vec(), Activation::Sigmoid, Loss::Mse)?;
-    let gflop = spec.step_flops(c.batch) / 1e9;
-    let software = ctx.adapter().device_type == "cpu";
-    Ok((software && !named && gflop > 5.0).then(|| {
-        format!(
-            "gpu skipped {}: {} is a software renderer ({gflop:.0} GFLOP per step); name it in --configs to run it",
-            c.name,
-            ctx.adapter().name,
-        )
-    }))
 }
 
 fn print(args: &BenchArgs, results: &[BenchResult], notes: &[String], crossover: Option<Crossover>) -> Result<()> {

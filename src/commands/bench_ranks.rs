@@ -12,7 +12,6 @@ use backprop::gpu::{GpuContext, GpuMlp};
 use backprop::{CpuBackend, MlpSpec, Params};
 
 use super::args::BenchArgs;
-use super::bench::software_skip;
 use super::json;
 
 /// `configs` (named by the user when `named`) on the CPU backend where the flags ask for it, and on
@@ -28,7 +27,7 @@ pub fn bench(args: &BenchArgs, configs: &[Config], named: bool, ctx: Option<Arc<
             rows.push(scaling(&work, "cpu", make, job::exchange()?, false, budget)?);
         }
         if let Some(ctx) = &ctx {
-            if let Some(note) = software_skip(ctx, c, named)? {
+            if let Some(note) = backprop::bench::software_skip(ctx, c, named)? {
                 notes.push(note);
                 continue;
             }
