@@ -80,17 +80,34 @@ impl Tracking {
 
 // SAFETY: every call is forwarded to `System` unchanged, or refused with a null pointer (allowed by the
 // `GlobalAlloc` contract); the bookkeeping touches only const-initialised thread-locals without destructors.
+// Every block below passes on the caller's guarantees as they came, so `System` gets what its contract asks.
 unsafe impl GlobalAlloc for Tracking {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        if Self::note(layout.size()) { unsafe { System.alloc(layout) } } else { std::ptr::null_mut() }
+        if !Self::note(layout.size()) {
+            return std::ptr::null_mut();
+        }
+        // SAFETY: the caller guarantees `layout` has a non-zero size, as `System.alloc` requires.
+        unsafe { System.alloc(layout) }
     }
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        if Self::note(layout.size()) { unsafe { System.alloc_zeroed(layout) } } else { std::ptr::null_mut() }
+        if !Self::note(layout.size()) {
+            return std::ptr::null_mut();
+        }
+        // SAFETY: the caller guarantees `layout` has a non-zero size, as `System.alloc_zeroed` requires.
+        unsafe { System.alloc_zeroed(layout) }
     }
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        if Self::note(new_size) { unsafe { System.realloc(ptr, layout, new_size) } } else { std::ptr::null_mut() }
+        if !Self::note(new_size) {
+            return std::ptr::null_mut();
+        }
+        // SAFETY: the caller guarantees `ptr` is a live block of this allocator made with `layout` (every
+        // block here is `System`'s) and that `new_size` is non-zero and does not overflow when rounded up to
+        // `layout.align()`: what `System.realloc` requires.
+        unsafe { System.realloc(ptr, layout, new_size) }
     }
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: the caller guarantees `ptr` is a live block of this allocator (so of `System`) made with
+        // `layout`, as `System.dealloc` requires.
         unsafe { System.dealloc(ptr, layout) }
     }
 }
