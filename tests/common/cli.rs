@@ -1,8 +1,12 @@
-//! Running the `backprop` binary from the integration tests.
+//! Running the `backprop` binary from the integration tests, and reading what it wrote.
 #![allow(dead_code)]
 
-use std::path::Path;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+use std::sync::Mutex;
+
+use backprop::checkpoint::{self, Checkpoint};
 
 /// The binary, with a private XDG_RUNTIME_DIR so the Vulkan loader has nothing to complain about.
 pub fn cmd() -> Command {
@@ -50,6 +54,34 @@ pub fn ok<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> Output {
 /// A path as a command-line argument.
 pub fn s(p: &Path) -> String {
     p.to_str().expect("temp paths are UTF-8").to_string()
+}
+
+/// Arguments as owned strings.
+pub fn strings(v: &[&str]) -> Vec<String> {
+    v.iter().map(|s| s.to_string()).collect()
+}
+
+/// The checkpoint at `path` (one a run wrote), or a panic that names the file.
+pub fn load(path: &Path) -> Checkpoint {
+    checkpoint::load(path).unwrap_or_else(|e| panic!("cannot load {}: {e}", path.display()))
+}
+
+/// A model trained on the bundled digits for `epochs` epochs on the CPU (`train --epochs N --backend cpu
+/// --quiet --out`), trained once per test binary and shared: tests read it, and copy it where a run could
+/// change it. The run is deterministic, so a copy holds the bytes a fresh run would write.
+pub fn digits_model(epochs: u32) -> PathBuf {
+    static MODELS: Mutex<BTreeMap<u32, PathBuf>> = Mutex::new(BTreeMap::new());
+    let mut models = MODELS.lock().unwrap_or_else(|e| e.into_inner());
+    let path = models.entry(epochs).or_insert_with(|| {
+        // Processes that run at once may train the same file here: each write is atomic and the same bytes.
+        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("models");
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let path = dir.join(format!("digits-{epochs}-epochs.safetensors"));
+        let o = ok(&["train", "--epochs", &epochs.to_string(), "--backend", "cpu", "--quiet", "--out", &s(&path)]);
+        assert!(stdout(&o).contains(&format!("model saved to {}", path.display())), "{}", stdout(&o));
+        path
+    });
+    path.clone()
 }
 
 /// A small seeded generator (xorshift64*) for test fixtures and delays.

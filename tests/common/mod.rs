@@ -1,10 +1,13 @@
 //! Helpers shared by the integration tests: one GPU context per test binary (and devices with a lowered
 //! binding limit), seeded random tensors, the f64 reference trained step by step beside a backend, and
 //! comparisons that name the tensor, the first bad index and the largest difference (within a mixed
-//! tolerance, or bit for bit).
+//! tolerance, or bit for bit). Running the binary (`cli`), bad-input batteries (`battery`) and files as
+//! PyTorch writes them (`pytorch`) have modules of their own.
 #![allow(dead_code)]
 
+pub mod battery;
 pub mod cli;
+pub mod pytorch;
 pub mod reference;
 
 use std::sync::{Arc, OnceLock};
@@ -115,30 +118,41 @@ pub fn assert_bits_eq(what: &str, got: &[f32], want: &[f32]) {
     }
 }
 
-/// Asserts `|got − want| <= atol + rtol·|want|` everywhere (NaN never passes).
+/// Asserts `|got − want| <= atol + rtol·|want|` everywhere (NaN never passes), for f32 results against an
+/// f64 reference.
 pub fn assert_close(name: &str, got: &[f32], want: &[f64], atol: f64, rtol: f64) {
-    assert_eq!(got.len(), want.len(), "{name}: length {} vs reference {}", got.len(), want.len());
-    let mut first_bad = None;
-    let mut worst = (0.0f64, 0usize);
+    assert_slices_close(name, &to_f64(got), want, atol, rtol);
+}
+
+/// Asserts `|got − want| <= atol + rtol·|want|` everywhere (NaN never passes), naming the first element
+/// outside the tolerance, the worst one and how many there are.
+pub fn assert_slices_close(what: &str, got: &[f64], want: &[f64], atol: f64, rtol: f64) {
+    assert_eq!(got.len(), want.len(), "{what}: length {} vs reference {}", got.len(), want.len());
+    let mut bad = 0usize;
+    let mut first = None;
+    let mut worst: Option<(f64, usize)> = None;
     for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
-        let d = (g as f64 - w).abs();
-        let ok = d <= atol + rtol * w.abs();
-        if !ok && first_bad.is_none() {
-            first_bad = Some(i);
-        }
-        #[allow(clippy::neg_cmp_op_on_partial_ord)] // NaN must count as the worst, so not `d > worst.0`
-        if !(d <= worst.0) {
-            worst = (if d.is_nan() { f64::INFINITY } else { d }, i);
+        let d = (g - w).abs();
+        #[allow(clippy::neg_cmp_op_on_partial_ord)] // a NaN difference must fail, so not `d > tolerance`
+        if !(d <= atol + rtol * w.abs()) {
+            bad += 1;
+            first.get_or_insert(i);
+            let d = if d.is_nan() { f64::INFINITY } else { d }; // NaN counts as the worst
+            if worst.is_none_or(|(wd, _)| d > wd) {
+                worst = Some((d, i));
+            }
         }
     }
-    if let Some(i) = first_bad {
+    if let (Some(i), Some((_, j))) = (first, worst) {
         panic!(
-            "{name}: first bad index {i}: got {} want {}; largest |diff| {:.3e} at index {} (atol {atol:e}, rtol {rtol:e}, {} elements)",
+            "{what}: {bad} of {} elements outside {atol:e} + {rtol:e}·|ref|; first at {i}: got {} want {}; \
+             worst at {j}: got {} want {} (|diff| {:.3e})",
+            got.len(),
             got[i],
             want[i],
-            worst.0,
-            worst.1,
-            got.len()
+            got[j],
+            want[j],
+            (got[j] - want[j]).abs()
         );
     }
 }
