@@ -24,7 +24,7 @@ use backprop::optim::{OptimConfig, OptimState, OptimizerKind};
 use backprop::{Activation, Loss, MlpSpec, Params};
 use rand::RngExt;
 
-use common::{bits, rng};
+use common::rng;
 
 fn adam() -> OptimConfig {
     OptimConfig { kind: OptimizerKind::Adam { beta1: 0.9, beta2: 0.999, eps: 1e-8 }, weight_decay: 0.01 }
@@ -84,40 +84,6 @@ fn state_for(cfg: &OptimConfig, n: usize, seed: u64) -> OptimState {
 fn training(model: &Model, cfg: OptimConfig) -> TrainingState {
     let n = model.spec.param_layout().len;
     TrainingState { optimizer: cfg, state: state_for(&cfg, n, 40), epoch: 3, seed: 9 }
-}
-
-/// Asserts two checkpoints are equal field by field, with every f32 bit-identical.
-fn assert_bitwise_eq(got: &Checkpoint, want: &Checkpoint, what: &str) {
-    assert_eq!(got.model.spec, want.model.spec, "{what}: spec");
-    assert_eq!(got.model.spec.output(), want.model.spec.output(), "{what}: output");
-    assert_eq!(got.model.task, want.model.task, "{what}: task");
-    assert_eq!(bits(&got.model.params.to_flat()), bits(&want.model.params.to_flat()), "{what}: parameter bits");
-    for l in 0..want.model.spec.layers() {
-        assert_eq!(got.model.params.weights[l].dim(), want.model.params.weights[l].dim(), "{what}: W{l} shape");
-        assert_eq!(got.model.params.biases[l].len(), want.model.params.biases[l].len(), "{what}: b{l} length");
-    }
-    match (&got.model.normalizer, &want.model.normalizer) {
-        (None, None) => {}
-        (Some(g), Some(w)) => {
-            assert_eq!(g.kind, w.kind, "{what}: normalisation kind");
-            assert_eq!(bits(&g.offset), bits(&w.offset), "{what}: normalisation offset bits");
-            assert_eq!(bits(&g.scale), bits(&w.scale), "{what}: normalisation scale bits");
-        }
-        (g, w) => panic!("{what}: normalizer {g:?} != {w:?}"),
-    }
-    match (&got.training, &want.training) {
-        (None, None) => {}
-        (Some(g), Some(w)) => {
-            assert_eq!(g.optimizer, w.optimizer, "{what}: optimizer");
-            assert_eq!(g.epoch, w.epoch, "{what}: epoch");
-            assert_eq!(g.seed, w.seed, "{what}: seed");
-            assert_eq!(g.state.step, w.state.step, "{what}: step");
-            assert_eq!(bits(&g.state.m), bits(&w.state.m), "{what}: optimizer.m bits");
-            assert_eq!(bits(&g.state.v), bits(&w.state.v), "{what}: optimizer.v bits");
-        }
-        (g, w) => panic!("{what}: training {g:?} != {w:?}"),
-    }
-    assert_eq!(got, want, "{what}: PartialEq");
 }
 
 fn save_load(dir: &Path, name: &str, ck: &Checkpoint) -> Checkpoint {

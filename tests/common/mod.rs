@@ -12,6 +12,7 @@ pub mod reference;
 
 use std::sync::{Arc, OnceLock};
 
+use backprop::checkpoint::Checkpoint;
 use backprop::gpu::{AdapterRequest, GpuContext, GpuPath, PathStrategy};
 use backprop::{GpuMlp, MlpSpec, Params};
 use ndarray::Array2;
@@ -116,6 +117,40 @@ pub fn assert_bits_eq(what: &str, got: &[f32], want: &[f32]) {
             want[i]
         );
     }
+}
+
+/// Asserts two checkpoints are equal field by field, with every f32 bit-identical.
+pub fn assert_same_checkpoint(got: &Checkpoint, want: &Checkpoint, what: &str) {
+    assert_eq!(got.model.spec, want.model.spec, "{what}: spec");
+    assert_eq!(got.model.spec.output(), want.model.spec.output(), "{what}: output");
+    assert_eq!(got.model.task, want.model.task, "{what}: task");
+    assert_bits_eq(&format!("{what}: parameters"), &got.model.params.to_flat(), &want.model.params.to_flat());
+    for l in 0..want.model.spec.layers() {
+        assert_eq!(got.model.params.weights[l].dim(), want.model.params.weights[l].dim(), "{what}: W{l} shape");
+        assert_eq!(got.model.params.biases[l].len(), want.model.params.biases[l].len(), "{what}: b{l} length");
+    }
+    match (&got.model.normalizer, &want.model.normalizer) {
+        (None, None) => {}
+        (Some(g), Some(w)) => {
+            assert_eq!(g.kind, w.kind, "{what}: normalisation kind");
+            assert_eq!(bits(&g.offset), bits(&w.offset), "{what}: normalisation offset bits");
+            assert_eq!(bits(&g.scale), bits(&w.scale), "{what}: normalisation scale bits");
+        }
+        (g, w) => panic!("{what}: normalizer {g:?} != {w:?}"),
+    }
+    match (&got.training, &want.training) {
+        (None, None) => {}
+        (Some(g), Some(w)) => {
+            assert_eq!(g.optimizer, w.optimizer, "{what}: optimizer");
+            assert_eq!(g.epoch, w.epoch, "{what}: epoch");
+            assert_eq!(g.seed, w.seed, "{what}: seed");
+            assert_eq!(g.state.step, w.state.step, "{what}: step");
+            assert_bits_eq(&format!("{what}: optimizer.m"), &g.state.m, &w.state.m);
+            assert_bits_eq(&format!("{what}: optimizer.v"), &g.state.v, &w.state.v);
+        }
+        (g, w) => panic!("{what}: training {g:?} != {w:?}"),
+    }
+    assert_eq!(got, want, "{what}: PartialEq");
 }
 
 /// Asserts `|got − want| <= atol + rtol·|want|` everywhere (NaN never passes), for f32 results against an
