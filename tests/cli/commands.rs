@@ -1,28 +1,11 @@
-//! The command line, run as a user runs it.
+//! The commands beside training: `worked-example` on the GPU and the CPU (as a table and as JSON), `devices`
+//! and its adapters' limits, the adapter filters and the message when there is no adapter, and `bench`.
 
-mod common;
-#[path = "cli/readme.rs"]
-mod readme;
+// The rows these tests expect are the library's list; the README's table of `backprop worked-example`,
+// which readme.rs compares with a real run, spells them out independently, so a wrong list fails there.
+use backprop::worked_example::QUANTITIES;
 
-use common::cli::{backprop, cmd, stderr, stdout};
-
-const NAMES: [&str; 15] = [
-    "hidden_input",
-    "hidden_output",
-    "output_input",
-    "output",
-    "loss",
-    "delta_output",
-    "delta_hidden",
-    "grad_w2",
-    "grad_b2",
-    "grad_w1",
-    "grad_b1",
-    "w1_updated",
-    "b1_updated",
-    "w2_updated",
-    "b2_updated",
-];
+use super::common::cli::{backprop, cmd, stderr, stdout};
 
 #[test]
 fn worked_example_table_on_the_gpu() {
@@ -31,7 +14,7 @@ fn worked_example_table_on_the_gpu() {
     let out = stdout(&o);
     assert!(out.starts_with("GPU: "), "{out}");
     assert!(!out.contains("GPU: none"), "{out}");
-    for name in NAMES {
+    for name in QUANTITIES {
         let line = out
             .lines()
             .find(|l| l.split_whitespace().next() == Some(name))
@@ -57,7 +40,7 @@ fn worked_example_json_on_the_gpu() {
     }
     let q = v["quantities"].as_array().unwrap();
     let names: Vec<&str> = q.iter().map(|r| r["name"].as_str().unwrap()).collect();
-    assert_eq!(names, NAMES);
+    assert_eq!(names, QUANTITIES);
     for r in q {
         for k in ["name", "seed", "cpu_f64", "gpu_f32", "max_abs_diff", "seed_agrees"] {
             assert!(r.get(k).is_some(), "{k} missing in {r}");
@@ -231,43 +214,4 @@ fn bench_prints_every_configuration_and_backend_as_json() {
     assert!(stdout(&text).contains("train ms/step"), "{}", stdout(&text));
     let bad = backprop(&["bench", "--configs", "huge"]);
     assert!(!bad.status.success() && stderr(&bad).contains("unknown configuration 'huge'"));
-}
-
-/// A CSV of features only: `eval` says it needs labels; `predict` takes it, from a file or from stdin, and
-/// writes the same predictions either way.
-#[test]
-fn eval_needs_labels_and_predict_takes_features_from_a_file_or_stdin() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = |name: &str| dir.path().join(name).to_string_lossy().into_owned();
-    let (model, features) = (path("m.safetensors"), path("features.csv"));
-    let rows: Vec<String> = (0..7).map(|r| format!("{},{}", r % 3, (r * 5) % 7)).collect();
-    let labelled: Vec<String> = rows.iter().enumerate().map(|(r, x)| format!("{x},{}", r % 2)).collect();
-    std::fs::write(path("train.csv"), labelled.join("\n")).unwrap();
-    std::fs::write(&features, rows.join("\n")).unwrap();
-    common::cli::ok(&[
-        "train",
-        "--data",
-        &path("train.csv"),
-        "--epochs",
-        "2",
-        "--test-split",
-        "0",
-        "--out",
-        &model,
-        "-q",
-    ]);
-
-    let o = backprop(&["eval", "--model", &model, "--data", &features]);
-    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
-    assert!(stderr(&o).contains("eval needs labels"), "{}", stderr(&o));
-
-    let (from_file, from_stdin) = (path("file.csv"), path("stdin.csv"));
-    common::cli::ok(&["predict", "--model", &model, "--data", &features, "--out", &from_file]);
-    let stdin = std::fs::File::open(&features).unwrap();
-    let o =
-        cmd().args(["predict", "--model", &model, "--data", "-", "--out", &from_stdin]).stdin(stdin).output().unwrap();
-    assert!(o.status.success(), "{}", stderr(&o));
-    let (a, b) = (std::fs::read_to_string(&from_file).unwrap(), std::fs::read_to_string(&from_stdin).unwrap());
-    assert_eq!(a.lines().count(), 8, "a header and 7 rows:\n{a}");
-    assert_eq!(a, b);
 }

@@ -7,7 +7,7 @@ use backprop::model::Activation;
 use backprop::optim::{OptimConfig, OptimizerKind};
 use backprop::train::{Device, Trainer};
 
-use super::{ok, s};
+use super::common::cli::{ok, s};
 
 #[test]
 fn the_builder_with_its_defaults_trains_what_the_command_line_trains() {

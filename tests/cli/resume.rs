@@ -1,15 +1,37 @@
-//! --resume: the checkpoint's network, normalisation, optimizer and seed are kept, a flag that differs is
-//! refused, and the metrics and plot continue their history.
+//! --resume: 2 + 2 resumed epochs are 4 straight ones bit for bit, the checkpoint's network,
+//! normalisation, optimizer and seed are kept, a flag that differs is refused, and the metrics and plot
+//! continue their history.
 
 use backprop::report::{read_metrics_csv, read_plot_history};
 
-use super::{BadInputs, Battery, load, ok, s, stdout, strings};
+use super::BadInputs;
+use super::common::assert_same_checkpoint;
+use super::common::cli::{load, ok, s, stdout, strings};
+
+#[test]
+fn resuming_two_plus_two_epochs_equals_four_epochs_straight_on_the_cpu() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = dir.path().join("a.safetensors");
+    let b = dir.path().join("b.safetensors");
+    let common = ["train", "--data", "digits", "--backend", "cpu", "--seed", "5", "--quiet"];
+    let run = |extra: &[&str]| ok(&[&common[..], extra].concat());
+    run(&["--epochs", "2", "--out", &s(&a)]);
+    assert_eq!(load(&a).training.unwrap().epoch, 2);
+    let o = run(&["--resume", &s(&a), "--epochs", "4", "--out", &s(&a)]);
+    assert!(stdout(&o).contains("trained 4 epochs"), "{}", stdout(&o));
+    run(&["--epochs", "4", "--out", &s(&b)]);
+
+    let (ca, cb) = (load(&a), load(&b));
+    let (ta, tb) = (ca.training.as_ref().unwrap(), cb.training.as_ref().unwrap());
+    assert_eq!((ta.epoch, tb.epoch), (4, 4));
+    // Network, normalisation, optimizer steps, parameters and optimizer.m and .v, bit for bit.
+    assert_same_checkpoint(&ca, &cb, "2 + 2 resumed epochs vs 4 straight");
+}
 
 #[test]
 fn resume_flags_that_differ_from_the_checkpoint_are_refused_and_equal_ones_accepted() {
     let f = BadInputs::new(); // its model: digits, 64-64-10 relu/softmax, adam, standard, seed 42, 1 epoch
-    let mut b = Battery::new(f.dir.path());
-    let absent = f.absent();
+    let mut b = f.battery();
     let resume = |extra: &[&str]| f.train(&[&["--resume", f.model.as_str(), "--epochs", "3"][..], extra].concat());
     for (name, extra, needles) in [
         ("--optimizer sgd", &["--optimizer", "sgd"][..], &["--optimizer sgd", "adam"][..]),
@@ -24,9 +46,9 @@ fn resume_flags_that_differ_from_the_checkpoint_are_refused_and_equal_ones_accep
         ("--momentum with an adam checkpoint", &["--momentum", "0.5"], &["--momentum", "adam"]),
         ("--init beside --resume", &["--init", &f.model], &["--init", "--resume"]),
     ] {
-        b.case(&format!("--resume with {name}"), &resume(extra), needles, &absent);
+        b.case(&format!("--resume with {name}"), &resume(extra), needles);
     }
-    b.finish();
+    b.finish("resume flags");
     // The same values as the checkpoint's are no conflict.
     let same =
         ["--optimizer", "adam", "--activation", "relu", "--normalize", "standard", "--seed", "42", "--beta1", "0.9"];
