@@ -5,7 +5,8 @@ use std::path::Path;
 
 use backprop::checkpoint;
 
-use super::{Battery, Fixture, backprop, load, ok, s, stderr, stdout, strings};
+use super::Fixture;
+use super::common::cli::{backprop, load, ok, s, stderr, stdout, strings};
 
 #[test]
 fn a_model_whose_outputs_overflow_makes_eval_and_predict_fail() {
@@ -16,7 +17,7 @@ fn a_model_whose_outputs_overflow_makes_eval_and_predict_fail() {
     }
     let huge = f.dir.path().join("huge.safetensors");
     checkpoint::save(&huge, &ck).unwrap();
-    let mut b = Battery::new(f.dir.path());
+    let mut b = f.battery();
     for backend in ["cpu", "gpu"] {
         let eval = strings(&["eval", "--model", &s(&huge), "--data", "digits", "--backend", backend]);
         b.case(&format!("eval on the {backend}"), &eval, &["huge.safetensors", "NaN or infinite"]);
@@ -31,7 +32,7 @@ fn a_model_whose_outputs_overflow_makes_eval_and_predict_fail() {
 #[test]
 fn one_class_data_is_refused_and_sparse_labels_are_warned_about() {
     let f = Fixture::new();
-    let mut b = Battery::new(f.dir.path());
+    let mut b = f.battery();
     let one = f.dir.path().join("one.csv");
     std::fs::write(&one, "a,b,label\n1,2,3\n3,4,3\n5,6,3\n7,8,3\n").unwrap();
     b.case("one class", &f.train(&["--data", &s(&one)]), &["one.csv", "label 3", "two classes"]);
