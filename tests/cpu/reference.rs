@@ -1,12 +1,12 @@
 //! The CPU reference checked against things that do not depend on it: the seed's example worked out by
 //! hand inside the test, and central finite differences of the loss.
 
-mod common;
-
 use backprop::cpu;
 use backprop::model::{Activation, Loss, MlpSpec, Params};
 use backprop::worked_example;
 use ndarray::array;
+
+use super::common;
 
 fn sigmoid(z: f64) -> f64 {
     1.0 / (1.0 + (-z).exp())

@@ -1,15 +1,13 @@
 //! The fast CPU backend (GEMM, threads, derivative from the output) against the f64 reference, at sizes
 //! that take both its single-threaded and its multi-threaded paths.
 
-mod common;
-
 use backprop::cpu;
 use backprop::model::Output;
 use backprop::optim::{OptimConfig, OptimizerKind};
 use backprop::{Activation, Backend, CpuBackend, Loss, MlpSpec, Params};
 
-use common::reference::Reference;
-use common::{assert_close, f32_exact, flat, random, rng};
+use super::common::reference::Reference;
+use super::common::{assert_close, f32_exact, flat, random, rng};
 
 /// `steps` steps on the backend and on the reference. `traced` steps through `traced_step`, which keeps the
 /// gradients and checks them and the layers' values too; otherwise through `step`, where plain SGD runs fused
