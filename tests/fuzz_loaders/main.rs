@@ -30,6 +30,7 @@ use proptest::test_runner::{
 };
 
 mod checkpoint;
+mod checkpoint_edits;
 mod csv;
 mod idx;
 mod limits;
