@@ -1,11 +1,35 @@
 //! Bad inputs to `train`, `eval` and `predict`: data files, flags and checkpoints that must each end in one
 //! clear `error:` line, with no panic and no file written or changed.
 
-use super::common::battery::KEEP;
+use super::common::battery::{Battery, KEEP};
 use super::common::cli::{Gen, ok, s, strings};
 use super::common::pytorch::{Raw, write_init, write_raw};
 use super::full_batch::SIZES;
 use super::{BadInputs, random_params};
+
+#[test]
+fn the_battery_reports_a_run_that_succeeds_writes_a_file_says_another_thing_or_changes_a_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("xor.safetensors");
+    let mut b = Battery::new(dir.path()).absent([&out]);
+    let train = ["train", "--data", "xor", "--epochs", "1", "--backend", "cpu", "--quiet", "--out", &s(&out)];
+    b.case("a run that trains", &strings(&train), &[]);
+    b.case("a run that fails otherwise", &strings(&["train", "--epochs", "0"]), &["no such words"]);
+    b.untouched(&s(&out), KEEP);
+    let failures = b.failures();
+    assert_eq!(failures.len(), 3, "{failures:#?}");
+    let wants: [&[&str]; 3] = [
+        &["[a run that trains]", "exited 0", "files created, changed or removed", "xor.safetensors was created"],
+        &["[a run that fails otherwise]", "the error does not mention \"no such words\""],
+        &["xor.safetensors was changed or removed"],
+    ];
+    for (failure, want) in failures.iter().zip(wants) {
+        for w in want {
+            assert!(failure.contains(w), "{failure:?} does not say {w:?}");
+        }
+    }
+    assert!(!failures[1].contains("exited 0") && !failures[1].contains("files"), "{}", failures[1]);
+}
 
 #[test]
 fn bad_data_files_fail_with_one_clear_line_and_write_nothing() {

@@ -163,6 +163,11 @@ impl Battery {
         self.failures.push(failure);
     }
 
+    /// Every misbehaviour found so far, one entry a case.
+    pub fn failures(&self) -> &[String] {
+        &self.failures
+    }
+
     /// Fails the test with every misbehaving case, named `what`.
     pub fn finish(self, what: &str) {
         assert!(
