@@ -8,13 +8,14 @@ use backprop::checkpoint::Checkpoint;
 use backprop::cpu;
 use backprop::data::{Normalization, Task};
 use backprop::model::{Activation, Loss, MlpSpec, Output as OutputLayer, Params};
-use backprop::optim::{self, OptimConfig, OptimizerKind, StepScalars};
+use backprop::optim::{OptimConfig, OptimizerKind};
 use ndarray::Array2;
 use safetensors::Dtype;
 
-use super::common::assert_slices_close;
 use super::common::cli::{load, ok, s};
 use super::common::pytorch::write_init;
+use super::common::reference::Reference;
+use super::common::{assert_close, assert_slices_close};
 use super::{random_params, write_class_csv};
 
 /// Asserts `|got − want| <= atol + rtol·|want|` for every parameter, naming the tensor and the worst element.
@@ -139,22 +140,18 @@ fn full_batch_sgd_on_cpu_and_gpu_matches_five_reference_steps() {
 fn full_batch_adam_on_cpu_and_gpu_matches_five_reference_updates() {
     let f = full_batch();
     let cfg = OptimConfig { kind: OptimizerKind::Adam { beta1: 0.9, beta2: 0.999, eps: 1e-8 }, weight_decay: 0.0 };
-    let mut flat = f.init.to_f64().to_flat();
-    let (mut m, mut v) = (vec![0.0f64; flat.len()], vec![0.0f64; flat.len()]);
-    for t in 1..=5 {
-        let p = Params::from_flat(&f.spec, &flat).unwrap();
-        let trace = cpu::forward_backward(&f.spec, &p, f.x.view(), f.y.view()).unwrap();
-        optim::update(&cfg, &mut flat, &trace.grads.to_flat(), &mut m, &mut v, StepScalars::new(&cfg, 0.01, t));
+    let mut reference = Reference::new(&f.spec, &f.init, cfg, None);
+    for _ in 0..5 {
+        reference.step(f.x.view(), f.y.view(), 0.01);
     }
-    let want = Params::from_flat(&f.spec, &flat).unwrap();
+    let (want, m, v) = (reference.params(), &reference.m, &reference.v);
 
     for backend in ["cpu", "gpu"] {
         let ck = train_full_batch(&f, backend, "adam", "0.01");
         let t = ck.training.as_ref().unwrap();
         assert_eq!(t.optimizer, cfg, "{backend}: the saved optimizer");
         assert_params_close(&format!("adam on {backend}"), &ck.model.params, &want, 1e-5, 1e-4);
-        let widen = |v: &[f32]| v.iter().map(|&x| x as f64).collect::<Vec<f64>>();
-        assert_slices_close(&format!("adam on {backend}: optimizer.m"), &widen(&t.state.m), &m, 1e-6, 1e-4);
-        assert_slices_close(&format!("adam on {backend}: optimizer.v"), &widen(&t.state.v), &v, 1e-8, 1e-4);
+        assert_close(&format!("adam on {backend}: optimizer.m"), &t.state.m, m, 1e-6, 1e-4);
+        assert_close(&format!("adam on {backend}: optimizer.v"), &t.state.v, v, 1e-8, 1e-4);
     }
 }
