@@ -81,7 +81,10 @@ class PyTorchPeer:
     name = "PyTorch"
 
     def __init__(self, device):
-        import torch  # only when PyTorch is a peer
+        try:
+            import torch  # only when PyTorch is a peer
+        except ImportError:
+            sys.exit("error: PyTorch is not installed (pip install torch); --peers burn compares with Burn alone")
 
         self.torch = torch
         self.dev = pytorch_baseline.setup(torch, "cpu" if device == "cpu" else "cuda")
