@@ -10,10 +10,12 @@
 // at out_off with row stride ldc (n, or wider when C is a block of columns of a larger matrix). Every load
 // and store is bounds-checked, so any M, N, K >= 1 is valid.
 //
-// The host compiles this file once per tiling (`Tile` on the host), with the tiling's two constants put
+// The host compiles this file once per staged tiling (`Tile` on the host), with the tiling's two constants put
 // before it:
 //   TILE   rows and columns of C one workgroup computes (32, 64 or 128)
 //   TK     the step along K, values of op(A) and op(B) held in workgroup memory per step (16, 16 or 8)
+// The register-blocked tilings without workgroup memory, `matmul_reg` at the end, take theirs as pipeline
+// constants instead (and are compiled from the 64×64 tiling's module).
 // `matmul`, the register-blocked body, serves the 64×64 and 128×128 tilings: each of the SIDE × SIDE threads
 // keeps an R × R block of C in registers (R = TILE / SIDE: 4 or 8), rows lid.y + SIDE·i and columns
 // lid.x + SIDE·j, so the workgroup's loads and stores stay contiguous. `matmul_small`, the 32×32 tiling for
@@ -253,4 +255,142 @@ fn matmul_small(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup
     for (var i = 0u; i < 4u; i++) {
         store(row0 + lid.y * 2u + i / 2u, col0 + lid.x * 2u + i % 2u, acc[i]);
     }
+}
+
+// matmul_reg: no workgroup memory and no barrier. A workgroup of 64 invocations, REG_WIDTH of them along N, and
+// each keeps a 16×4 block of C in sixteen vec4 registers, steps K by 4 and reads op(A) and op(B) straight from
+// the storage buffers, a 4×4 block of each a step. On an adapter that runs invocations as the SIMD lanes of a CPU
+// (lavapipe) every memory access costs an order of magnitude more than an fma and both sides of every branch
+// run, so a tile staged in workgroup memory only adds accesses; there these tilings are several times faster.
+// Pipeline constants fix the workgroup's shape and how each operand is read (`Kernel::overrides`), so the loop
+// has no branch. Rows and columns past C's edges are clamped to its last ones instead of tested (their sums are
+// never stored); the K remainder (K mod 4) is a loop of its own. Whatever indexes the accumulators is written
+// out: a loop over them that the compiler does not unroll puts them in memory (on lavapipe, 2x slower).
+override A_LOAD: u32 = LOAD_ROWS;
+override B_LOAD: u32 = LOAD_ROWS;
+override REG_WIDTH: u32 = 64u;
+// How an operand is read (`Load` on the host): four consecutive values of a row (its columns contiguous, its
+// offset and row stride multiples of 4), of a column (the transposed case), or value by value.
+const LOAD_ROWS: u32 = 0u;
+const LOAD_COLUMNS: u32 = 1u;
+const LOAD_VALUES: u32 = 2u;
+
+fn a_at(e: u32) -> f32 { return a[e >> 2u][e & 3u]; }
+fn b_at(e: u32) -> f32 { return b[e >> 2u][e & 3u]; }
+
+// Where rows r .. r+3 of op(A) start, rows past the matrix clamped (r is a multiple of 4): vec4 indices of the
+// rows for LOAD_ROWS, the element of the 4-row vector for LOAD_COLUMNS (in x), elements for LOAD_VALUES.
+fn a_rows(r: u32) -> vec4<u32> {
+    let last = p.m - 1u;
+    if (A_LOAD == LOAD_COLUMNS) { return vec4<u32>(p.a_off + min(r, last & ~3u)); }
+    let e = p.a_off + min(vec4<u32>(r, r + 1u, r + 2u, r + 3u), vec4<u32>(last)) * p.a_rs;
+    if (A_LOAD == LOAD_ROWS) { return e >> vec4<u32>(2u); }
+    return e;
+}
+
+// op(A) at the four rows of `at` (from a_rows) and k .. k+3: column i of the result is row i.
+fn a_block(at: vec4<u32>, k: u32) -> mat4x4<f32> {
+    if (A_LOAD == LOAD_ROWS) {
+        let q = k >> 2u;
+        return mat4x4<f32>(a[at.x + q], a[at.y + q], a[at.z + q], a[at.w + q]);
+    }
+    let cs = p.a_cs;
+    if (A_LOAD == LOAD_COLUMNS) {
+        let e = at.x + k * cs;
+        return transpose(mat4x4<f32>(a[e >> 2u], a[(e + cs) >> 2u], a[(e + 2u * cs) >> 2u], a[(e + 3u * cs) >> 2u]));
+    }
+    let e = at + vec4<u32>(k * cs);
+    return mat4x4<f32>(vec4<f32>(a_at(e.x), a_at(e.x + cs), a_at(e.x + 2u * cs), a_at(e.x + 3u * cs)),
+                       vec4<f32>(a_at(e.y), a_at(e.y + cs), a_at(e.y + 2u * cs), a_at(e.y + 3u * cs)),
+                       vec4<f32>(a_at(e.z), a_at(e.z + cs), a_at(e.z + 2u * cs), a_at(e.z + 3u * cs)),
+                       vec4<f32>(a_at(e.w), a_at(e.w + cs), a_at(e.w + 2u * cs), a_at(e.w + 3u * cs)));
+}
+
+// Where columns c .. c+3 of op(B) start, columns past the matrix clamped (c is a multiple of 4): the element of
+// the 4-column vector for LOAD_ROWS (in x), elements otherwise.
+fn b_columns(c: u32) -> vec4<u32> {
+    let last = p.n - 1u;
+    if (B_LOAD == LOAD_ROWS) { return vec4<u32>(p.b_off + min(c, last & ~3u)); }
+    return p.b_off + min(vec4<u32>(c, c + 1u, c + 2u, c + 3u), vec4<u32>(last)) * p.b_cs;
+}
+
+// op(B) at k .. k+3 and the four columns of `at` (from b_columns): column kk of the result is row k + kk.
+fn b_block(at: vec4<u32>, k: u32) -> mat4x4<f32> {
+    let rs = p.b_rs;
+    if (B_LOAD == LOAD_ROWS) {
+        let e = at.x + k * rs;
+        return mat4x4<f32>(b[e >> 2u], b[(e + rs) >> 2u], b[(e + 2u * rs) >> 2u], b[(e + 3u * rs) >> 2u]);
+    }
+    if (B_LOAD == LOAD_COLUMNS) {
+        return transpose(mat4x4<f32>(b[(at.x + k) >> 2u], b[(at.y + k) >> 2u], b[(at.z + k) >> 2u],
+                                     b[(at.w + k) >> 2u]));
+    }
+    let e = at + vec4<u32>(k * rs);
+    return mat4x4<f32>(vec4<f32>(b_at(e.x), b_at(e.y), b_at(e.z), b_at(e.w)),
+                       vec4<f32>(b_at(e.x + rs), b_at(e.y + rs), b_at(e.z + rs), b_at(e.w + rs)),
+                       vec4<f32>(b_at(e.x + 2u * rs), b_at(e.y + 2u * rs), b_at(e.z + 2u * rs), b_at(e.w + 2u * rs)),
+                       vec4<f32>(b_at(e.x + 3u * rs), b_at(e.y + 3u * rs), b_at(e.z + 3u * rs), b_at(e.w + 3u * rs)));
+}
+
+// One row of C advanced by four steps of K, one fma at a time in the order of K as every tiling does:
+// c + a.x·b[0], then + a.y·b[1], + a.z·b[2], + a.w·b[3].
+fn fma4(av: vec4<f32>, bk: mat4x4<f32>, c: vec4<f32>) -> vec4<f32> {
+    let c1 = fma(vec4<f32>(av.x), bk[0], c);
+    let c2 = fma(vec4<f32>(av.y), bk[1], c1);
+    let c3 = fma(vec4<f32>(av.z), bk[2], c2);
+    return fma(vec4<f32>(av.w), bk[3], c3);
+}
+
+// One step of K in the remainder: row r of op(A) at k times `bk`, added to c.
+fn fma1(r: u32, k: u32, bk: vec4<f32>, c: vec4<f32>) -> vec4<f32> {
+    return fma(vec4<f32>(load_a(min(r, p.m - 1u), k)), bk, c);
+}
+
+fn store4(r: u32, c: u32, v: vec4<f32>) {
+    store(r, c, v.x);
+    store(r, c + 1u, v.y);
+    store(r, c + 2u, v.z);
+    store(r, c + 3u, v.w);
+}
+
+@compute @workgroup_size(REG_WIDTH, 64u / REG_WIDTH, 1)
+fn matmul_reg(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+    let r = (wid.y * (64u / REG_WIDTH) + lid.y) * 16u;
+    let c = (wid.x * REG_WIDTH + lid.x) * 4u;
+    let ar0 = a_rows(r);
+    let ar1 = a_rows(r + 4u);
+    let ar2 = a_rows(r + 8u);
+    let ar3 = a_rows(r + 12u);
+    let bc = b_columns(c);
+    var c0 = vec4<f32>(0.0);
+    var c1 = c0; var c2 = c0; var c3 = c0; var c4 = c0; var c5 = c0; var c6 = c0; var c7 = c0;
+    var c8 = c0; var c9 = c0; var c10 = c0; var c11 = c0; var c12 = c0; var c13 = c0; var c14 = c0; var c15 = c0;
+    let k4 = p.k & ~3u;
+    for (var k = 0u; k < k4; k += 4u) {
+        let bk = b_block(bc, k);
+        let a0 = a_block(ar0, k);
+        c0 = fma4(a0[0], bk, c0); c1 = fma4(a0[1], bk, c1); c2 = fma4(a0[2], bk, c2); c3 = fma4(a0[3], bk, c3);
+        let a1 = a_block(ar1, k);
+        c4 = fma4(a1[0], bk, c4); c5 = fma4(a1[1], bk, c5); c6 = fma4(a1[2], bk, c6); c7 = fma4(a1[3], bk, c7);
+        let a2 = a_block(ar2, k);
+        c8 = fma4(a2[0], bk, c8); c9 = fma4(a2[1], bk, c9); c10 = fma4(a2[2], bk, c10); c11 = fma4(a2[3], bk, c11);
+        let a3 = a_block(ar3, k);
+        c12 = fma4(a3[0], bk, c12); c13 = fma4(a3[1], bk, c13); c14 = fma4(a3[2], bk, c14);
+        c15 = fma4(a3[3], bk, c15);
+    }
+    for (var k = k4; k < p.k; k++) {
+        let last = p.n - 1u;
+        let bk = vec4<f32>(load_b(k, min(c, last)), load_b(k, min(c + 1u, last)), load_b(k, min(c + 2u, last)),
+                           load_b(k, min(c + 3u, last)));
+        c0 = fma1(r, k, bk, c0); c1 = fma1(r + 1u, k, bk, c1); c2 = fma1(r + 2u, k, bk, c2);
+        c3 = fma1(r + 3u, k, bk, c3); c4 = fma1(r + 4u, k, bk, c4); c5 = fma1(r + 5u, k, bk, c5);
+        c6 = fma1(r + 6u, k, bk, c6); c7 = fma1(r + 7u, k, bk, c7); c8 = fma1(r + 8u, k, bk, c8);
+        c9 = fma1(r + 9u, k, bk, c9); c10 = fma1(r + 10u, k, bk, c10); c11 = fma1(r + 11u, k, bk, c11);
+        c12 = fma1(r + 12u, k, bk, c12); c13 = fma1(r + 13u, k, bk, c13); c14 = fma1(r + 14u, k, bk, c14);
+        c15 = fma1(r + 15u, k, bk, c15);
+    }
+    store4(r, c, c0); store4(r + 1u, c, c1); store4(r + 2u, c, c2); store4(r + 3u, c, c3);
+    store4(r + 4u, c, c4); store4(r + 5u, c, c5); store4(r + 6u, c, c6); store4(r + 7u, c, c7);
+    store4(r + 8u, c, c8); store4(r + 9u, c, c9); store4(r + 10u, c, c10); store4(r + 11u, c, c11);
+    store4(r + 12u, c, c12); store4(r + 13u, c, c13); store4(r + 14u, c, c14); store4(r + 15u, c, c15);
 }

@@ -1,6 +1,6 @@
 //! The device: opened on the adapter `adapter::choose` picks, with the adapter's own limits, error capture,
-//! every pipeline, and the device's tuner. Everything else takes a `&GpuContext` (or an `Arc` of one), so
-//! tests and tools can hand one in.
+//! its pipelines (each compiled at its first use), and the device's tuner. Everything else takes a
+//! `&GpuContext` (or an `Arc` of one), so tests and tools can hand one in.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -14,7 +14,7 @@ use crate::gpu::wait;
 
 type ErrorLog = Arc<Mutex<Vec<String>>>;
 
-/// A device, its queue, the adapter it came from and the compute pipelines, made once.
+/// A device, its queue, the adapter it came from and the compute pipelines, each made once.
 pub struct GpuContext {
     pub device: wgpu::Device,
     pub queue: wgpu::Queue,
@@ -43,7 +43,7 @@ impl std::fmt::Debug for GpuContext {
 
 impl GpuContext {
     /// Picks the best adapter that matches `req` (discrete, then integrated, virtual, CPU), asks for the
-    /// adapter's own limits, installs error handlers and builds every compute pipeline.
+    /// adapter's own limits and installs error handlers (pipelines are compiled when first used).
     pub fn new(req: &AdapterRequest) -> Result<Self> {
         wait::block_on("GpuContext::new", Self::new_async(req))
     }

@@ -10,6 +10,7 @@ pub mod ops;
 pub mod pipelines;
 pub mod shaders;
 pub mod structs;
+pub mod tiling;
 pub mod tune;
 pub mod wait;
 

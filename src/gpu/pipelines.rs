@@ -1,8 +1,10 @@
-//! Every kernel's pipeline, built once per device: one module per distinct source (a file's kernels share
-//! it, each tiling has its own), the bind group layout from `Kernel::bindings`, and the overridable
-//! constants the device's limits set (`Kernel::overrides`).
+//! Every kernel's pipeline, built once per device at its first use, so a model compiles only the kernels it
+//! runs (the register-blocked tilings alone are 27 pipelines): one module per distinct source (a file's
+//! kernels share it, each staged tiling has its own), the bind group layout from `Kernel::bindings`, and the
+//! overridable constants the kernel and the device's limits set (`Kernel::overrides`).
 
 use std::collections::HashMap;
+use std::sync::{Mutex, OnceLock};
 
 use crate::gpu::shaders::{Kernel, Reductions, Slot};
 
@@ -12,29 +14,36 @@ pub(crate) struct Pipeline {
     pub layout: wgpu::BindGroupLayout,
 }
 
-/// Every kernel's pipeline, built once per device.
+/// Every kernel's pipeline, built once per device at its first use.
 pub(crate) struct Pipelines {
-    pipelines: Vec<Pipeline>,
+    device: wgpu::Device,
+    /// Whether the kernels sum across a workgroup with subgroup operations.
+    reductions: Reductions,
+    /// One module per distinct source: a file's kernels share it, each staged tiling has its own.
+    modules: Mutex<HashMap<String, wgpu::ShaderModule>>,
+    pipelines: Vec<OnceLock<Pipeline>>,
 }
 
 impl Pipelines {
-    /// Every kernel compiled with `reductions` (the subgroup ones only on a device with `Features::SUBGROUP`).
+    /// Pipelines for `device`, compiled when first asked for with `reductions` (the subgroup ones only on a
+    /// device with `Features::SUBGROUP`).
     pub fn new(device: &wgpu::Device, reductions: Reductions) -> Self {
-        // One module per distinct source: a file's kernels share it, each tiling has its own.
-        let mut modules: HashMap<String, wgpu::ShaderModule> = HashMap::new();
-        let pipelines = Kernel::ALL
-            .iter()
-            .map(|&k| {
-                let module = modules.entry(k.module_label()).or_insert_with(|| {
-                    device.create_shader_module(wgpu::ShaderModuleDescriptor {
-                        label: Some(&k.module_label()),
-                        source: wgpu::ShaderSource::Wgsl(k.source(reductions).into()),
-                    })
-                });
-                Self::build(device, k, module)
-            })
-            .collect();
-        Self { pipelines }
+        let pipelines = Kernel::ALL.iter().map(|_| OnceLock::new()).collect();
+        Self { device: device.clone(), reductions, modules: Mutex::default(), pipelines }
+    }
+
+    pub fn get(&self, k: Kernel) -> &Pipeline {
+        self.pipelines[k.index()].get_or_init(|| {
+            // A panic while the lock was held left nothing half-made: the map holds whole modules.
+            let mut modules = self.modules.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            let module = modules.entry(k.module_label()).or_insert_with(|| {
+                self.device.create_shader_module(wgpu::ShaderModuleDescriptor {
+                    label: Some(&k.module_label()),
+                    source: wgpu::ShaderSource::Wgsl(k.source(self.reductions).into()),
+                })
+            });
+            Self::build(&self.device, k, module)
+        })
     }
 
     fn build(device: &wgpu::Device, k: Kernel, module: &wgpu::ShaderModule) -> Pipeline {
@@ -76,9 +85,5 @@ impl Pipelines {
             cache: None,
         });
         Pipeline { pipeline, layout }
-    }
-
-    pub fn get(&self, k: Kernel) -> &Pipeline {
-        &self.pipelines[k.index()]
     }
 }

@@ -1,6 +1,6 @@
 //! Every WGSL file, compiled into the binary and looked up by an enum; each kernel's bindings and
 //! pipeline-overridable constants, declared once (a test checks them against the shaders with naga). The
-//! pipelines are built from these once per device (`gpu::pipelines`).
+//! pipelines are built from these once per device, each at its first use (`gpu::pipelines`).
 
 mod fused;
 
@@ -9,6 +9,7 @@ pub use fused::{FUSED_OTHER_WORKGROUP_BYTES, FUSED_WORKGROUP, MAX_BLOCK_ROWS, MA
 use crate::gpu::structs::{
     GatherParams, GradParams, LossParams, LossTotals, MatmulParams, OptimParams, ShaderStruct, StepState,
 };
+pub use crate::gpu::tiling::{Load, RegShape, Tile};
 use fused::{FUSED_APPLY, FUSED_FORWARD_BACKWARD, FUSED_REDUCE, FUSED_UPDATE};
 
 /// The code every shader file begins with (activations, indexing).
@@ -95,50 +96,6 @@ impl ShaderFile {
     }
 }
 
-/// The tilings of the matrix product: `linear.wgsl` is compiled once for each, with its two constants.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Tile {
-    /// 32×32 a workgroup, a 2×2 block of neighbours a thread, K step 16 (`matmul_small`): more, smaller
-    /// workgroups, for small products.
-    Small,
-    /// 64×64 a workgroup, 4×4 a thread in registers, K step 16.
-    Big,
-    /// 128×128 a workgroup, 8×8 a thread in registers, K step 8: twice the arithmetic per value read from
-    /// workgroup memory of `Big`, for devices with registers to spare (64 accumulators a thread).
-    Huge,
-}
-
-impl Tile {
-    pub const ALL: [Tile; 3] = [Tile::Small, Tile::Big, Tile::Huge];
-
-    /// Rows and columns of C one workgroup computes (`TILE` in `linear.wgsl`).
-    pub fn size(self) -> usize {
-        match self {
-            Tile::Small => 32,
-            Tile::Big => 64,
-            Tile::Huge => 128,
-        }
-    }
-
-    /// The step along K (`TK` in `linear.wgsl`).
-    pub fn k_step(self) -> usize {
-        match self {
-            Tile::Small | Tile::Big => 16,
-            Tile::Huge => 8,
-        }
-    }
-
-    /// Whether its loads of op(A) and op(B) may be vectors (the register-blocked body's, not `matmul_small`'s).
-    pub fn vector_loads(self) -> bool {
-        self != Tile::Small
-    }
-
-    /// The WGSL constants that instantiate `linear.wgsl` for this tiling.
-    fn constants(self) -> String {
-        format!("// {self:?} tiling\nconst TILE: u32 = {}u;\nconst TK: u32 = {}u;\n", self.size(), self.k_step())
-    }
-}
-
 /// A WGSL struct as the host knows it: its name and its size in bytes (that of its `ShaderStruct` twin).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Twin {
@@ -181,10 +138,14 @@ impl Slot {
     }
 }
 
-/// One compute entry point (the matrix product once per tiling).
+/// One compute entry point (the matrix product once per tiling, and per way of reading its operands for the
+/// register-blocked ones).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Kernel {
+    /// A staged tiling's product (`Tile::Small`, `Big` or `Huge`; `Kernel::matmul` picks the kernel of a tiling).
     Matmul(Tile),
+    /// `matmul_reg` in one workgroup shape, reading A and B as the two `Load`s say.
+    MatmulReg(RegShape, Load, Load),
     LossGrad,
     MseLoss,
     XentLoss,
@@ -238,27 +199,45 @@ const GATHER_ROWS: Bindings =
     &[(0, Slot::Uniform(Twin::of::<GatherParams>())), (1, F32_IN), (2, Slot::read(Elem::U32)), (3, F32_OUT)]; // src, idx → out
 
 impl Kernel {
-    pub const ALL: [Kernel; 19] = [
-        Self::Matmul(Tile::Small),
-        Self::Matmul(Tile::Big),
-        Self::Matmul(Tile::Huge),
-        Self::LossGrad,
-        Self::MseLoss,
-        Self::XentLoss,
-        Self::SoftmaxRows,
-        Self::BiasGrad,
-        Self::Sgd,
-        Self::Momentum,
-        Self::Adam,
-        Self::OptimPrepare,
-        Self::GradNorm,
-        Self::GradNormFinish,
-        Self::GatherRows,
-        Self::FusedForwardBackward,
-        Self::FusedUpdate,
-        Self::FusedReduce,
-        Self::FusedApply,
-    ];
+    /// Every kernel: the staged products, the others (the fused step's last), then the 27 register-blocked products (shape by shape,
+    /// A's load, B's load), in the order of `index`.
+    pub const ALL: [Kernel; 46] = {
+        let listed = [
+            Self::Matmul(Tile::Small),
+            Self::Matmul(Tile::Big),
+            Self::Matmul(Tile::Huge),
+            Self::LossGrad,
+            Self::MseLoss,
+            Self::XentLoss,
+            Self::SoftmaxRows,
+            Self::BiasGrad,
+            Self::Sgd,
+            Self::Momentum,
+            Self::Adam,
+            Self::OptimPrepare,
+            Self::GradNorm,
+            Self::GradNormFinish,
+            Self::GatherRows,
+            Self::FusedForwardBackward,
+            Self::FusedUpdate,
+            Self::FusedReduce,
+            Self::FusedApply,
+        ];
+        let mut all = [Self::LossGrad; 46];
+        let mut i = 0;
+        while i < 46 {
+            all[i] = if i < Self::FIRST_REG {
+                listed[i]
+            } else {
+                let r = i - Self::FIRST_REG;
+                Self::MatmulReg(RegShape::ALL[r / 9], Load::ALL[r / 3 % 3], Load::ALL[r % 3])
+            };
+            i += 1;
+        }
+        all
+    };
+    /// Where the register-blocked products start in `ALL`.
+    const FIRST_REG: usize = 19;
 
     /// The kernel's position in `ALL`.
     pub fn index(self) -> usize {
@@ -266,6 +245,7 @@ impl Kernel {
             Self::Matmul(Tile::Small) => 0,
             Self::Matmul(Tile::Big) => 1,
             Self::Matmul(Tile::Huge) => 2,
+            Self::Matmul(Tile::Reg(_)) => unreachable!("a register-blocked product is Kernel::MatmulReg"),
             Self::LossGrad => 3,
             Self::MseLoss => 4,
             Self::XentLoss => 5,
@@ -282,12 +262,13 @@ impl Kernel {
             Self::FusedUpdate => 16,
             Self::FusedReduce => 17,
             Self::FusedApply => 18,
+            Self::MatmulReg(shape, a, b) => Self::FIRST_REG + shape.index() * 9 + a as usize * 3 + b as usize,
         }
     }
 
     pub fn file(self) -> ShaderFile {
         match self {
-            Self::Matmul(_) => ShaderFile::Linear,
+            Self::Matmul(_) | Self::MatmulReg(..) => ShaderFile::Linear,
             Self::LossGrad | Self::MseLoss | Self::XentLoss | Self::SoftmaxRows => ShaderFile::Loss,
             Self::BiasGrad => ShaderFile::Grad,
             Self::Sgd | Self::Momentum | Self::Adam | Self::OptimPrepare | Self::GradNorm | Self::GradNormFinish => {
@@ -303,6 +284,7 @@ impl Kernel {
         match self {
             Self::Matmul(Tile::Small) => "matmul_small",
             Self::Matmul(_) => "matmul",
+            Self::MatmulReg(..) => "matmul_reg",
             Self::LossGrad => "loss_grad",
             Self::MseLoss => "mse_loss",
             Self::XentLoss => "xent_loss",
@@ -325,7 +307,7 @@ impl Kernel {
     /// Every binding of group 0 the entry point uses, in binding order, and what is bound there.
     pub fn bindings(self) -> Bindings {
         match self {
-            Self::Matmul(_) => MATMUL,
+            Self::Matmul(_) | Self::MatmulReg(..) => MATMUL,
             Self::LossGrad => LOSS_GRAD,
             Self::MseLoss | Self::XentLoss => LOSS_VALUE,
             Self::SoftmaxRows => SOFTMAX_ROWS,
@@ -344,29 +326,61 @@ impl Kernel {
         }
     }
 
-    /// The kernel's pipeline-overridable constants on a device with `limits`: the f32 values of
-    /// `fused_forward_backward`'s workgroup array (`ACT_CAP`).
-    pub fn overrides(self, limits: &wgpu::Limits) -> Vec<(&'static str, f64)> {
-        match self {
-            Self::FusedForwardBackward => vec![("ACT_CAP", fused_act_capacity(limits) as f64)],
-            _ => Vec::new(),
+    /// The kernel that runs a product with `tile`, reading A and B as `a` and `b` say (only the
+    /// register-blocked tilings have a kernel per way of reading).
+    pub fn matmul(tile: Tile, a: Load, b: Load) -> Kernel {
+        match tile {
+            Tile::Reg(shape) => Self::MatmulReg(shape, a, b),
+            staged => Self::Matmul(staged),
         }
     }
 
     /// The WGSL this kernel is compiled from on a device with `reductions`: `common.wgsl`, their prelude,
     /// the tiling's constants for a product, its file.
     pub fn source(self, reductions: Reductions) -> String {
-        match self {
-            Self::Matmul(tile) => self.file().source_with(reductions, &tile.constants()),
-            _ => self.file().source_with(reductions, ""),
+        match self.module_tile() {
+            Some(tile) => self.file().source_with(
+                reductions,
+                &format!(
+                    "// {tile:?} tiling\nconst TILE: u32 = {}u;\nconst TK: u32 = {}u;\n",
+                    tile.size(),
+                    tile.k_step()
+                ),
+            ),
+            None => self.file().source_with(reductions, ""),
         }
     }
 
     /// A name for the compiled module: the file, and the tiling for a product.
     pub fn module_label(self) -> String {
+        match self.module_tile() {
+            Some(tile) => format!("{} ({tile:?} tiling)", self.file().file_name()),
+            None => self.file().file_name().to_string(),
+        }
+    }
+
+    /// The staged tiling whose `linear.wgsl` module a product is compiled from: its own, or the 64×64 one for
+    /// `matmul_reg` (which uses none of its constants).
+    fn module_tile(self) -> Option<Tile> {
         match self {
-            Self::Matmul(tile) => format!("{} ({tile:?} tiling)", self.file().file_name()),
-            _ => self.file().file_name().to_string(),
+            Self::Matmul(tile) => Some(tile),
+            Self::MatmulReg(..) => Some(Tile::Big),
+            _ => None,
+        }
+    }
+
+    /// The kernel's pipeline-overridable constants on a device with `limits`: how `matmul_reg` reads its
+    /// operands and its workgroup's shape; the f32 values of `fused_forward_backward`'s workgroup array
+    /// (`ACT_CAP`).
+    pub fn overrides(self, limits: &wgpu::Limits) -> Vec<(&'static str, f64)> {
+        match self {
+            Self::MatmulReg(shape, a, b) => vec![
+                ("A_LOAD", f64::from(a as u32)),
+                ("B_LOAD", f64::from(b as u32)),
+                ("REG_WIDTH", shape.width() as f64),
+            ],
+            Self::FusedForwardBackward => vec![("ACT_CAP", fused_act_capacity(limits) as f64)],
+            _ => Vec::new(),
         }
     }
 

@@ -20,8 +20,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use crate::error::{Error, Result};
 use crate::gpu::shaders::Tile;
 
-/// What the tiling of a product depends on: C (m, n) = op(A) (m, k) · op(B) (k, n), and whether each
-/// operand is read transposed (its rows contiguous in memory, as `Aᵀ` and `Wᵀ` are).
+/// What the tiling of a product depends on: C (m, n) = op(A) (m, k) · op(B) (k, n), whether each operand is
+/// read transposed (its rows contiguous in memory, as `Aᵀ` and `Wᵀ` are), and whether it can be read four
+/// values at a time (its offset and stride multiples of 4, and vector loads not turned off).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct MatmulKey {
     pub m: usize,
@@ -29,6 +30,8 @@ pub struct MatmulKey {
     pub k: usize,
     pub a_transposed: bool,
     pub b_transposed: bool,
+    pub a_vectors: bool,
+    pub b_vectors: bool,
 }
 
 impl MatmulKey {
@@ -37,10 +40,10 @@ impl MatmulKey {
         self.m.saturating_mul(self.n).saturating_mul(self.k)
     }
 
-    /// The tilings worth timing: the 32×32 one, and each larger one whose tile the output fills (a tiling
-    /// wider than the output would leave most of each workgroup idle).
+    /// The tilings worth timing: those the output fills (`Tile::fits`; a tiling wider than the output would
+    /// leave most of each workgroup idle).
     pub fn candidates(&self) -> Vec<Tile> {
-        Tile::ALL.into_iter().filter(|t| t.size() <= 32 || (self.m >= t.size() && self.n >= t.size())).collect()
+        Tile::ALL.into_iter().filter(|t| t.fits(self.m, self.n)).collect()
     }
 
     /// The choice without measuring: the 64×64 tiling once both output dimensions fill it (the 128×128 one
@@ -74,17 +77,19 @@ impl Strategy {
     #[cfg(target_arch = "wasm32")]
     pub const DEFAULT: Strategy = Strategy::Heuristic;
 
-    /// The strategy `BACKPROP_MATMUL_TILE` asks for (`small`, `big` or `huge` fix the tiling, for
+    /// The strategy `BACKPROP_MATMUL_TILE` asks for (a tiling's name, `Tile::name`, fixes it, for
     /// comparisons); unset, the default.
     pub fn from_env_value(value: Option<&str>) -> Result<Self> {
-        match value {
-            None => Ok(Self::DEFAULT),
-            Some("small") => Ok(Self::Fixed(Tile::Small)),
-            Some("big") => Ok(Self::Fixed(Tile::Big)),
-            Some("huge") => Ok(Self::Fixed(Tile::Huge)),
-            Some(other) => Err(Error::Invalid(format!(
-                "BACKPROP_MATMUL_TILE is '{other}'; it may be small, big or huge (or unset)"
-            ))),
+        let Some(value) = value else { return Ok(Self::DEFAULT) };
+        match Tile::ALL.into_iter().find(|t| t.name() == value) {
+            Some(tile) => Ok(Self::Fixed(tile)),
+            None => {
+                let names: Vec<&str> = Tile::ALL.iter().map(|t| t.name()).collect();
+                Err(Error::Invalid(format!(
+                    "BACKPROP_MATMUL_TILE is '{value}'; it may be {} (or unset)",
+                    names.join(", ")
+                )))
+            }
         }
     }
 }
@@ -198,9 +203,11 @@ fn poisoned() -> Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::gpu::shaders::RegShape::{Square, Tall, Wide};
+    use crate::gpu::shaders::Tile::Reg;
 
     fn key(m: usize, n: usize, k: usize) -> MatmulKey {
-        MatmulKey { m, n, k, a_transposed: false, b_transposed: true }
+        MatmulKey { m, n, k, a_transposed: false, b_transposed: true, a_vectors: true, b_vectors: false }
     }
 
     /// A timer under which `fastest` takes 1 ms a run and every other tiling 3 ms, counting its calls.
@@ -225,15 +232,15 @@ mod tests {
         let tuner = Tuner::new(Strategy::Measure { min_macs: 1000 }, true);
         let mut calls = 0;
         assert_eq!(tuner.matmul_tile(key(256, 256, 256), timer(Tile::Huge, &mut calls)).unwrap(), Tile::Huge);
-        assert_eq!(calls, 3 * 5, "three candidates, five timings each");
-        assert_eq!(tuner.timings(), 15);
+        assert_eq!(calls, 6 * 5, "six candidates, five timings each");
+        assert_eq!(tuner.timings(), 30);
         let mut again = 0;
         assert_eq!(tuner.matmul_tile(key(256, 256, 256), timer(Tile::Small, &mut again)).unwrap(), Tile::Huge);
         assert_eq!(again, 0, "a cached choice is not measured again");
         // Another layout of the same shape is another key.
         let transposed = MatmulKey { a_transposed: true, ..key(256, 256, 256) };
         assert_eq!(tuner.matmul_tile(transposed, timer(Tile::Small, &mut again)).unwrap(), Tile::Small);
-        assert_eq!(again, 15);
+        assert_eq!(again, 30);
     }
 
     #[test]
@@ -242,9 +249,14 @@ mod tests {
         let tuner = Tuner::new(Strategy::Measure { min_macs: 1 }, true);
         // 100 × 1000: the 128×128 tile does not fit the rows, so even a fast Huge is never timed.
         assert_eq!(tuner.matmul_tile(key(100, 1000, 50), timer(Tile::Huge, &mut calls)).unwrap(), Tile::Small);
-        assert_eq!(key(100, 1000, 50).candidates(), vec![Tile::Small, Tile::Big]);
+        assert_eq!(key(100, 1000, 50).candidates(), vec![Tile::Small, Tile::Big, Reg(Wide), Reg(Square)]);
         assert_eq!(key(7, 1000, 50).candidates(), vec![Tile::Small]);
-        assert_eq!(calls, 10);
+        assert_eq!(calls, 20);
+        // A register-blocked block needs at least half of it inside the output in each direction.
+        assert_eq!(key(64, 64, 64).candidates(), vec![Tile::Small, Tile::Big, Reg(Square)]);
+        assert_eq!(key(256, 10, 256).candidates(), vec![Tile::Small, Reg(Tall)]);
+        assert_eq!(key(8, 128, 9).candidates(), vec![Tile::Small, Reg(Wide)]);
+        assert_eq!(key(7, 127, 9).candidates(), vec![Tile::Small]);
     }
 
     #[test]
@@ -265,6 +277,10 @@ mod tests {
     fn the_environment_names_a_tiling_or_nothing() {
         assert_eq!(Strategy::from_env_value(None).unwrap(), Strategy::DEFAULT);
         assert_eq!(Strategy::from_env_value(Some("huge")).unwrap(), Strategy::Fixed(Tile::Huge));
+        for tile in Tile::ALL {
+            assert_eq!(Strategy::from_env_value(Some(tile.name())).unwrap(), Strategy::Fixed(tile), "{tile:?}");
+        }
+        assert_eq!(Strategy::from_env_value(Some("reg64x64")).unwrap(), Strategy::Fixed(Reg(Square)));
         let e = Strategy::from_env_value(Some("medium")).unwrap_err().to_string();
         assert!(e.contains("BACKPROP_MATMUL_TILE") && e.contains("'medium'"), "{e}");
     }
@@ -276,6 +292,6 @@ mod tests {
         assert!(tuner.matmul_tile(key(1024, 1024, 1024), fail).is_err());
         let mut calls = 0;
         assert_eq!(tuner.matmul_tile(key(1024, 1024, 1024), timer(Tile::Big, &mut calls)).unwrap(), Tile::Big);
-        assert_eq!(calls, 15);
+        assert_eq!(calls, 30);
     }
 }

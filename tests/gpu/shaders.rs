@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 
 use backprop::Activation;
 use backprop::gpu::ops;
-use backprop::gpu::shaders::{self, Elem, Kernel, Reductions, ShaderFile, Slot, Tile, Twin};
+use backprop::gpu::shaders::{self, Elem, Kernel, Load, Reductions, RegShape, ShaderFile, Slot, Tile, Twin};
 use naga::valid::{Capabilities, ValidationFlags, Validator};
 
 /// What naga must allow for a module compiled with `reductions`: subgroup operations for the subgroup ones.
@@ -33,6 +33,15 @@ fn every_shader_validates_with_naga() {
             let without = Validator::new(ValidationFlags::all(), Capabilities::default()).validate(&module);
             assert!(without.is_err(), "{name} validates without the subgroup capability");
         }
+    }
+}
+
+/// `Kernel::index` is each kernel's position in `Kernel::ALL` (the pipelines are looked up by it), and no
+/// kernel is listed twice.
+#[test]
+fn every_kernel_is_at_its_index() {
+    for (i, k) in Kernel::ALL.into_iter().enumerate() {
+        assert_eq!(k.index(), i, "{k:?}");
     }
 }
 
@@ -157,13 +166,36 @@ fn the_shaders_constants_are_the_hosts() {
     assert_eq!(constant(Kernel::BiasGrad, "COLS") as usize, ops::BIAS_COLUMNS, "COLS in grad.wgsl");
     for tile in Tile::ALL {
         let (size, k_step) = if tile == Tile::Small { ("SMALL_TILE", "SMALL_TK") } else { ("TILE", "TK") };
-        assert_eq!(constant(Kernel::Matmul(tile), size) as usize, tile.size(), "{tile:?}: {size}");
-        assert_eq!(constant(Kernel::Matmul(tile), k_step) as usize, tile.k_step(), "{tile:?}: {k_step}");
+        let kernel = Kernel::matmul(tile, Load::Rows, Load::Rows);
+        assert_eq!(constant(kernel, size) as usize, tile.size(), "{tile:?}: {size}");
+        assert_eq!(constant(kernel, k_step) as usize, tile.k_step(), "{tile:?}: {k_step}");
+    }
+    let reg = Kernel::MatmulReg(RegShape::Wide, Load::Rows, Load::Rows);
+    for (load, name) in Load::ALL.into_iter().zip(["LOAD_ROWS", "LOAD_COLUMNS", "LOAD_VALUES"]) {
+        assert_eq!(constant(reg, name), load as u32, "{name}");
     }
     let fused = Kernel::FusedForwardBackward;
     assert_eq!(constant(fused, "FUSED_WG") as usize, shaders::FUSED_WORKGROUP, "FUSED_WG in fused.wgsl");
     assert_eq!(constant(fused, "MAX_BLOCK_ROWS") as usize, shaders::MAX_BLOCK_ROWS, "MAX_BLOCK_ROWS");
     assert_eq!(constant(fused, "MAX_LAYERS") as usize, shaders::MAX_FUSED_LAYERS, "MAX_LAYERS");
+}
+
+/// Every pipeline-overridable constant the host sets is declared by the kernel's module (a misspelt name
+/// would fail only when the pipeline is made), and the shapes' threads are a workgroup of 64.
+#[test]
+fn the_host_sets_only_constants_the_shaders_declare() {
+    for k in Kernel::ALL {
+        let module = naga::front::wgsl::parse_str(&k.source(Reductions::Workgroup)).expect("parses");
+        let declared: BTreeSet<&str> = module.overrides.iter().filter_map(|(_, o)| o.name.as_deref()).collect();
+        for (name, _) in k.overrides(&wgpu::Limits::default()) {
+            assert!(declared.contains(name), "{k:?}: {} declares no override {name}", k.module_label());
+        }
+    }
+    for shape in RegShape::ALL {
+        let (rows, cols) = shape.block();
+        assert_eq!((rows / 16) * (cols / 4), 64, "{shape:?}: 16x4 a thread, 64 threads");
+        assert_eq!(cols / 4, shape.width(), "{shape:?}: threads along N");
+    }
 }
 
 /// `fused_forward_backward`'s workgroup memory is `act` (ACT_CAP values, whose default is what WebGPU's

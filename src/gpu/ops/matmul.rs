@@ -1,11 +1,11 @@
 //! The strided, tiled matrix product of `linear.wgsl` (all three products of a layer): its flags, its
 //! epilogue, and the measurement the tuner (`gpu::tune`) asks for when it picks a tiling.
 
-use super::{Dispatch, Span, bind, bind_rounded, run, u32_of};
+use super::{Dispatch, Span, bind, bind_rounded, offset_alignment, run, u32_of};
 use crate::error::Result;
 use crate::gpu::buffer;
 use crate::gpu::context::GpuContext;
-use crate::gpu::shaders::{Kernel, Tile};
+use crate::gpu::shaders::{Kernel, Load, Tile};
 use crate::gpu::structs::MatmulParams;
 use crate::gpu::tune::MatmulKey;
 use crate::model::Activation;
@@ -53,6 +53,12 @@ impl<'a> Strided<'a> {
     }
     fn into_span(self) -> Span<'a> {
         Span { buffer: self.buffer, offset: self.offset }
+    }
+
+    /// How a product can read the view (four values at a time where it is aligned), with its offset taken
+    /// within a binding as `bind` makes it (from an aligned byte at or below it).
+    fn load(&self, ctx: &GpuContext) -> Load {
+        Load::of(self.offset % offset_alignment(ctx), self.row_stride, self.col_stride)
     }
 
     /// Whether the view reads a row-major matrix transposed (its rows contiguous, columns strided).
@@ -140,14 +146,23 @@ impl<'a> Epilogue<'a> {
 }
 
 /// The tuner's key for a product of `shape` (M, N, K) over operands `a` and `b`.
-pub fn matmul_key((m, n, k): (usize, usize, usize), a: &Strided<'_>, b: &Strided<'_>) -> MatmulKey {
-    MatmulKey { m, n, k, a_transposed: a.is_transposed(), b_transposed: b.is_transposed() }
+pub fn matmul_key(ctx: &GpuContext, (m, n, k): (usize, usize, usize), a: &Strided<'_>, b: &Strided<'_>) -> MatmulKey {
+    let vectors = |s: &Strided<'_>| ctx.tuner().vector_loads() && s.load(ctx) != Load::Values;
+    MatmulKey {
+        m,
+        n,
+        k,
+        a_transposed: a.is_transposed(),
+        b_transposed: b.is_transposed(),
+        a_vectors: vectors(a),
+        b_vectors: vectors(b),
+    }
 }
 
 /// The tiling the device's tuner picks for a product of `shape` over `a` and `b`, measured first where its
 /// strategy says so (`MatmulTimer`).
 pub fn tile_for(ctx: &GpuContext, shape: (usize, usize, usize), a: &Strided<'_>, b: &Strided<'_>) -> Result<Tile> {
-    let key = matmul_key(shape, a, b);
+    let key = matmul_key(ctx, shape, a, b);
     let mut timer = MatmulTimer::new(ctx, key);
     ctx.tuner().matmul_tile(key, |tile, runs| timer.time(tile, runs))
 }
@@ -168,14 +183,28 @@ impl<'c> MatmulTimer<'c> {
 
     /// Seconds for `runs` runs of the product with `tile`, back to back in one submit, until they finish.
     pub fn time(&mut self, tile: Tile, runs: usize) -> Result<f64> {
-        let (ctx, MatmulKey { m, n, k, a_transposed, b_transposed }) = (self.ctx, self.key);
+        let (ctx, key) = (self.ctx, self.key);
+        let (m, n, k) = (key.m, key.n, key.k);
+        // (rows, columns) of each operand as stored, its leading dimension a multiple of 4 where the key's
+        // product reads vectors, and its offset 1 where it does not (so it cannot).
+        let stored = |rows: usize, cols: usize, vectors: bool| {
+            if vectors { (0, cols.next_multiple_of(4), rows) } else { (1, cols, rows) }
+        };
+        let (a_off, lda, a_rows) =
+            if key.a_transposed { stored(k, m, key.a_vectors) } else { stored(m, k, key.a_vectors) };
+        let (b_off, ldb, b_rows) =
+            if key.b_transposed { stored(n, k, key.b_vectors) } else { stored(k, n, key.b_vectors) };
         if self.buffers.is_none() {
             let buf = |what, len| buffer::storage(ctx, what, len);
-            self.buffers = Some([buf("tuning A", m * k)?, buf("tuning B", k * n)?, buf("tuning C", m * n)?]);
+            self.buffers = Some([
+                buf("tuning A", a_off + a_rows * lda)?,
+                buf("tuning B", b_off + b_rows * ldb)?,
+                buf("tuning C", m * n)?,
+            ]);
         }
         let [a, b, c] = self.buffers.as_ref().expect("made above");
-        let sa = if a_transposed { Strided::transposed(a, 0, m) } else { Strided::rows(a, 0, k) };
-        let sb = if b_transposed { Strided::transposed(b, 0, k) } else { Strided::rows(b, 0, n) };
+        let sa = if key.a_transposed { Strided::transposed(a, a_off, lda) } else { Strided::rows(a, a_off, lda) };
+        let sb = if key.b_transposed { Strided::transposed(b, b_off, ldb) } else { Strided::rows(b, b_off, ldb) };
         let d = matmul(ctx, tile, (m, n, k), sa, sb, Epilogue::Store, Strided::rows(c, 0, n))?;
         let started = std::time::Instant::now();
         run(ctx, &vec![&d; runs])?;
@@ -200,9 +229,10 @@ pub fn matmul(
     let c_extent = out.extent(m, n);
     let (bind_a, a_off) = bind_rounded(ctx, "matmul operand A", a.into_span(), a.extent(m, k), 16)?;
     let (bind_b, b_off) = bind_rounded(ctx, "matmul operand B", b.into_span(), b.extent(k, n), 16)?;
+    let (mut a_load, mut b_load) = (Load::Values, Load::Values);
     if ctx.tuner().vector_loads() && tile.vector_loads() {
-        flags |= vector_loads(a_off, a.row_stride, a.col_stride, A_VEC_K, A_VEC_M);
-        flags |= vector_loads(b_off, b.row_stride, b.col_stride, B_VEC_N, B_VEC_K);
+        (a_load, b_load) = (Load::of(a_off, a.row_stride, a.col_stride), Load::of(b_off, b.row_stride, b.col_stride));
+        flags |= vector_flag(a_load, A_VEC_K, A_VEC_M) | vector_flag(b_load, B_VEC_N, B_VEC_K);
     }
     // Unused operands are bound to something harmless: the bias to B (read-only), `pre` to the scratch.
     let (bias_span, bias_len) = epilogue.bias().map_or((Span::from(b.buffer), 1), |s| (s, n));
@@ -228,26 +258,22 @@ pub fn matmul(
         ldc: u32_of("output row stride", ldc)?,
         scale: epilogue.scale(),
     };
-    let gx = n.div_ceil(tile.size());
-    let gy = m.div_ceil(tile.size());
+    let (rows, cols) = tile.block();
+    let gx = n.div_ceil(cols);
+    let gy = m.div_ceil(rows);
     ctx.check_workgroups("matmul column tiles", u32_of("matmul tiles", gx)?)?;
     ctx.check_workgroups("matmul row tiles", u32_of("matmul tiles", gy)?)?;
     let groups = [gx.max(1) as u32, gy.max(1) as u32, 1];
     let bindings = [bind_a, bind_b, bind_bias, bind_out, bind_pre];
-    Ok(Dispatch::new(ctx, Kernel::Matmul(tile), &params, &bindings, groups))
+    Ok(Dispatch::new(ctx, Kernel::matmul(tile, a_load, b_load), &params, &bindings, groups))
 }
 
-/// The vectorised-load flag for an operand with element (r, c) at `off + r·rs + c·cs`: `along_cols` where
-/// columns are contiguous (cs = 1) and rows start on whole vectors, `along_rows` in the transposed case,
-/// none otherwise.
-fn vector_loads(off: usize, rs: usize, cs: usize, along_cols: u32, along_rows: u32) -> u32 {
-    if off % 4 != 0 {
-        0
-    } else if cs == 1 && rs % 4 == 0 {
-        along_cols
-    } else if rs == 1 && cs % 4 == 0 {
-        along_rows
-    } else {
-        0
+/// The vectorised-load flag of the staged tilings for an operand read as `load`: `along_cols` for rows of
+/// four, `along_rows` for columns of four.
+fn vector_flag(load: Load, along_cols: u32, along_rows: u32) -> u32 {
+    match load {
+        Load::Rows => along_cols,
+        Load::Columns => along_rows,
+        Load::Values => 0,
     }
 }

@@ -1,15 +1,14 @@
 //! `matmul` in every tiling against `cpu::matmul`: the three products of a layer with every epilogue they
-//! use, operands at offsets inside larger buffers as the model keeps them, the output in a NaN-filled
-//! buffer that nothing outside its slot may touch; and the tiling's vector loads, the activations applied
-//! by the epilogue, and the tuner's choice of tiling.
+//! use, operands at offsets inside larger buffers as the model keeps them (for a register-blocked kernel, stored
+//! so that it reads them its way), the output in a NaN-filled buffer that nothing outside its slot may touch;
+//! and the activations applied by the epilogue, and the tuner's choice of tiling.
 
 use backprop::Activation;
 use backprop::cpu;
 use backprop::gpu::GpuContext;
 use backprop::gpu::buffer;
 use backprop::gpu::ops::{self, Epilogue, Strided};
-use backprop::gpu::shaders::Tile;
-use backprop::gpu::structs::MatmulParams;
+use backprop::gpu::shaders::{Kernel, Load, Tile};
 use backprop::gpu::tune::{Strategy, Tuner};
 use ndarray::{Array1, Array2};
 use rand_chacha::ChaCha8Rng;
@@ -32,6 +31,11 @@ const SHAPES: [(usize, usize, usize); 10] = [
     (259, 11, 131),
 ];
 
+/// The shapes for each register-blocked kernel (27 of them, one per shape and way of reading A and B, that
+/// differ only in their loads): every product's M, N and K off the 16×4 blocks and off multiples of 4, and
+/// M and N under one block and over several.
+const REG_SHAPES: [(usize, usize, usize); 4] = [(1, 7, 3), (7, 33, 31), (67, 31, 97), (259, 11, 131)];
+
 /// An epilogue's data in f64, for the GPU and the twin alike.
 enum Epi {
     Store,
@@ -44,11 +48,13 @@ enum Epi {
 
 /// A product `C (M, N) = op(A) (M, K) · op(B) (K, N)`, f32-exact; `a_t` and `b_t` store an operand
 /// transposed (as the model reads `A_prevᵀ` and `Wᵀ`), so the kernel reads it with swapped strides.
+/// `loads`, where given, overrides both: each operand is stored so that it is read that way.
 struct Product {
     a: Array2<f64>,
     b: Array2<f64>,
     a_t: bool,
     b_t: bool,
+    loads: Option<(Load, Load)>,
 }
 
 /// Where the operands and the output sit in their buffers (odd, unaligned offsets for B and C).
@@ -58,27 +64,42 @@ const OUT_OFF: usize = 11;
 
 impl Product {
     fn random(r: &mut ChaCha8Rng, (m, n, k): (usize, usize, usize), a_t: bool, b_t: bool) -> Self {
-        Self { a: f32_exact(&random(r, m, k, 1.0)), b: f32_exact(&random(r, k, n, 1.0)), a_t, b_t }
+        Self { a: f32_exact(&random(r, m, k, 1.0)), b: f32_exact(&random(r, k, n, 1.0)), a_t, b_t, loads: None }
     }
 
-    /// An operand stored at `off` of a buffer padded with 7s (transposed if asked), and its strided view.
+    /// How an operand is stored: transposed or not, its offset, and its rows padded to a multiple of 4 values
+    /// (where it is to be read as vectors). Without `loads`, A at offset 8 and B at 3, rows unpadded.
+    fn storage(&self, operand: usize) -> (bool, usize, bool) {
+        let t = if operand == 0 { self.a_t } else { self.b_t };
+        match self.loads.map(|(a, b)| if operand == 0 { a } else { b }) {
+            None => (t, if operand == 0 { A_OFF } else { B_OFF }, false),
+            Some(Load::Rows) => (false, A_OFF, true),
+            Some(Load::Columns) => (true, A_OFF, true),
+            Some(Load::Values) => (t, B_OFF, false),
+        }
+    }
+
+    /// An operand stored at `off` of a buffer padded with 7s (transposed and with padded rows if asked), and
+    /// its strided view.
     fn store<'a>(
         ctx: &GpuContext,
         x: &Array2<f64>,
-        t: bool,
-        off: usize,
+        (t, off, pad): (bool, usize, bool),
         buf: &'a mut Option<wgpu::Buffer>,
     ) -> Strided<'a> {
         let held = if t { x.t().to_owned() } else { x.clone() };
-        let mut v = vec![7.0f32; off + held.len() + 5];
-        v[off..off + held.len()].copy_from_slice(&to_f32(&held));
+        let ld = if pad { held.ncols().next_multiple_of(4) + 4 } else { held.ncols() };
+        let mut v = vec![7.0f32; off + held.nrows() * ld + 5];
+        for (i, row) in held.rows().into_iter().enumerate() {
+            v[off + i * ld..][..row.len()].copy_from_slice(&row.mapv(|e| e as f32).to_vec());
+        }
         let b = buf.insert(backprop::gpu::buffer::storage_init(ctx, "operand", &v).unwrap());
-        let cols = held.ncols();
-        if t { Strided::transposed(b, off, cols) } else { Strided::rows(b, off, cols) }
+        if t { Strided::transposed(b, off, ld) } else { Strided::rows(b, off, ld) }
     }
 
     /// The product on the GPU with `tile`: C's slot in the output, what is outside it, and `pre`, with the
-    /// output and `pre` starting as `out0` and `pre0` (NaN-filled where not given).
+    /// output and `pre` starting as `out0` and `pre0` (NaN-filled where not given). Checks that the kernel
+    /// reads the operands as `loads` says.
     fn gpu(
         &self,
         ctx: &GpuContext,
@@ -90,7 +111,7 @@ impl Product {
         let (m, k, n) = (self.a.nrows(), self.a.ncols(), self.b.ncols());
         let (mut ab, mut bb) = (None, None);
         let (sa, sb) =
-            (Self::store(ctx, &self.a, self.a_t, A_OFF, &mut ab), Self::store(ctx, &self.b, self.b_t, B_OFF, &mut bb));
+            (Self::store(ctx, &self.a, self.storage(0), &mut ab), Self::store(ctx, &self.b, self.storage(1), &mut bb));
         let out = nan_buffer(ctx, OUT_OFF + m * n + 13);
         ctx.queue.write_buffer(&out, OUT_OFF as u64 * 4, bytemuck::cast_slice(&to_f32(out0)));
         let pre = upload(ctx, pre0);
@@ -115,6 +136,9 @@ impl Product {
             }
         };
         let d = ops::matmul(ctx, tile, (m, n, k), sa, sb, epilogue, Strided::rows(&out, OUT_OFF, n)).unwrap();
+        if let Some((la, lb)) = self.loads {
+            assert_eq!(d.kernel(), Kernel::matmul(tile, la, lb), "({m},{n},{k}): the operands' loads");
+        }
         ops::run(ctx, &[&d]).unwrap();
         let all = read(ctx, &out, 0, OUT_OFF + m * n + 13);
         let outside = all[..OUT_OFF].iter().chain(&all[OUT_OFF + m * n..]).copied().collect();
@@ -162,21 +186,22 @@ fn check(
 
 /// Every product a layer runs, with `tile`, at every shape: forward with bias and every activation,
 /// input gradient plain and with every derivative fused, weight gradient (also against the explicit outer
-/// products), and the split-K and SGD epilogues.
-pub(super) fn matches_its_twin(tile: Tile) {
+/// products), and the split-K and SGD epilogues. With `loads`, every operand is stored to be read that way.
+pub(super) fn matches_its_twin(tile: Tile, loads: Option<(Load, Load)>) {
     let (ctx, mut r) = (gpu(), rng(1));
-    for (b, i, o) in SHAPES {
+    let product = |r: &mut ChaCha8Rng, shape, a_t, b_t| Product { loads, ..Product::random(r, shape, a_t, b_t) };
+    for (b, i, o) in if loads.is_some() { &REG_SHAPES[..] } else { &SHAPES[..] }.iter().copied() {
         for act in Activation::ALL {
             // forward: Z (B, O) = X (B, I) · W (I, O) + b;  A = f(Z)
             let bias = f32_exact(&random(&mut r, 1, o, 1.0)).row(0).to_owned();
-            let p = Product::random(&mut r, (b, o, i), false, false);
+            let p = product(&mut r, (b, o, i), false, false);
             check(&ctx, tile, &p, Epi::Forward(bias, act), None, &format!("forward ({b},{i},{o}) {act}"));
             // input gradient: δ_prev (B, I) = (δ (B, O) · Wᵀ) ⊙ f'(Z_prev)
             let z = f32_exact(&random(&mut r, b, i, 3.0));
-            let p = Product::random(&mut r, (b, i, o), false, true);
+            let p = product(&mut r, (b, i, o), false, true);
             check(&ctx, tile, &p, Epi::Derivative(z, act), None, &format!("fused delta_prev ({b},{i},{o}) {act}"));
         }
-        let p = Product::random(&mut r, (b, i, o), false, true);
+        let p = product(&mut r, (b, i, o), false, true);
         let got = check(&ctx, tile, &p, Epi::Store, None, &format!("dA_prev ({b},{i},{o})"));
         assert_close(
             &format!("dA_prev ({b},{i},{o}) {tile:?}"),
@@ -186,94 +211,34 @@ pub(super) fn matches_its_twin(tile: Tile) {
             RTOL,
         );
         // weight gradient: dW (I, O) = A_prevᵀ · δ, the sum over the batch of the outer products
-        let p = Product::random(&mut r, (i, o, b), true, false);
+        let p = product(&mut r, (i, o, b), true, false);
         let got = check(&ctx, tile, &p, Epi::Store, None, &format!("dW ({b},{i},{o})"));
         let outer = cpu::weight_grad(p.a.t(), p.b.view());
         assert_close(&format!("dW ({b},{i},{o}) {tile:?} as outer products"), &got, &flat(&outer), ATOL, RTOL);
-        split_and_sgd_epilogues(&ctx, tile, &mut r, (b, i, o));
+        split_and_sgd_epilogues(&ctx, tile, &product, &mut r, (b, i, o));
     }
 }
 
 /// The epilogues of a forward product split along K (`Bias`, `AddScaled(1)`, `FinishForward`) and of the
 /// fused SGD update (`AddScaled(−lr)`), from outputs and pre-activations that hold partial sums.
-fn split_and_sgd_epilogues(ctx: &GpuContext, tile: Tile, r: &mut ChaCha8Rng, (b, i, o): (usize, usize, usize)) {
+fn split_and_sgd_epilogues(
+    ctx: &GpuContext,
+    tile: Tile,
+    product: &impl Fn(&mut ChaCha8Rng, (usize, usize, usize), bool, bool) -> Product,
+    r: &mut ChaCha8Rng,
+    (b, i, o): (usize, usize, usize),
+) {
     // An output and a pre-activation (m, n) that already hold values.
     let held = |m, n| (f32_exact(&random(&mut rng(9), m, n, 2.0)), f32_exact(&random(&mut rng(10), m, n, 2.0)));
     let bias = f32_exact(&random(r, 1, o, 1.0)).row(0).to_owned();
-    let p = Product::random(r, (b, o, i), false, false);
+    let p = product(r, (b, o, i), false, false);
     check(ctx, tile, &p, Epi::Bias(bias), None, &format!("first K piece ({b},{i},{o})"));
     check(ctx, tile, &p, Epi::AddScaled(1.0), Some(held(b, o)), &format!("middle K piece ({b},{i},{o})"));
     for act in Activation::ALL {
         check(ctx, tile, &p, Epi::FinishForward(act), Some(held(b, o)), &format!("last K piece ({b},{i},{o}) {act}"));
     }
-    let p = Product::random(r, (i, o, b), true, false);
+    let p = product(r, (i, o, b), true, false);
     check(ctx, tile, &p, Epi::AddScaled(-0.3), Some(held(i, o)), &format!("W -= lr·dW ({b},{i},{o})"));
-}
-
-/// The vectorised tile loads of the register-blocked tilings: operands whose contiguous direction, row
-/// stride and offset are multiples of 4, in all four layouts (A along K or M, B along N or K), at shapes
-/// whose edges cut through vectors and tiles. Each product's flags are checked, so the vector path is the
-/// one tested; the 32×32 tiling loads scalars.
-#[test]
-fn register_blocked_tilings_load_aligned_operands_as_vectors() {
-    let ctx = gpu();
-    let mut r = rng(21);
-    let shapes = [(64, 64, 16), (67, 70, 45), (130, 132, 101), (5, 9, 7), (4, 4, 4), (257, 129, 37)];
-    for (tile, (m, n, k)) in Tile::ALL.into_iter().flat_map(|t| shapes.map(|s| (t, s))) {
-        if !tile.vector_loads() {
-            continue;
-        }
-        for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
-            let a = f32_exact(&random(&mut r, m, k, 1.0));
-            let b = f32_exact(&random(&mut r, k, n, 1.0));
-            // Stored with padded rows (a multiple of 4 plus 4) at an offset of 8, transposed where asked.
-            let store = |x: &Array2<f64>, t: bool| {
-                let x = if t { x.t().to_owned() } else { x.clone() };
-                let ld = x.ncols().next_multiple_of(4) + 4;
-                let mut v = vec![f32::NAN; 8 + x.nrows() * ld];
-                for ((i, j), &e) in x.indexed_iter() {
-                    v[8 + i * ld + j] = e as f32;
-                }
-                (buffer::storage_init(&ctx, "operand", &v).unwrap(), ld)
-            };
-            let ((ab, lda), (bb, ldb)) = (store(&a, ta), store(&b, tb));
-            let sa = Strided {
-                buffer: &ab,
-                offset: 8,
-                row_stride: if ta { 1 } else { lda },
-                col_stride: if ta { lda } else { 1 },
-            };
-            let sb = Strided {
-                buffer: &bb,
-                offset: 8,
-                row_stride: if tb { 1 } else { ldb },
-                col_stride: if tb { ldb } else { 1 },
-            };
-            let out = nan_buffer(&ctx, m * n);
-            let d = ops::matmul(&ctx, tile, (m, n, k), sa, sb, Epilogue::Store, Strided::rows(&out, 0, n)).unwrap();
-            let flags = d.params::<MatmulParams>().flags;
-            let want_flags =
-                (if ta { ops::A_VEC_M } else { ops::A_VEC_K }) | (if tb { ops::B_VEC_K } else { ops::B_VEC_N });
-            assert_eq!(flags, want_flags, "{tile:?} ({m},{n},{k}) ta {ta} tb {tb}: vector loads");
-            ops::run(&ctx, &[&d]).unwrap();
-            let name = format!("{tile:?} vectorised product ({m},{n},{k}) ta {ta} tb {tb}");
-            assert_close(&name, &read(&ctx, &out, 0, m * n), &flat(&a.dot(&b)), ATOL, RTOL);
-        }
-    }
-    // An odd offset or stride keeps the scalar loads.
-    let buf = nan_buffer(&ctx, 64);
-    let out = nan_buffer(&ctx, 16);
-    let d = ops::matmul(
-        &ctx,
-        Tile::Big,
-        (4, 4, 4),
-        Strided::rows(&buf, 1, 4),
-        Strided::rows(&buf, 0, 5),
-        Epilogue::Store,
-        Strided::rows(&out, 0, 4),
-    )
-    .unwrap();
-    assert_eq!(d.params::<MatmulParams>().flags, 0);
 }
 
 /// `f(z)` and `g ⊙ f'(z)` for every activation as the matmul epilogue applies them (the product is z·1 and

@@ -9,8 +9,9 @@ mod fused;
 mod loss;
 mod matmul;
 mod optim;
+mod tilings;
 
-use backprop::gpu::shaders::Kernel;
+use backprop::gpu::shaders::{Kernel, Tile};
 use backprop::gpu::{GpuContext, buffer};
 use ndarray::Array2;
 
@@ -23,7 +24,8 @@ pub(super) const RTOL: f64 = 1e-4;
 fn every_kernel_matches_its_cpu_twin() {
     for kernel in Kernel::ALL {
         match kernel {
-            Kernel::Matmul(tile) => matmul::matches_its_twin(tile),
+            Kernel::Matmul(tile) => matmul::matches_its_twin(tile, None),
+            Kernel::MatmulReg(shape, a, b) => matmul::matches_its_twin(Tile::Reg(shape), Some((a, b))),
             Kernel::LossGrad => loss::loss_grad(),
             Kernel::MseLoss => loss::mse_loss(),
             Kernel::XentLoss => loss::xent_loss(),
