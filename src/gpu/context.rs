@@ -23,9 +23,10 @@ pub struct GpuContext {
     pipelines: Pipelines,
     /// How the kernels sum across a workgroup: with subgroup operations where the device has them.
     reductions: Reductions,
-    /// A 16-byte storage buffer bound where a kernel's binding has nothing to hold (a product's `pre`
-    /// when its epilogue stores no pre-activation).
-    scratch: wgpu::Buffer,
+    /// Two 16-byte storage buffers bound where a kernel's binding has nothing to hold (a product's `pre`
+    /// when its epilogue stores no pre-activation, the optimizer state SGD keeps none of): two, because
+    /// WebGPU refuses one buffer at two writable bindings of a launch.
+    scratch: [wgpu::Buffer; 2],
     errors: ErrorLog,
     timeout: Duration,
     /// How matrix products pick their tiling, and the tilings measured on this device.
@@ -94,11 +95,13 @@ impl GpuContext {
         let reductions =
             if features.contains(wgpu::Features::SUBGROUP) { Reductions::Subgroup } else { Reductions::Workgroup };
         let pipelines = Pipelines::new(&device, reductions);
-        let scratch = device.create_buffer(&wgpu::BufferDescriptor {
-            label: Some("scratch"),
-            size: 16,
-            usage: wgpu::BufferUsages::STORAGE,
-            mapped_at_creation: false,
+        let scratch = ["scratch", "second scratch"].map(|label| {
+            device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some(label),
+                size: 16,
+                usage: wgpu::BufferUsages::STORAGE,
+                mapped_at_creation: false,
+            })
         });
         let ctx = Self {
             device,
@@ -166,7 +169,12 @@ impl GpuContext {
 
     /// The buffer bound where a binding has nothing to hold.
     pub(crate) fn scratch(&self) -> &wgpu::Buffer {
-        &self.scratch
+        &self.scratch[0]
+    }
+
+    /// Another such buffer, for a launch with two writable bindings that hold nothing.
+    pub(crate) fn second_scratch(&self) -> &wgpu::Buffer {
+        &self.scratch[1]
     }
 
     /// Returns the first GPU error reported since the last check, if any.

@@ -188,8 +188,10 @@ pub fn update(
         acc_weight: b as f32,
         _pad: 0,
     };
-    // The state vectors the rule keeps; where it keeps none the kernel's switch never reaches them.
-    let (m, v) = (bufs.m.map_or((ctx.scratch(), 1), |b| (b, n)), bufs.v.map_or((ctx.scratch(), 1), |b| (b, n)));
+    // The state vectors the rule keeps; where it keeps none the kernel's switch never reaches them (two
+    // placeholders: one buffer at two writable bindings is an error on WebGPU).
+    let m = bufs.m.map_or((ctx.scratch(), 1), |b| (b, n));
+    let v = bufs.v.map_or((ctx.second_scratch(), 1), |b| (b, n));
     let dispatch = |kernel: Kernel| -> Result<Dispatch> {
         let bindings = kernel.bindings()[1..]
             .iter()

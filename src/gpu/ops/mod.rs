@@ -13,7 +13,7 @@ pub use optimizer::*;
 use crate::error::{Error, Result};
 use crate::gpu::buffer;
 use crate::gpu::context::GpuContext;
-use crate::gpu::shaders::Kernel;
+use crate::gpu::shaders::{Kernel, Slot};
 use crate::gpu::structs::ShaderStruct;
 
 /// Threads per workgroup of the elementwise kernels (`WG` in `common.wgsl`).
@@ -133,6 +133,21 @@ pub(crate) fn bind_aligned<'a>(ctx: &GpuContext, what: &str, span: Span<'a>, len
     }
 }
 
+/// Panics where two of a launch's bindings overlap in one buffer and either is written: WebGPU refuses
+/// such a bind group (native backends take it), so the check runs everywhere, where the tests see it.
+fn check_no_writable_alias(kernel: Kernel, bindings: &[Binding<'_>], slots: &[(u32, Slot)]) {
+    let written = |slot: Slot| matches!(slot, Slot::Array { write: true, .. } | Slot::Struct { write: true, .. });
+    for (i, (a, &(ai, sa))) in bindings.iter().zip(slots).enumerate() {
+        for (b, &(bi, sb)) in bindings.iter().zip(slots).skip(i + 1) {
+            let overlap = a.buffer == b.buffer && a.start < b.start + b.size && b.start < a.start + a.size;
+            assert!(
+                !(overlap && (written(sa) || written(sb))),
+                "{kernel:?}: bindings {ai} and {bi} overlap in one buffer and one is written (WebGPU refuses this)"
+            );
+        }
+    }
+}
+
 impl Dispatch {
     /// The launch of `kernel` with uniform `params` and `bindings` for the kernel's storage bindings, in
     /// the order of `Kernel::bindings` (binding 0, the uniform, excepted).
@@ -146,6 +161,7 @@ impl Dispatch {
         check_uniform::<U>(kernel);
         let slots = &kernel.bindings()[1..];
         assert_eq!(bindings.len(), slots.len(), "{kernel:?} takes {} storage bindings", slots.len());
+        check_no_writable_alias(kernel, bindings, slots);
         let uniform = buffer::uniform(ctx, kernel.entry_point(), params);
         let mut entries = vec![wgpu::BindGroupEntry { binding: 0, resource: uniform.as_entire_binding() }];
         entries.extend(bindings.iter().zip(slots).map(|(b, &(binding, _))| wgpu::BindGroupEntry {
