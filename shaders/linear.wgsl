@@ -16,11 +16,11 @@
 //   TK     the step along K, values of op(A) and op(B) held in workgroup memory per step (16, 16 or 8)
 // The register-blocked tilings without workgroup memory, `matmul_reg` at the end, take theirs as pipeline
 // constants instead (and are compiled from the 64×64 tiling's module).
-// `matmul`, the register-blocked body, serves the 64×64 and 128×128 tilings: each of the SIDE × SIDE threads
+// `matmul`, the staged body, serves the 64×64 and 128×128 tilings: each of the SIDE × SIDE threads
 // keeps an R × R block of C in registers (R = TILE / SIDE: 4 or 8), rows lid.y + SIDE·i and columns
 // lid.x + SIDE·j, so the workgroup's loads and stores stay contiguous. `matmul_small`, the 32×32 tiling for
 // small products, gives each thread a 2×2 block of neighbours instead, from row-major tiles: where launches
-// dominate it costs a third less a launch than the register-blocked body at TILE = 32 (lavapipe: about 66
+// dominate it costs a third less a launch than the staged body at TILE = 32 (lavapipe: about 66
 // against 100 µs for a 1×2×2 product). Every output element sums its products in the order of K, whatever
 // the tiling, so all tilings give the same bits.
 //
