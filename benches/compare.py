@@ -9,10 +9,10 @@ and "train", steps back to back with one wait per group (backprop's `train_ms_pe
 steps a submit, as `train` runs). The tables give each round's ratio, the median, the range and "best" (the fastest
 round of each side, one over the other: a shared machine's load only adds time), against the targets:
 
-    PyTorch (issue 4)
+    Targets against PyTorch
       cpu (backprop --backend cpu vs PyTorch on the CPU):  seed, small <= 0.1    mnist, wide <= 1.0
       gpu (backprop --backend gpu vs PyTorch on CUDA):     seed, small <= 0.2    mnist <= 0.5    wide <= 1.0
-    Burn (issue 13)
+    Targets against Burn
       cpu (backprop --backend cpu vs Burn's Autodiff<NdArray>):        every configuration <= 1.0
       gpu (backprop --backend gpu vs Burn's Autodiff<Wgpu>, the same adapter): every configuration <= 1.0
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """A model of data-parallel step time and efficiency for `backprop train` under MPI on GPUs, for the mnist and
 wide configurations: 8 GPUs in one node, and 2 to 64 nodes of 8 GPUs at two link speeds. Every input is stated
-below; none was measured on a GPU (no multi-GPU machine was available). See BENCHMARKS.md for the formula.
+below; none was measured on a GPU. See BENCHMARKS.md for the formula.
 
     python3 benches/mpi_model.py
 """
