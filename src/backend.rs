@@ -1,5 +1,6 @@
-//! The `Backend` trait that the CPU (`cpu_fast::CpuBackend`) and the GPU (`gpu::GpuMlp`) implement, and the
-//! rules both follow: the checks of a `run_steps` call, of a gradient-clip value, and when plain SGD runs
+//! The `Backend` trait that the CPU (`cpu_fast::CpuBackend`), the GPU (`gpu::GpuMlp`), the reference
+//! (`reference::ReferenceBackend`) and data-parallel training (`distributed::DataParallel`) implement, and the
+//! rules they follow: the checks of a `run_steps` call, of a gradient-clip value, and when plain SGD runs
 //! inside the backward pass.
 
 use ndarray::{Array2, ArrayView2};

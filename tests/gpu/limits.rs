@@ -278,7 +278,7 @@ fn a_batch_beyond_the_memory_or_a_buffer_limit_is_refused_before_anything_is_mad
 
 #[test]
 fn a_buffer_beyond_the_device_limit_is_a_typed_error() {
-    // (Bindings beyond max_storage_buffer_binding_size are tested in tests/limits.rs.)
+    // (Bindings beyond max_storage_buffer_binding_size are tested above, under a lowered limit.)
     let ctx = crate::common::gpu();
     let max = ctx.limits().max_buffer_size as usize;
     let e = backprop::gpu::buffer::storage(&ctx, "huge", max / 4 + 1).unwrap_err();

@@ -137,7 +137,7 @@ fn traced_step_matches_the_reference_tensor_by_tensor() {
     let y = f32_exact(&random(&mut r, 6, 3, 1.0));
     let mut reference = init.to_f64();
     let want = cpu::sgd_step(&spec, &mut reference, x.view(), y.view(), 0.1).unwrap();
-    // The unfused step's trace (the fused step's: tests/gpu/fused.rs).
+    // The unfused step's trace (the fused step's: tests/gpu/fused_training.rs).
     let mut model = gpu_model(&spec, &init, GpuPath::Unfused);
     let got = model.traced_step(x.mapv(|v| v as f32).view(), y.mapv(|v| v as f32).view(), 0.1).unwrap();
     let v = |a: &Array2<f64>| a.iter().copied().collect::<Vec<_>>();

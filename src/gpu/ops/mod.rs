@@ -1,6 +1,7 @@
 //! One `Dispatch` per kernel launch: its bind group, uniform and workgroup counts, made once and encoded
-//! many times. The builders (in `matmul`, `elementwise`, `optimizer`) are the only place that knows each
-//! kernel's uniform layout; this file binds buffer ranges and checks them against the device's limits.
+//! many times. The builders (in `matmul`, `elementwise`, `optimizer`, and `gpu::fused::launch` for the fused
+//! step) are the only place that knows each kernel's uniform layout; this file binds buffer ranges and checks
+//! them against the device's limits.
 
 mod elementwise;
 mod matmul;
