@@ -3,13 +3,20 @@
 //! earlier result), appends, and the checks that an output path can be written at all, made before any
 //! work starts.
 //!
+//! An output path that is a symbolic link is written through: the file it points to is replaced
+//! atomically and the link is kept. An output that is a stream (a pipe or FIFO, `/dev/null`, a terminal,
+//! `/dev/stdout` as any of those) is written straight to, never replaced by a file; other special files (a
+//! disk, another device, a socket) are refused.
+//!
 //! Temporary files are named `.{name}.{pid}.{random}.tmp{.ext}`: a run killed with SIGKILL cannot remove
 //! its own, so the next write beside the same target removes those whose process is gone.
 
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use tempfile::{Builder, NamedTempFile};
+
+mod stream;
 
 use crate::error::{Error, Result};
 
@@ -18,6 +25,11 @@ use crate::error::{Error, Result};
 /// file system), and a name the file system accepts (not too long).
 pub fn check_output_path(path: &Path) -> Result<()> {
     check_name(path)?;
+    let path = match target(path)? {
+        Target::File(p) => p,
+        Target::Stream(_) => return Ok(()),
+    };
+    let path = path.as_path();
     let dir = parent(path);
     match std::fs::metadata(dir) {
         Ok(m) if m.is_dir() => {}
@@ -61,28 +73,102 @@ pub fn same_file(a: &Path, b: &Path) -> bool {
     }
 }
 
-/// Writes `bytes` to `path` atomically.
+/// Whether `path` is an output stream (a pipe, FIFO, `/dev/null` or terminal) rather than a file: what is
+/// written there cannot be read back.
+pub fn is_stream(path: &Path) -> bool {
+    matches!(target(path), Ok(Target::Stream(_)))
+}
+
+/// Writes `bytes` to `path` atomically (straight through where `path` is a stream).
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     check_name(path)?;
-    let mut tmp = temp_file(path)?;
-    tmp.write_all(bytes).map_err(|e| Error::io(path, e))?;
-    persist(path, tmp)
+    let path = match target(path)? {
+        Target::File(p) => p,
+        Target::Stream(p) => return stream::write(&p, bytes),
+    };
+    let mut tmp = temp_file(&path)?;
+    tmp.write_all(bytes).map_err(|e| Error::io(&path, e))?;
+    persist(&path, tmp)
 }
 
 /// Lets `write` produce the file at a temporary path (writers that open files by name), then persists it
-/// over `path`. On any error the temporary file is removed and `path` is left as it was.
+/// over `path`. On any error the temporary file is removed and `path` is left as it was. Where `path` is a
+/// stream, the file is made in the system's temporary directory and copied to it.
 pub fn write_atomic_with(path: &Path, write: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
     check_name(path)?;
-    let tmp = temp_file(path)?;
-    write(tmp.path())?;
-    persist(path, tmp)
+    match target(path)? {
+        Target::File(p) => {
+            let tmp = temp_file(&p)?;
+            write(tmp.path())?;
+            persist(&p, tmp)
+        }
+        Target::Stream(p) => {
+            let tmp = Builder::new().suffix(&temp_affixes(&p).1).tempfile().map_err(|e| Error::io(&p, e))?;
+            write(tmp.path())?;
+            let bytes = std::fs::read(tmp.path()).map_err(|e| Error::io(tmp.path(), e))?;
+            stream::write(&p, &bytes)
+        }
+    }
 }
 
 /// Appends `bytes` to the existing file `path` (not flushed to disk: a killed process loses nothing that
-/// was written, a crash of the machine may).
+/// was written, a crash of the machine may), or writes them to the stream `path` is.
 pub fn append(path: &Path, bytes: &[u8]) -> Result<()> {
-    let mut f = std::fs::OpenOptions::new().append(true).open(path).map_err(|e| Error::io(path, e))?;
-    f.write_all(bytes).map_err(|e| Error::io(path, e))
+    let path = match target(path)? {
+        Target::File(p) => p,
+        Target::Stream(p) => return stream::write(&p, bytes),
+    };
+    let mut f = std::fs::OpenOptions::new().append(true).open(&path).map_err(|e| Error::io(&path, e))?;
+    f.write_all(bytes).map_err(|e| Error::io(&path, e))
+}
+
+/// Where an output named `path` goes.
+enum Target {
+    /// A file (existing or not) to replace atomically: `path`, or the file its symbolic links lead to.
+    File(PathBuf),
+    /// A stream to write straight to.
+    Stream(PathBuf),
+}
+
+/// The most symbolic links followed to find a dangling link's file (as the kernel's limit).
+const MAX_LINKS: usize = 40;
+
+fn target(path: &Path) -> Result<Target> {
+    let link = match std::fs::symlink_metadata(path) {
+        Ok(m) => m.file_type().is_symlink(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Target::File(path.to_path_buf())),
+        Err(e) => return Err(Error::io(path, e)),
+    };
+    match std::fs::metadata(path) {
+        // The process's own descriptor (`/dev/stdout` redirected to a file): appended to, as the shell
+        // opened it, not replaced behind its back.
+        Ok(m) if m.is_file() && names_a_descriptor(path) => Ok(Target::Stream(path.to_path_buf())),
+        Ok(m) if m.is_file() && link => Ok(Target::File(std::fs::canonicalize(path).map_err(|e| Error::io(path, e))?)),
+        Ok(m) if m.is_file() || m.is_dir() => Ok(Target::File(path.to_path_buf())),
+        Ok(m) => stream::check(path, &m).map(|()| Target::Stream(path.to_path_buf())),
+        // A link to a file not made yet: the file is made where the link leads.
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && link => dangling_target(path).map(Target::File),
+        Err(e) => Err(Error::io(path, e)),
+    }
+}
+
+/// Whether `path` names one of the process's open descriptors: `/dev/stdout`, `/dev/stderr`, `/dev/fd/N`,
+/// `/proc/self/fd/N`.
+fn names_a_descriptor(path: &Path) -> bool {
+    let p = path.to_string_lossy();
+    ["/dev/stdout", "/dev/stderr"].contains(&&*p) || p.starts_with("/dev/fd/") || p.starts_with("/proc/self/fd/")
+}
+
+/// The path a chain of symbolic links ending nowhere leads to.
+fn dangling_target(path: &Path) -> Result<PathBuf> {
+    let mut p = path.to_path_buf();
+    for _ in 0..MAX_LINKS {
+        match std::fs::read_link(&p) {
+            Ok(next) => p = if next.is_absolute() { next } else { parent(&p).join(next) },
+            Err(_) => return Ok(p),
+        }
+    }
+    Err(io_other(path, format!("more than {MAX_LINKS} symbolic links in a chain")))
 }
 
 fn io_other(path: &Path, msg: String) -> Error {

@@ -119,7 +119,7 @@ pub struct TrainArgs {
     pub lr_min: Option<f64>,
     /// Save the model (and optimizer state) as safetensors, atomically, as often as --save-every says and
     /// after the last epoch.
-    #[arg(long, value_name = "FILE.safetensors")]
+    #[arg(long, value_name = "FILE.safetensors", value_parser = parse::output_path)]
     pub out: Option<PathBuf>,
     /// Continue training from a checkpoint written by --out, up to --epochs. The checkpoint keeps its
     /// network (--layers, --activation, --output, --loss), normalisation, optimizer with its settings, and
@@ -128,8 +128,9 @@ pub struct TrainArgs {
     /// from this command line. With the same --metrics and --plot, their history continues.
     #[arg(long, value_name = "FILE")]
     pub resume: Option<PathBuf>,
-    /// Write epoch, train loss, test loss, test accuracy, seconds and lr to this CSV file.
-    #[arg(long, value_name = "FILE.csv")]
+    /// Write epoch, train loss, test loss, test accuracy, seconds and lr to this CSV file (`-`: standard
+    /// output).
+    #[arg(long, value_name = "FILE.csv", value_parser = parse::output_path)]
     pub metrics: Option<PathBuf>,
     /// Draw the loss and accuracy curves to this PNG file.
     #[arg(long, value_name = "FILE.png")]
@@ -190,8 +191,9 @@ pub struct PredictArgs {
     /// The seed of a synthetic data set (spirals, sine). Default: the seed the model was trained with.
     #[arg(long)]
     pub seed: Option<u64>,
-    /// The CSV to write: one row per input, the predicted class and the outputs (or the regression outputs).
-    #[arg(long, value_name = "FILE.csv")]
+    /// The CSV to write: one row per input, the predicted class and the outputs (or the regression outputs);
+    /// `-` writes it to standard output.
+    #[arg(long, value_name = "FILE.csv", value_parser = parse::output_path)]
     pub out: PathBuf,
     #[arg(long, default_value_t = 256, value_parser = parse::count)]
     pub batch_size: usize,

@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use backprop::fsutil::{check_output_path, same_file};
+use backprop::fsutil::{check_output_path, is_stream, same_file};
 use backprop::report::{EpochMetrics, read_metrics_csv, read_plot_history};
 use backprop::{Error, Result};
 
@@ -43,6 +43,10 @@ impl Outputs {
         inputs.extend(args.resume.as_deref().map(|p| ("--resume", p)));
         for (i, &(flag, p)) in outputs.iter().enumerate() {
             check_output_path(p)?;
+            if is_stream(p) {
+                // A pipe, /dev/null or a terminal: written to, never replaced, so it overwrites nothing.
+                continue;
+            }
             for &(other, q) in &outputs[..i] {
                 if same_file(p, q) {
                     return Err(Error::Invalid(format!(
@@ -83,8 +87,8 @@ impl Outputs {
             ))
         };
         let rows = match (&self.metrics, &self.plot) {
-            (Some(m), _) if m.exists() => read_metrics_csv(m).map_err(|e| cannot(m, e))?,
-            (_, Some(p)) if p.exists() => match read_plot_history(p).map_err(|e| cannot(p, e))? {
+            (Some(m), _) if m.exists() && !is_stream(m) => read_metrics_csv(m).map_err(|e| cannot(m, e))?,
+            (_, Some(p)) if p.exists() && !is_stream(p) => match read_plot_history(p).map_err(|e| cannot(p, e))? {
                 Some(rows) => rows,
                 None => {
                     eprintln!(
@@ -103,6 +107,9 @@ impl Outputs {
 /// Checks `predict --out`: writable, and not one of the inputs.
 pub fn check_predict_output(out: &Path, model: &Path, data: &DataArgs) -> Result<()> {
     check_output_path(out)?;
+    if is_stream(out) {
+        return Ok(());
+    }
     let mut inputs = data_inputs(data);
     inputs.push(("--model", model));
     match inputs.iter().find(|(_, q)| same_file(out, q)) {

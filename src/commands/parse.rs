@@ -49,6 +49,15 @@ fn library<T: FromStr<Err = backprop::Error>>(s: &str) -> Parsed<T> {
     s.parse().map_err(|e: backprop::Error| e.to_string())
 }
 
+/// An output file: `-` is standard output (`/dev/stdout`, written straight to, like any stream).
+pub fn output_path(s: &str) -> Parsed<std::path::PathBuf> {
+    match s {
+        "" => Err("an empty path names no file".into()),
+        "-" => Ok("/dev/stdout".into()),
+        _ => Ok(s.into()),
+    }
+}
+
 pub fn activation(s: &str) -> Parsed<Activation> {
     library(s)
 }

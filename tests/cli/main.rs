@@ -15,6 +15,7 @@ mod library;
 mod outputs;
 mod readme;
 mod resume;
+mod streams;
 mod training;
 
 use std::path::{Path, PathBuf};
