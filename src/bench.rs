@@ -41,19 +41,19 @@ pub const STANDARD: [Config; 4] = [
     Config { name: "wide", sizes: &[1024, 4096, 4096, 1024], batch: 1024 },
 ];
 
-/// Looks up configurations by name (comma-separated).
+/// Looks up configurations by name (comma-separated), each at most once.
 pub fn configs(names: &str) -> Result<Vec<Config>> {
-    names
-        .split(',')
-        .map(|n| {
-            STANDARD.iter().copied().find(|c| c.name == n.trim()).ok_or_else(|| {
-                Error::Invalid(format!(
-                    "--configs: unknown configuration '{}' (expected seed, small, mnist, wide)",
-                    n.trim()
-                ))
-            })
-        })
-        .collect()
+    let mut found: Vec<Config> = Vec::new();
+    for n in names.split(',').map(str::trim) {
+        let c = STANDARD.iter().copied().find(|c| c.name == n).ok_or_else(|| {
+            Error::Invalid(format!("--configs: unknown configuration '{n}' (expected seed, small, mnist, wide)"))
+        })?;
+        if found.contains(&c) {
+            return Err(Error::Invalid(format!("--configs: '{n}' is named twice (each configuration is timed once)")));
+        }
+        found.push(c);
+    }
+    Ok(found)
 }
 
 /// How long to measure.

@@ -1,10 +1,12 @@
 //! The commands beside training: `worked-example` on the GPU and the CPU (as a table and as JSON), `devices`
-//! and its adapters' limits, the adapter filters and the message when there is no adapter, and `bench`.
+//! and its adapters' limits, the adapter filters and the message when there is no adapter, and `bench`
+//! (and its flags that do not apply).
 
 // The rows these tests expect are the library's list; the README's table of `backprop worked-example`,
 // which readme.rs compares with a real run, spells them out independently, so a wrong list fails there.
 use backprop::worked_example::QUANTITIES;
 
+use super::common::battery::{error_lines, failure_problems};
 use super::common::cli::{backprop, cmd, stderr, stdout};
 
 #[test]
@@ -214,4 +216,38 @@ fn bench_prints_every_configuration_and_backend_as_json() {
     assert!(stdout(&text).contains("train ms/step"), "{}", stdout(&text));
     let bad = backprop(&["bench", "--configs", "huge"]);
     assert!(!bad.status.success() && stderr(&bad).contains("unknown configuration 'huge'"));
+}
+
+/// A flag of `bench` that does not apply to the backends asked for (or to a search that does not run) and
+/// a configuration named twice are refused with one line that names them, before anything is timed: each
+/// would otherwise be ignored, or time the configuration twice. The flags still apply where they should.
+#[test]
+fn bench_refuses_flags_that_do_not_apply_and_configurations_named_twice() {
+    let refused = |args: &[&str], needles: &[&str], code: i32| {
+        let o = backprop(&[&["bench", "-q", "--steps", "1", "--warmup", "0"][..], args].concat());
+        let problems = failure_problems(&o);
+        assert!(problems.is_empty() && o.stdout.is_empty(), "{args:?}: {problems:?}\n{}", stderr(&o));
+        assert_eq!(o.status.code(), Some(code), "{args:?}: {}", stderr(&o));
+        let line = &error_lines(&o)[0];
+        assert!(needles.iter().all(|n| line.contains(n)), "{args:?}: {line}");
+    };
+    // Each names seed alone: a flag that was not refused would time seed only, not all four.
+    let flags: [(&[&str], &[&str]); 6] = [
+        (&["--backend", "cpu", "--peak-gflops", "1"], &["--peak-gflops", "not --backend cpu", "--cpu-peak-gflops"]),
+        (&["--backend", "gpu", "--cpu-peak-gflops", "1"], &["--cpu-peak-gflops", "not --backend gpu"]),
+        (&["--backend", "cpu", "--crossover-max", "4"], &["--crossover-max", "both backends", "not --backend cpu"]),
+        (&["--backend", "gpu", "--crossover-max", "4"], &["--crossover-max", "both backends", "not --backend gpu"]),
+        (&["--no-crossover", "--crossover-max", "4"], &["--crossover-max", "--no-crossover skips"]),
+        (&["--backend", "cpu", "--adapter", "llvmpipe"], &["--adapter", "not --backend cpu"]),
+    ];
+    for (args, needles) in flags {
+        refused(&[&["--configs", "seed"][..], args].concat(), needles, 1);
+    }
+    refused(&["--configs", "seed,seed"], &["--configs", "'seed' is named twice"], 2);
+    refused(&["--configs", "small, seed,small"], &["'small' is named twice"], 2);
+    let cpu_peak = ["--backend", "cpu", "--configs", "seed", "--steps", "3", "--cpu-peak-gflops", "1", "--json"];
+    let o = backprop(&[&["bench", "-q"][..], &cpu_peak].concat());
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("one JSON object");
+    assert!(v["results"][0]["peak_fraction"].as_f64().unwrap() > 0.0, "{v}");
 }
