@@ -46,7 +46,7 @@ pub fn bench(args: &BenchArgs) -> Result<()> {
             results.push(bench::cpu(c, c.batch, &budget, args.cpu_peak_gflops)?);
         }
         if let Some(ctx) = &ctx {
-            match bench::software_skip(ctx, c, named)? {
+            match bench::gpu_skip(ctx, c, named)? {
                 Some(note) => notes.push(note),
                 None => {
                     progress(format!("{} on the gpu, batch {}", c.name, c.batch));
@@ -60,9 +60,17 @@ pub fn bench(args: &BenchArgs) -> Result<()> {
             let mnist = bench::STANDARD[2];
             let max = args.crossover_max.unwrap_or(CROSSOVER_MAX);
             let batches: Vec<usize> = (0..).map(|k| 1usize << k).take_while(|&b| b <= max).collect();
-            let quick = Budget { warmup: 2, steps: 10, max_time: Duration::from_secs(1) };
-            let mut before = |b| progress(format!("crossover on {}, batch {b} of up to {max}", mnist.name));
-            Some(bench::crossover_with(ctx, &mnist, &batches, &quick, &mut before)?)
+            match bench::forced_fused_skip(ctx, &mnist, &batches)? {
+                Some(why) => {
+                    notes.push(format!("crossover search on {} skipped: {why}", mnist.name));
+                    None
+                }
+                None => {
+                    let quick = Budget { warmup: 2, steps: 10, max_time: Duration::from_secs(1) };
+                    let mut before = |b| progress(format!("crossover on {}, batch {b} of up to {max}", mnist.name));
+                    Some(bench::crossover_with(ctx, &mnist, &batches, &quick, &mut before)?)
+                }
+            }
         }
         _ => None,
     };

@@ -37,7 +37,7 @@ pub fn bench(args: &BenchArgs, configs: &[Config], named: bool, ctx: Option<Arc<
             rows.push(scaling(&work, "cpu", make, job::exchange()?, false, budget)?);
         }
         if let Some(ctx) = &ctx {
-            if let Some(note) = backprop::bench::software_skip(ctx, c, named)? {
+            if let Some(note) = backprop::bench::gpu_skip(ctx, c, named)? {
                 notes.push(note);
                 continue;
             }

@@ -1,6 +1,6 @@
 //! The commands beside training: `worked-example` on the GPU and the CPU (as a table and as JSON), `devices`
 //! and its adapters' limits, the adapter filters and the message when there is no adapter, and `bench`
-//! (and its flags that do not apply).
+//! (its flags that do not apply, and what a forced fused step cannot take).
 
 // The rows these tests expect are the library's list; the README's table of `backprop worked-example`,
 // which readme.rs compares with a real run, spells them out independently, so a wrong list fails there.
@@ -250,4 +250,36 @@ fn bench_refuses_flags_that_do_not_apply_and_configurations_named_twice() {
     assert!(o.status.success(), "{}", stderr(&o));
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("one JSON object");
     assert!(v["results"][0]["peak_fraction"].as_f64().unwrap() > 0.0, "{v}");
+}
+
+/// Under a forced fused step (`BACKPROP_GPU_PATH=fused`), a configuration or a crossover search the fused
+/// step cannot take (mnist: 256 wide) becomes a note that names it and says why; the rest is timed and
+/// printed, and bench succeeds: nothing failed, the forced step does not apply there.
+#[test]
+fn bench_notes_what_a_forced_fused_step_cannot_take_and_prints_the_rest() {
+    let run = |args: &[&str]| cmd().env("BACKPROP_GPU_PATH", "fused").args(args).output().unwrap();
+    let why = |note: &str| note.contains("BACKPROP_GPU_PATH=fused") && note.contains("784-256-256-10 network");
+    let o =
+        run(&["bench", "-q", "--configs", "seed", "--crossover-max", "2", "--steps", "3", "--warmup", "0", "--json"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("one JSON object");
+    let rows: Vec<(&str, &str, Option<&str>)> = v["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| (r["config"].as_str().unwrap(), r["backend"].as_str().unwrap(), r["gpu_path"].as_str()))
+        .collect();
+    assert_eq!(rows, [("seed", "cpu", None), ("seed", "gpu", Some("fused"))], "{v}");
+    assert!(v["crossover"].is_null(), "{v}");
+    let notes: Vec<&str> = v["notes"].as_array().unwrap().iter().filter_map(|n| n.as_str()).collect();
+    assert!(notes.len() == 1 && notes[0].starts_with("crossover search on mnist skipped: ") && why(notes[0]), "{v}");
+    assert!(notes[0].contains("256 wide"), "{v}");
+
+    let o = run(&["bench", "-q", "--configs", "seed,mnist", "--backend", "gpu", "--steps", "3", "--warmup", "0"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    assert!(out.lines().any(|l| l.starts_with("seed ") && l.contains(" fused ")), "{out}");
+    assert!(!out.lines().any(|l| l.starts_with("mnist ")), "{out}");
+    let note = out.lines().find(|l| l.starts_with("note: gpu skipped mnist: ")).unwrap_or_default();
+    assert!(why(note) && note.contains("256 wide"), "{out}");
 }
