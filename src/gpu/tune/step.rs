@@ -21,10 +21,10 @@ pub const MIN_BLOCK_ROWS: usize = 4;
 /// at `MAX_GROUPS` and its workgroups take more blocks in turn (DESIGN.md).
 pub const FUSED_MAX_MACS: usize = 1 << 27;
 
-/// Graphics APIs on which the rule keeps the unfused step whatever the network: wgpu's GL backend, whose
-/// drivers compile the fused kernel (one long loop nest over every layer) pathologically slowly. Mesa's
-/// llvmpipe GL driver spent over a minute in LLVM on it without finishing (`worked-example --backend gl`,
-/// its shader cache off), where the whole command took 5 s on the unfused step (DESIGN.md).
+/// Graphics APIs on which the rule keeps the unfused step whatever the network: wgpu's GL backend, where
+/// Mesa's llvmpipe GL driver spent over a minute compiling the fused kernel without finishing
+/// (`worked-example --backend gl`, its shader cache off), and the whole command took 3.5–5.2 s on the
+/// unfused step (DESIGN.md).
 pub const UNFUSED_APIS: [wgpu::Backend; 1] = [wgpu::Backend::Gl];
 
 /// Where the fused step applies on a device.
