@@ -10,7 +10,6 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use backprop::gpu::tune::PathKey;
 use backprop::gpu::{AdapterRequest, GpuContext, GpuMlp, GpuPath, PathStrategy};
 use backprop::{Activation, Backend, Loss, MlpSpec, Params};
 use ndarray::Array2;
@@ -28,7 +27,7 @@ const NETWORKS: [(&str, &[usize], &[usize]); 4] = [
 fn ms_per_step(ctx: &Arc<GpuContext>, spec: &MlpSpec, batch: usize, path: GpuPath) -> backprop::Result<f64> {
     let mut model = GpuMlp::new(ctx.clone(), spec.clone(), &Params::init(spec, 1))?;
     model.set_path_strategy(PathStrategy::Fixed(path))?;
-    let macs = PathKey::new(spec, batch, ctx.limits()).macs().max(1);
+    let macs = ctx.path_key(spec, batch).macs().max(1);
     let steps = ((1usize << 25) / (3 * macs)).clamp(1, 32);
     let rows = batch * steps;
     let x = Array2::<f32>::from_shape_fn((rows, spec.input_width()), |(r, c)| ((r * 7 + c) % 13) as f32 / 13.0);
@@ -62,7 +61,7 @@ fn main() -> backprop::Result<()> {
     for (name, sizes, batches) in NETWORKS.iter().filter(|(n, ..)| wanted.split(',').any(|w| w == *n)) {
         let spec = MlpSpec::uniform(sizes.to_vec(), Activation::Sigmoid, Loss::Mse)?;
         for &batch in *batches {
-            let key = PathKey::new(&spec, batch, ctx.limits());
+            let key = ctx.path_key(&spec, batch);
             let (mut unfused, mut fused, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
             for _ in 0..rounds {
                 let u = ms_per_step(&ctx, &spec, batch, GpuPath::Unfused)?;

@@ -22,7 +22,7 @@ use crate::backend::Backend;
 #[cfg(not(target_arch = "wasm32"))]
 use crate::cpu_fast::CpuBackend;
 use crate::error::{Error, Result};
-use crate::gpu::{GpuContext, GpuMlp};
+use crate::gpu::{GpuContext, GpuMlp, GpuPath, PathStrategy};
 use crate::model::{Activation, Loss, MlpSpec, Params};
 
 /// One standard configuration: all sigmoid, MSE, SGD with lr 0.1.
@@ -41,19 +41,19 @@ pub const STANDARD: [Config; 4] = [
     Config { name: "wide", sizes: &[1024, 4096, 4096, 1024], batch: 1024 },
 ];
 
-/// Looks up configurations by name (comma-separated).
+/// Looks up configurations by name (comma-separated), each at most once.
 pub fn configs(names: &str) -> Result<Vec<Config>> {
-    names
-        .split(',')
-        .map(|n| {
-            STANDARD.iter().copied().find(|c| c.name == n.trim()).ok_or_else(|| {
-                Error::Invalid(format!(
-                    "--configs: unknown configuration '{}' (expected seed, small, mnist, wide)",
-                    n.trim()
-                ))
-            })
-        })
-        .collect()
+    let mut found: Vec<Config> = Vec::new();
+    for n in names.split(',').map(str::trim) {
+        let c = STANDARD.iter().copied().find(|c| c.name == n).ok_or_else(|| {
+            Error::Invalid(format!("--configs: unknown configuration '{n}' (expected seed, small, mnist, wide)"))
+        })?;
+        if found.contains(&c) {
+            return Err(Error::Invalid(format!("--configs: '{n}' is named twice (each configuration is timed once)")));
+        }
+        found.push(c);
+    }
+    Ok(found)
 }
 
 /// How long to measure.
@@ -79,6 +79,33 @@ pub fn software_skip(ctx: &GpuContext, c: &Config, named: bool) -> Result<Option
             ctx.adapter().name,
         )
     }))
+}
+
+/// Why the GPU backend cannot time `c`'s network at `batches` rows on `ctx`: the device's tuner forces the
+/// fused step (`BACKPROP_GPU_PATH=fused`) and the fused step cannot take the network at one of them (the
+/// reason names the batch where it matters). The caller makes it a note, as it does `software_skip`'s: the
+/// other runs are timed and printed.
+pub fn forced_fused_skip(ctx: &GpuContext, c: &Config, batches: &[usize]) -> Result<Option<String>> {
+    if ctx.tuner().path_strategy() != PathStrategy::Fixed(GpuPath::Fused) {
+        return Ok(None);
+    }
+    let spec = MlpSpec::uniform(c.sizes.to_vec(), Activation::Sigmoid, Loss::Mse)?;
+    Ok(batches.iter().find_map(|&b| {
+        let why = ctx.path_key(&spec, b).block_rows.err()?;
+        let sizes: Vec<String> = c.sizes.iter().map(usize::to_string).collect();
+        Some(format!(
+            "BACKPROP_GPU_PATH=fused forces the fused GPU step, which cannot take the {} network: {why}",
+            sizes.join("-")
+        ))
+    }))
+}
+
+/// A note instead of `c`'s GPU run at its batch: `software_skip`'s, else `forced_fused_skip`'s.
+pub fn gpu_skip(ctx: &GpuContext, c: &Config, named: bool) -> Result<Option<String>> {
+    if let Some(note) = software_skip(ctx, c, named)? {
+        return Ok(Some(note));
+    }
+    Ok(forced_fused_skip(ctx, c, &[c.batch])?.map(|why| format!("gpu skipped {}: {why}", c.name)))
 }
 
 /// The GPU step split into its parts (medians, ms).

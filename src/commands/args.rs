@@ -204,7 +204,8 @@ pub struct PredictArgs {
 /// `bench`.
 #[derive(Args, Clone, Debug)]
 pub struct BenchArgs {
-    /// Comma-separated configurations (default all four; on a software adapter the GPU skips wide unless named).
+    /// Comma-separated configurations, each at most once (default all four; on a software adapter the GPU
+    /// skips wide unless named).
     #[arg(long, value_parser = parse::configs)]
     pub configs: Option<Configs>,
     /// Timed steps per configuration and backend (fewer when a step is slow: at most ~3 s each, at least 3).
@@ -216,18 +217,21 @@ pub struct BenchArgs {
     /// cpu, gpu or both.
     #[arg(long, default_value = "both", value_parser = parse::bench_backends)]
     pub backend: BenchBackends,
-    /// The GPU adapter, as for train.
+    /// The GPU adapter, as for train (not with --backend cpu).
     #[arg(long)]
     pub adapter: Option<String>,
-    /// The device's fp32 peak in GFLOP/s, to print the fraction reached (GPU; for the CPU use --cpu-peak-gflops).
+    /// The GPU's fp32 peak in GFLOP/s, to print the fraction the GPU backend reaches (not with --backend cpu;
+    /// for the CPU use --cpu-peak-gflops).
     #[arg(long, value_parser = parse::positive)]
     pub peak_gflops: Option<f64>,
-    /// The CPU's fp32 peak in GFLOP/s (cores × clock × FLOP per cycle), to print the fraction the CPU backend reaches.
+    /// The CPU's fp32 peak in GFLOP/s (cores × clock × FLOP per cycle), to print the fraction the CPU backend
+    /// reaches (not with --backend gpu).
     #[arg(long, value_parser = parse::positive)]
     pub cpu_peak_gflops: Option<f64>,
-    /// Largest batch tried in the crossover search on the mnist network (powers of two from 1).
-    #[arg(long, default_value_t = 1024, value_parser = parse::count_up_to(16_384))]
-    pub crossover_max: usize,
+    /// Largest batch tried in the crossover search on the mnist network (powers of two from 1; default 1024),
+    /// which runs with --backend both only.
+    #[arg(long, value_parser = parse::count_up_to(16_384))]
+    pub crossover_max: Option<usize>,
     /// Skip the crossover search.
     #[arg(long)]
     pub no_crossover: bool,

@@ -4,15 +4,20 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use backprop::Result;
 use backprop::bench::{self, BenchResult, Budget, Crossover};
 use backprop::gpu::{self, GpuContext};
+use backprop::{Error, Result};
 use serde_json::json;
 
 use super::args::BenchArgs;
 use super::json;
+use super::parse::BenchBackends;
+
+/// Largest batch of the crossover search unless `--crossover-max` says otherwise.
+const CROSSOVER_MAX: usize = 1024;
 
 pub fn bench(args: &BenchArgs) -> Result<()> {
+    check_flags(args)?;
     let named = args.configs.is_some();
     let configs = args.configs.as_ref().map_or_else(|| bench::STANDARD.to_vec(), |c| c.0.clone());
     let ctx = match args.backend.gpu() {
@@ -41,7 +46,7 @@ pub fn bench(args: &BenchArgs) -> Result<()> {
             results.push(bench::cpu(c, c.batch, &budget, args.cpu_peak_gflops)?);
         }
         if let Some(ctx) = &ctx {
-            match bench::software_skip(ctx, c, named)? {
+            match bench::gpu_skip(ctx, c, named)? {
                 Some(note) => notes.push(note),
                 None => {
                     progress(format!("{} on the gpu, batch {}", c.name, c.batch));
@@ -53,15 +58,53 @@ pub fn bench(args: &BenchArgs) -> Result<()> {
     let crossover = match (&ctx, args.backend.cpu() && !args.no_crossover) {
         (Some(ctx), true) => {
             let mnist = bench::STANDARD[2];
-            let batches: Vec<usize> = (0..).map(|k| 1usize << k).take_while(|&b| b <= args.crossover_max).collect();
-            let quick = Budget { warmup: 2, steps: 10, max_time: Duration::from_secs(1) };
-            let mut before =
-                |b| progress(format!("crossover on {}, batch {b} of up to {}", mnist.name, args.crossover_max));
-            Some(bench::crossover_with(ctx, &mnist, &batches, &quick, &mut before)?)
+            let max = args.crossover_max.unwrap_or(CROSSOVER_MAX);
+            let batches: Vec<usize> = (0..).map(|k| 1usize << k).take_while(|&b| b <= max).collect();
+            match bench::forced_fused_skip(ctx, &mnist, &batches)? {
+                Some(why) => {
+                    notes.push(format!("crossover search on {} skipped: {why}", mnist.name));
+                    None
+                }
+                None => {
+                    let quick = Budget { warmup: 2, steps: 10, max_time: Duration::from_secs(1) };
+                    let mut before = |b| progress(format!("crossover on {}, batch {b} of up to {max}", mnist.name));
+                    Some(bench::crossover_with(ctx, &mnist, &batches, &quick, &mut before)?)
+                }
+            }
         }
         _ => None,
     };
     print(args, &results, &notes, crossover)
+}
+
+/// Refuses, before anything is timed, a flag that does not apply to the backends asked for (or to a
+/// search that does not run), rather than ignoring it.
+fn check_flags(args: &BenchArgs) -> Result<()> {
+    let (backend, crossover_max) = (args.backend, args.crossover_max.is_some());
+    let not = format!("not --backend {}", backend.name());
+    let refused = [
+        (args.adapter.is_some() && !backend.gpu(), format!("--adapter applies to the GPU backend, {not}")),
+        (
+            args.peak_gflops.is_some() && !backend.gpu(),
+            format!("--peak-gflops (the GPU's peak) applies to the GPU backend, {not}; the CPU's is --cpu-peak-gflops"),
+        ),
+        (
+            args.cpu_peak_gflops.is_some() && !backend.cpu(),
+            format!("--cpu-peak-gflops applies to the CPU backend, {not}"),
+        ),
+        (
+            crossover_max && args.no_crossover,
+            "--crossover-max applies to the crossover search, which --no-crossover skips".into(),
+        ),
+        (
+            crossover_max && backend != BenchBackends::Both,
+            format!("--crossover-max applies to the crossover search, which needs both backends, {not}"),
+        ),
+    ];
+    match refused.into_iter().find(|r| r.0) {
+        Some((_, why)) => Err(Error::Invalid(why)),
+        None => Ok(()),
+    }
 }
 
 fn print(args: &BenchArgs, results: &[BenchResult], notes: &[String], crossover: Option<Crossover>) -> Result<()> {

@@ -4,12 +4,12 @@
 
 use std::sync::Arc;
 
-use backprop::Result;
 use backprop::bench::Config;
 use backprop::distributed::bench::{Scaling, Workload, scaling};
 use backprop::distributed::job;
 use backprop::gpu::{GpuContext, GpuMlp};
 use backprop::{CpuBackend, MlpSpec, Params};
+use backprop::{Error, Result};
 
 use super::args::BenchArgs;
 use super::json;
@@ -17,6 +17,16 @@ use super::json;
 /// `configs` (named by the user when `named`) on the CPU backend where the flags ask for it, and on
 /// `ctx`'s GPU when given; on the GPU with the gradients summed after the backward pass and during it.
 pub fn bench(args: &BenchArgs, configs: &[Config], named: bool, ctx: Option<Arc<GpuContext>>) -> Result<()> {
+    let unused = [
+        ("--crossover-max", args.crossover_max.is_some()),
+        ("--peak-gflops", args.peak_gflops.is_some()),
+        ("--cpu-peak-gflops", args.cpu_peak_gflops.is_some()),
+    ];
+    if let Some((flag, _)) = unused.iter().find(|f| f.1) {
+        return Err(Error::Invalid(format!(
+            "{flag} does not apply under mpirun/srun, where bench times each configuration's scaling over the ranks"
+        )));
+    }
     let mut rows: Vec<Scaling> = Vec::new();
     let mut notes = Vec::new();
     let budget = (args.warmup, args.steps);
@@ -27,7 +37,7 @@ pub fn bench(args: &BenchArgs, configs: &[Config], named: bool, ctx: Option<Arc<
             rows.push(scaling(&work, "cpu", make, job::exchange()?, false, budget)?);
         }
         if let Some(ctx) = &ctx {
-            if let Some(note) = backprop::bench::software_skip(ctx, c, named)? {
+            if let Some(note) = backprop::bench::gpu_skip(ctx, c, named)? {
                 notes.push(note);
                 continue;
             }

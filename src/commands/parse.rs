@@ -33,6 +33,14 @@ pub enum BenchBackends {
 }
 
 impl BenchBackends {
+    /// The name `--backend` takes.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Cpu => "cpu",
+            Self::Gpu => "gpu",
+            Self::Both => "both",
+        }
+    }
     pub fn cpu(self) -> bool {
         self != Self::Gpu
     }

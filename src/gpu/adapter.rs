@@ -58,7 +58,10 @@ pub fn parse_api(s: &str) -> Option<wgpu::Backends> {
 #[derive(Clone, Debug)]
 pub struct AdapterSummary {
     pub name: String,
+    /// The graphics API's name, as `--backend` spells it.
     pub backend: String,
+    /// The graphics API itself (what the choice of training step reads: `gpu::tune::PathKey`).
+    pub api: wgpu::Backend,
     pub device_type: String,
     pub driver: String,
     pub driver_info: String,
@@ -72,6 +75,7 @@ impl AdapterSummary {
         Self {
             name: info.name.clone(),
             backend: info.backend.to_str().to_string(),
+            api: info.backend,
             device_type: device_type_name(info.device_type).to_string(),
             driver: info.driver.clone(),
             driver_info: info.driver_info.clone(),

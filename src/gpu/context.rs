@@ -9,7 +9,7 @@ use crate::error::{Error, Result};
 use crate::gpu::adapter::{self, AdapterRequest, AdapterSummary};
 use crate::gpu::pipelines::Pipelines;
 use crate::gpu::shaders::Reductions;
-use crate::gpu::tune::Tuner;
+use crate::gpu::tune::{PathKey, Tuner};
 use crate::gpu::wait;
 
 type ErrorLog = Arc<Mutex<Vec<String>>>;
@@ -161,6 +161,12 @@ impl GpuContext {
     /// The limits the device was opened with (the adapter's own).
     pub fn limits(&self) -> &wgpu::Limits {
         &self.limits
+    }
+
+    /// What the choice of training step reads for batches of `batch` rows of `spec` on this device: the
+    /// sizes, the batch, these limits and the adapter's graphics API.
+    pub fn path_key(&self, spec: &crate::model::MlpSpec, batch: usize) -> PathKey {
+        PathKey::new(spec, batch, &self.limits, self.summary.api)
     }
 
     pub(crate) fn pipelines(&self) -> &Pipelines {

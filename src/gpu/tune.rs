@@ -10,7 +10,8 @@
 mod step;
 
 pub use step::{
-    Blocking, Bound, FUSED_MAX_MACS, GpuPath, MAX_GROUPS, MIN_BLOCK_ROWS, PathKey, PathStrategy, values_per_row,
+    Blocking, Bound, FUSED_MAX_MACS, GpuPath, MAX_GROUPS, MIN_BLOCK_ROWS, PathKey, PathStrategy, UNFUSED_APIS,
+    values_per_row,
 };
 
 use std::collections::HashMap;

@@ -1,10 +1,12 @@
 //! The commands beside training: `worked-example` on the GPU and the CPU (as a table and as JSON), `devices`
-//! and its adapters' limits, the adapter filters and the message when there is no adapter, and `bench`.
+//! and its adapters' limits, the adapter filters and the message when there is no adapter, and `bench`
+//! (its flags that do not apply, and what a forced fused step cannot take).
 
 // The rows these tests expect are the library's list; the README's table of `backprop worked-example`,
 // which readme.rs compares with a real run, spells them out independently, so a wrong list fails there.
 use backprop::worked_example::QUANTITIES;
 
+use super::common::battery::{error_lines, failure_problems};
 use super::common::cli::{backprop, cmd, stderr, stdout};
 
 #[test]
@@ -214,4 +216,70 @@ fn bench_prints_every_configuration_and_backend_as_json() {
     assert!(stdout(&text).contains("train ms/step"), "{}", stdout(&text));
     let bad = backprop(&["bench", "--configs", "huge"]);
     assert!(!bad.status.success() && stderr(&bad).contains("unknown configuration 'huge'"));
+}
+
+/// A flag of `bench` that does not apply to the backends asked for (or to a search that does not run) and
+/// a configuration named twice are refused with one line that names them, before anything is timed: each
+/// would otherwise be ignored, or time the configuration twice. The flags still apply where they should.
+#[test]
+fn bench_refuses_flags_that_do_not_apply_and_configurations_named_twice() {
+    let refused = |args: &[&str], needles: &[&str], code: i32| {
+        let o = backprop(&[&["bench", "-q", "--steps", "1", "--warmup", "0"][..], args].concat());
+        let problems = failure_problems(&o);
+        assert!(problems.is_empty() && o.stdout.is_empty(), "{args:?}: {problems:?}\n{}", stderr(&o));
+        assert_eq!(o.status.code(), Some(code), "{args:?}: {}", stderr(&o));
+        let line = &error_lines(&o)[0];
+        assert!(needles.iter().all(|n| line.contains(n)), "{args:?}: {line}");
+    };
+    // Each names seed alone: a flag that was not refused would time seed only, not all four.
+    let flags: [(&[&str], &[&str]); 6] = [
+        (&["--backend", "cpu", "--peak-gflops", "1"], &["--peak-gflops", "not --backend cpu", "--cpu-peak-gflops"]),
+        (&["--backend", "gpu", "--cpu-peak-gflops", "1"], &["--cpu-peak-gflops", "not --backend gpu"]),
+        (&["--backend", "cpu", "--crossover-max", "4"], &["--crossover-max", "both backends", "not --backend cpu"]),
+        (&["--backend", "gpu", "--crossover-max", "4"], &["--crossover-max", "both backends", "not --backend gpu"]),
+        (&["--no-crossover", "--crossover-max", "4"], &["--crossover-max", "--no-crossover skips"]),
+        (&["--backend", "cpu", "--adapter", "llvmpipe"], &["--adapter", "not --backend cpu"]),
+    ];
+    for (args, needles) in flags {
+        refused(&[&["--configs", "seed"][..], args].concat(), needles, 1);
+    }
+    refused(&["--configs", "seed,seed"], &["--configs", "'seed' is named twice"], 2);
+    refused(&["--configs", "small, seed,small"], &["'small' is named twice"], 2);
+    let cpu_peak = ["--backend", "cpu", "--configs", "seed", "--steps", "3", "--cpu-peak-gflops", "1", "--json"];
+    let o = backprop(&[&["bench", "-q"][..], &cpu_peak].concat());
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("one JSON object");
+    assert!(v["results"][0]["peak_fraction"].as_f64().unwrap() > 0.0, "{v}");
+}
+
+/// Under a forced fused step (`BACKPROP_GPU_PATH=fused`), a configuration or a crossover search the fused
+/// step cannot take (mnist: 256 wide) becomes a note that names it and says why; the rest is timed and
+/// printed, and bench succeeds: nothing failed, the forced step does not apply there.
+#[test]
+fn bench_notes_what_a_forced_fused_step_cannot_take_and_prints_the_rest() {
+    let run = |args: &[&str]| cmd().env("BACKPROP_GPU_PATH", "fused").args(args).output().unwrap();
+    let why = |note: &str| note.contains("BACKPROP_GPU_PATH=fused") && note.contains("784-256-256-10 network");
+    let o =
+        run(&["bench", "-q", "--configs", "seed", "--crossover-max", "2", "--steps", "3", "--warmup", "0", "--json"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("one JSON object");
+    let rows: Vec<(&str, &str, Option<&str>)> = v["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| (r["config"].as_str().unwrap(), r["backend"].as_str().unwrap(), r["gpu_path"].as_str()))
+        .collect();
+    assert_eq!(rows, [("seed", "cpu", None), ("seed", "gpu", Some("fused"))], "{v}");
+    assert!(v["crossover"].is_null(), "{v}");
+    let notes: Vec<&str> = v["notes"].as_array().unwrap().iter().filter_map(|n| n.as_str()).collect();
+    assert!(notes.len() == 1 && notes[0].starts_with("crossover search on mnist skipped: ") && why(notes[0]), "{v}");
+    assert!(notes[0].contains("256 wide"), "{v}");
+
+    let o = run(&["bench", "-q", "--configs", "seed,mnist", "--backend", "gpu", "--steps", "3", "--warmup", "0"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    assert!(out.lines().any(|l| l.starts_with("seed ") && l.contains(" fused ")), "{out}");
+    assert!(!out.lines().any(|l| l.starts_with("mnist ")), "{out}");
+    let note = out.lines().find(|l| l.starts_with("note: gpu skipped mnist: ")).unwrap_or_default();
+    assert!(why(note) && note.contains("256 wide"), "{out}");
 }

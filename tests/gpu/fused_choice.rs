@@ -1,11 +1,11 @@
-//! Which GPU step a batch takes. By default a rule on the network, the batch and the device's limits
-//! (`PathKey::rule`), never a timing, so two processes take the same step and end with the same bits;
-//! either step can be forced (`PathStrategy::Fixed`, `BACKPROP_GPU_PATH`), and timing them is an opt-in
-//! that leaves the model as it was. `bench` and `--verify` report and check the step that ran.
+//! Which GPU step a batch takes. By default a rule on the network, the batch, the device's limits and its
+//! graphics API (`PathKey::rule`), never a timing, so two processes take the same step and end with the
+//! same bits; either step can be forced (`PathStrategy::Fixed`, `BACKPROP_GPU_PATH`), and timing them is an
+//! opt-in that leaves the model as it was. `bench` and `--verify` report and check the step that ran.
 
 use std::sync::Arc;
 
-use backprop::gpu::tune::{FUSED_MAX_MACS, PathKey};
+use backprop::gpu::tune::FUSED_MAX_MACS;
 use backprop::gpu::{AdapterRequest, GpuContext, GpuPath, PathStrategy};
 use backprop::optim::{OptimConfig, OptimizerKind};
 use backprop::{Activation, Backend, GpuMlp, Loss, MlpSpec, Params, checkpoint};
@@ -26,7 +26,7 @@ fn step_taken(ctx: &Arc<GpuContext>, spec: &MlpSpec, batch: usize) -> GpuPath {
 
 /// Networks within the fused step's bound and past it, batches below and above the rule's threshold, on
 /// the shared device, on one without subgroups (the same limits, so the same steps) and on one whose
-/// bindings hold 128 values: each takes the step `PathKey::rule` gives from (spec, batch, limits) alone,
+/// bindings hold 128 values: each takes the step `PathKey::rule` gives from (spec, batch, limits, API) alone,
 /// and the shared device, where nothing asks for timing, has timed no step.
 #[test]
 fn the_default_step_is_the_rule_on_the_network_the_batch_and_the_limits() {
@@ -43,14 +43,14 @@ fn the_default_step_is_the_rule_on_the_network_the_batch_and_the_limits() {
     let small = [(net(&[2, 2, 1]), 1), (net(&[2, 2, 1]), 100), (net(&[13, 16, 3]), 40)];
     // Past the rule's multiply-adds (one step of 1.4e8 on lavapipe: about half a second).
     let large = [(net(&[100, 128, 128, 10]), 4700)];
-    assert!(PathKey::new(&large[0].0, 4700, gpu().limits()).macs() > FUSED_MAX_MACS);
+    assert!(gpu().path_key(&large[0].0, 4700).macs() > FUSED_MAX_MACS);
     let mut seen = std::collections::HashSet::new();
     let devices =
         [(gpu(), &cases[..]), (gpu(), &large[..]), (no_subgroups(), &cases[..]), (small_device(512), &small[..])];
     for (ctx, cases) in devices {
         for (spec, batch) in cases {
-            let key = PathKey::new(spec, *batch, ctx.limits());
-            assert_eq!(key, PathKey::new(spec, *batch, ctx.limits()), "a key is a function of its inputs");
+            let key = ctx.path_key(spec, *batch);
+            assert_eq!(key, ctx.path_key(spec, *batch), "a key is a function of its inputs");
             let took = step_taken(&ctx, spec, *batch);
             assert_eq!(
                 took,

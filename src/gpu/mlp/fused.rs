@@ -55,7 +55,7 @@ impl GpuMlp {
     /// fused step is an error where the network is outside its bound on this device.
     pub fn set_path_strategy(&mut self, strategy: PathStrategy) -> Result<()> {
         if strategy == PathStrategy::Fixed(GpuPath::Fused) {
-            PathKey::new(&self.spec, 1, self.ctx.limits()).fused_block_rows()?;
+            self.ctx.path_key(&self.spec, 1).fused_block_rows()?;
         }
         self.fused = FusedState::new();
         self.fused.strategy = Some(strategy);
@@ -82,7 +82,7 @@ impl GpuMlp {
             }
             return Ok(path);
         }
-        let key = PathKey::new(&self.spec, batch, self.ctx.limits());
+        let key = self.ctx.path_key(&self.spec, batch);
         let (strategy, tuner) = (self.path_strategy(), self.ctx.tuner());
         let (path, plan) = if strategy == PathStrategy::Timed && key.block_rows.is_ok() {
             let plan = self.build_fused(batch)?;
@@ -103,7 +103,7 @@ impl GpuMlp {
     }
 
     fn build_fused(&self, batch: usize) -> Result<FusedPlan> {
-        let rows = PathKey::new(&self.spec, batch, self.ctx.limits()).fused_block_rows()?;
+        let rows = self.ctx.path_key(&self.spec, batch).fused_block_rows()?;
         let bufs = &self.plan(batch).buffers;
         let opt = &self.optimizer;
         let what = format!("making the fused step's buffers for batch size {batch}");

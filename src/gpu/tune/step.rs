@@ -1,8 +1,9 @@
 //! Which training step a batch runs: the fused step (two launches, three when clipping, whatever the
 //! depth) or the unfused one (a launch per layer and operation). The two sum in different orders, so they
 //! agree to rounding, not bit for bit; the default choice is therefore a rule on the key alone (the
-//! network's sizes, the batch and the device's limits), never a timing, and two processes with the same
-//! inputs on the same adapter take the same step. Timing both is an explicit opt-in (`PathStrategy::Timed`).
+//! network's sizes, the batch, the device's limits and its graphics API), never a timing, and two processes
+//! with the same inputs on the same adapter take the same step. Timing both is an explicit opt-in
+//! (`PathStrategy::Timed`).
 
 use std::str::FromStr;
 
@@ -19,6 +20,12 @@ pub const MIN_BLOCK_ROWS: usize = 4;
 /// unfused step is kept: its products gain workgroups with the batch, while the fused first launch stops
 /// at `MAX_GROUPS` and its workgroups take more blocks in turn (DESIGN.md).
 pub const FUSED_MAX_MACS: usize = 1 << 27;
+
+/// Graphics APIs on which the rule keeps the unfused step whatever the network: wgpu's GL backend, where
+/// Mesa's llvmpipe GL driver spent over a minute compiling the fused kernel without finishing
+/// (`worked-example --backend gl`, its shader cache off), and the whole command took 3.5–5.2 s on the
+/// unfused step (DESIGN.md).
+pub const UNFUSED_APIS: [wgpu::Backend; 1] = [wgpu::Backend::Gl];
 
 /// Where the fused step applies on a device.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -189,20 +196,24 @@ impl FromStr for PathStrategy {
     }
 }
 
-/// What the choice of step depends on: the network's sizes, the batch, and where the device's limits put
-/// the fused step's bound (its rows per block, or why it does not apply: too deep, too wide, too many
-/// values a row for workgroup memory, or buffers too large for one binding).
+/// What the choice of step depends on: the network's sizes, the batch, the device's graphics API, and
+/// where the device's limits put the fused step's bound (its rows per block, or why it does not apply: too
+/// deep, too wide, too many values a row for workgroup memory, or buffers too large for one binding).
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct PathKey {
     pub sizes: Vec<usize>,
     pub batch: usize,
+    /// The adapter's graphics API (`AdapterSummary::api`): the rule keeps the unfused step on `UNFUSED_APIS`.
+    pub api: wgpu::Backend,
     pub block_rows: std::result::Result<usize, String>,
 }
 
 impl PathKey {
-    pub fn new(spec: &MlpSpec, batch: usize, limits: &wgpu::Limits) -> Self {
+    /// The key of batches of `batch` rows of `spec` on a device with `limits`, through `api`
+    /// (`GpuContext::path_key` gives a device's).
+    pub fn new(spec: &MlpSpec, batch: usize, limits: &wgpu::Limits, api: wgpu::Backend) -> Self {
         let block_rows = Bound::of(limits).block_rows(spec).and_then(|r| bindings_fit(spec, batch, r, limits));
-        Self { sizes: spec.sizes().to_vec(), batch, block_rows }
+        Self { sizes: spec.sizes().to_vec(), batch, api, block_rows }
     }
 
     /// Multiply-adds of the step's forward pass: batch × Σ I·O.
@@ -211,10 +222,11 @@ impl PathKey {
         self.batch.saturating_mul(weights)
     }
 
-    /// The default choice: the fused step where the network is within its bound and the step is at most
-    /// `FUSED_MAX_MACS` multiply-adds; the unfused step otherwise.
+    /// The default choice: the fused step where the network is within its bound, the step is at most
+    /// `FUSED_MAX_MACS` multiply-adds and the API is not one of `UNFUSED_APIS`; the unfused step otherwise.
     pub fn rule(&self) -> GpuPath {
-        if self.block_rows.is_ok() && self.macs() <= FUSED_MAX_MACS { GpuPath::Fused } else { GpuPath::Unfused }
+        let fused = self.block_rows.is_ok() && self.macs() <= FUSED_MAX_MACS && !UNFUSED_APIS.contains(&self.api);
+        if fused { GpuPath::Fused } else { GpuPath::Unfused }
     }
 
     /// The fused step's rows per block, or an error that says why it cannot take this network.
@@ -283,6 +295,8 @@ mod tests {
     use crate::gpu::tune::{Strategy, Tuner};
     use crate::model::{Activation, Loss};
 
+    const VK: wgpu::Backend = wgpu::Backend::Vulkan;
+
     fn net(sizes: &[usize]) -> MlpSpec {
         MlpSpec::uniform(sizes.to_vec(), Activation::Relu, Loss::Mse).unwrap()
     }
@@ -336,8 +350,8 @@ mod tests {
             for (spec, batch) in
                 [(&small, 1), (&small, at_threshold), (&small, at_threshold + 1), (&net(&[4, 129, 3]), 5)]
             {
-                let key = PathKey::new(spec, batch, &limits);
-                assert_eq!(key, PathKey::new(spec, batch, &limits));
+                let key = PathKey::new(spec, batch, &limits, VK);
+                assert_eq!(key, PathKey::new(spec, batch, &limits, VK));
                 let want = if key.block_rows.is_ok() && key.macs() <= FUSED_MAX_MACS {
                     GpuPath::Fused
                 } else {
@@ -350,25 +364,47 @@ mod tests {
                     GpuPath::Unfused
                 );
             }
-            assert_eq!(PathKey::new(&small, at_threshold, &limits).rule(), GpuPath::Fused);
-            assert_eq!(PathKey::new(&small, at_threshold + 1, &limits).rule(), GpuPath::Unfused);
+            assert_eq!(PathKey::new(&small, at_threshold, &limits, VK).rule(), GpuPath::Fused);
+            assert_eq!(PathKey::new(&small, at_threshold + 1, &limits, VK).rule(), GpuPath::Unfused);
         }
         // Bindings of 128 values: a batch whose X does not fit one takes the unfused step.
         let tiny = wgpu::Limits { max_storage_buffer_binding_size: 512, ..wgpu::Limits::default() };
-        assert_eq!(PathKey::new(&net(&[2, 2, 1]), 64, &tiny).rule(), GpuPath::Fused);
-        let key = PathKey::new(&net(&[2, 2, 1]), 65, &tiny);
+        assert_eq!(PathKey::new(&net(&[2, 2, 1]), 64, &tiny, VK).rule(), GpuPath::Fused);
+        let key = PathKey::new(&net(&[2, 2, 1]), 65, &tiny, VK);
         assert!(key.block_rows.clone().unwrap_err().contains("max_storage_buffer_binding_size"), "{key:?}");
+        assert_eq!(tuner.path_timings(), 0);
+    }
+
+    /// On wgpu's GL backend the rule keeps the unfused step for networks and batches that take the fused
+    /// one through every other API; the bound is unchanged there, so forcing the fused step still works.
+    #[test]
+    fn the_rule_keeps_the_unfused_step_on_gl_and_forcing_still_works() {
+        let tuner = Tuner::new(Strategy::Heuristic, true);
+        for limits in [wgpu::Limits::default(), lavapipe()] {
+            for (sizes, batch) in [(&[2, 2, 1][..], 1), (&[64, 17, 10], 13), (&[64, 64, 64, 1], 64)] {
+                let (spec, at) = (net(sizes), format!("{sizes:?} batch {batch}"));
+                let gl = PathKey::new(&spec, batch, &limits, wgpu::Backend::Gl);
+                assert_eq!(gl, PathKey::new(&spec, batch, &limits, wgpu::Backend::Gl), "{at}");
+                assert_eq!((gl.rule(), gl.block_rows.is_ok()), (GpuPath::Unfused, true), "{at}");
+                assert_eq!(tuner.gpu_path(&gl, PathStrategy::Rule, never).unwrap(), GpuPath::Unfused, "{at}");
+                let forced = tuner.gpu_path(&gl, PathStrategy::Fixed(GpuPath::Fused), never).unwrap();
+                assert_eq!(forced, GpuPath::Fused, "{at}");
+                for api in [VK, wgpu::Backend::Metal, wgpu::Backend::Dx12, wgpu::Backend::BrowserWebGpu] {
+                    assert_eq!(PathKey::new(&spec, batch, &limits, api).rule(), GpuPath::Fused, "{at} {api:?}");
+                }
+            }
+        }
         assert_eq!(tuner.path_timings(), 0);
     }
 
     #[test]
     fn forcing_the_fused_step_outside_its_bound_is_an_error_and_timing_is_cached() {
         let tuner = Tuner::new(Strategy::Heuristic, true);
-        let wide = PathKey::new(&net(&[4, 129, 3]), 5, &wgpu::Limits::default());
+        let wide = PathKey::new(&net(&[4, 129, 3]), 5, &wgpu::Limits::default(), VK);
         let e = tuner.gpu_path(&wide, PathStrategy::Fixed(GpuPath::Fused), never).unwrap_err().to_string();
         assert!(e.contains("4-129-3") && e.contains("129 wide"), "{e}");
         assert_eq!(tuner.gpu_path(&wide, PathStrategy::Timed, never).unwrap(), GpuPath::Unfused, "nothing to time");
-        let key = PathKey::new(&net(&[64, 64, 64, 1]), 64, &wgpu::Limits::default());
+        let key = PathKey::new(&net(&[64, 64, 64, 1]), 64, &wgpu::Limits::default(), VK);
         let mut calls = 0;
         let fused_faster = |path, runs: usize| {
             calls += 1;
