@@ -102,10 +102,11 @@ pub fn data_parallel<B: GradientBackend + 'static>(inner: B) -> Result<Box<dyn B
         if fault == Some("start") {
             return Err(Error::Invalid("a fault injected by BACKPROP_TEST_FAULT".into()));
         }
+        // Summing each layer's gradients during the backward pass: off unless asked for (DESIGN.md).
+        let overlap = crate::environment::switch("BACKPROP_OVERLAP")?;
         agree(None)?;
         let mut dp = super::DataParallel::new(inner, super::mpi::MpiExchange::world()?)?;
-        // Summing each layer's gradients during the backward pass: off unless asked for (DESIGN.md).
-        dp.set_overlap(std::env::var("BACKPROP_OVERLAP").is_ok_and(|v| v == "1"));
+        dp.set_overlap(overlap);
         match fault {
             Some("error") => dp.inject(super::Fault::Error),
             Some("drift") => dp.inject(super::Fault::Drift),
@@ -126,14 +127,16 @@ pub fn exchange() -> Result<super::mpi::MpiExchange> {
 
 /// The fault `BACKPROP_TEST_FAULT=KIND@RANK` injects on this rank, for the tests of failures: `start`
 /// (fails before training starts), `error` (fails at the first epoch's end), `drift` (moves a parameter
-/// there).
+/// there). Unset or blank, none; the kind in any case.
 #[cfg(feature = "mpi")]
 fn test_fault() -> Result<Option<&'static str>> {
-    let Ok(spec) = std::env::var("BACKPROP_TEST_FAULT") else { return Ok(None) };
-    let bad = || Error::Invalid(format!("BACKPROP_TEST_FAULT={spec}: expected start, error or drift, '@', a rank"));
+    const NAME: &str = "BACKPROP_TEST_FAULT";
+    let Some(spec) = crate::environment::read(NAME)? else { return Ok(None) };
+    let bad = || crate::environment::invalid(NAME, &spec, &["start@RANK", "error@RANK", "drift@RANK"]);
     let (kind, rank) = spec.split_once('@').ok_or_else(bad)?;
-    let kind = ["start", "error", "drift"].into_iter().find(|k| *k == kind).ok_or_else(bad)?;
-    let rank: usize = rank.parse().map_err(|_| bad())?;
+    let kinds = [("start", "start"), ("error", "error"), ("drift", "drift")];
+    let kind = crate::environment::choice_value(NAME, Some(kind), &kinds).ok().flatten().ok_or_else(bad)?;
+    let rank: usize = rank.trim().parse().map_err(|_| bad())?;
     Ok((ranks().map(|l| l.rank) == Some(rank)).then_some(kind))
 }
 

@@ -4,6 +4,7 @@
 
 #[cfg(not(target_arch = "wasm32"))]
 use crate::distributed::launch;
+use crate::environment;
 use crate::error::{Error, Result};
 use crate::gpu::wait;
 
@@ -33,13 +34,13 @@ impl AdapterRequest {
         self.name.clone().or_else(|| std::env::var("WGPU_ADAPTER_NAME").ok()).filter(|s| !s.trim().is_empty())
     }
 
-    /// Whether subgroup operations are declined: by the request, by `BACKPROP_NO_SUBGROUPS=1`, or on the web,
-    /// where the browser's WGSL compiler wants an `enable subgroups;` directive that naga, which the native
-    /// backends compile through, rejects (the page sums through workgroup memory).
-    pub(crate) fn subgroups_declined(&self) -> bool {
-        cfg!(target_arch = "wasm32")
-            || self.no_subgroups
-            || std::env::var_os("BACKPROP_NO_SUBGROUPS").is_some_and(|v| v == "1")
+    /// Whether subgroup operations are declined: by the request, by the switch `BACKPROP_NO_SUBGROUPS`
+    /// (`environment::switch`), or on the web, where the browser's WGSL compiler wants an `enable subgroups;`
+    /// directive that naga, which the native backends compile through, rejects (the page sums through
+    /// workgroup memory).
+    pub(crate) fn subgroups_declined(&self) -> Result<bool> {
+        let asked = environment::switch("BACKPROP_NO_SUBGROUPS")?;
+        Ok(cfg!(target_arch = "wasm32") || self.no_subgroups || asked)
     }
 }
 

@@ -270,3 +270,25 @@ fn a_resume_with_no_epochs_left_fails_with_one_clear_line_and_leaves_the_checkpo
     b.untouched(&r, &resumable_bytes);
     b.finish("resume with no epochs left");
 }
+
+/// Every `BACKPROP_*` variable follows one rule (`backprop::environment`): empty is unset, a switch takes 1 or
+/// 0, names any case; anything else is one clear error that names the variable and the values it takes.
+#[test]
+fn bad_environment_values_fail_with_one_clear_line_and_write_nothing() {
+    let f = BadInputs::new();
+    let mut b = f.battery();
+    let cases: [(&str, &str, &[&str]); 5] = [
+        ("BACKPROP_NO_VEC4", "true", &["BACKPROP_NO_VEC4 is 'true'; it may be 1 or 0 (or unset)"]),
+        ("BACKPROP_NO_VEC4", "yes", &["BACKPROP_NO_VEC4 is 'yes'"]),
+        ("BACKPROP_NO_SUBGROUPS", "true", &["BACKPROP_NO_SUBGROUPS is 'true'; it may be 1 or 0"]),
+        ("BACKPROP_MATMUL_TILE", "medium", &["BACKPROP_MATMUL_TILE is 'medium'", "small, big, huge"]),
+        ("BACKPROP_GPU_PATH", "auto", &["BACKPROP_GPU_PATH is 'auto'; it may be rule, fused, unfused or timed"]),
+    ];
+    for (var, value, needles) in cases {
+        for backend in ["gpu", "auto"] {
+            let args = f.train(&["--data", "xor", "--epochs", "1", "--backend", backend]);
+            b.case_with_env(&format!("{var}={value} --backend {backend}"), &[(var, value)], &args, needles);
+        }
+    }
+    b.finish("bad environment values");
+}
