@@ -16,13 +16,22 @@ use super::launch::{self, Launch};
 use crate::backend::Backend;
 use crate::error::{Error, Result};
 
-static RANKS: OnceLock<Option<Launch>> = OnceLock::new();
+/// The launch, or the error that reading the launcher's variables met (kept as text, to be read again).
+static RANKS: OnceLock<std::result::Result<Option<Launch>, String>> = OnceLock::new();
 #[cfg(feature = "mpi")]
 static AGREED: AtomicBool = AtomicBool::new(false);
 
-/// The launch this process is a rank of, when the job has more than one rank.
+/// The launch this process is a rank of, when the job has more than one rank; an error where the
+/// launcher's variables make no sense (`launch::detect`), which `start` reports.
+fn launched() -> Result<Option<Launch>> {
+    let found = RANKS.get_or_init(|| launch::detect().map(|l| l.filter(|l| l.size > 1)).map_err(|e| e.to_string()));
+    found.clone().map_err(Error::Invalid)
+}
+
+/// The launch this process is a rank of, when the job has more than one rank (`None` also where the
+/// launcher's variables make no sense: this process then runs alone and `start` reports them).
 pub fn ranks() -> Option<Launch> {
-    *RANKS.get_or_init(|| launch::detect().filter(|l| l.size > 1))
+    launched().ok().flatten()
 }
 
 /// True where this process prints and writes files: alone, or rank 0.
@@ -32,9 +41,10 @@ pub fn speaks() -> bool {
 
 /// Call first: under a launcher with more than one rank, starts MPI (or refuses where this build has
 /// none), silences every rank but 0, and gives each rank its share of the cores. `command` is the
-/// subcommand; only `train` and `bench` run across ranks.
+/// subcommand; only `train` and `bench` run across ranks. Launcher variables that make no sense (a rank
+/// not below the size, say) are an error that this process reports itself: rank 0 may not exist.
 pub fn start(command: &str) -> Result<()> {
-    let Some(l) = ranks() else { return Ok(()) };
+    let Some(l) = launched()? else { return Ok(()) };
     let refuse = |why: String| {
         Err(Error::Invalid(format!(
             "started by {} as rank {} of {}, but {why}; refusing to run {} copies side by side",
