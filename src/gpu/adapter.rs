@@ -29,9 +29,14 @@ pub struct AdapterRequest {
 }
 
 impl AdapterRequest {
-    /// The name filter in force: the request's own, else `WGPU_ADAPTER_NAME`.
-    pub(crate) fn name_filter(&self) -> Option<String> {
+    /// The name filter in force: the request's own, else `WGPU_ADAPTER_NAME` (unset or blank: none).
+    pub fn name_filter(&self) -> Option<String> {
         self.name.clone().or_else(|| std::env::var("WGPU_ADAPTER_NAME").ok()).filter(|s| !s.trim().is_empty())
+    }
+
+    /// Whether the name filter in force is `WGPU_ADAPTER_NAME`'s (the request names none itself).
+    pub fn name_from_env(&self) -> bool {
+        self.name.is_none() && self.name_filter().is_some()
     }
 
     /// Whether subgroup operations are declined: by the request, by the switch `BACKPROP_NO_SUBGROUPS`
@@ -213,7 +218,8 @@ pub(crate) async fn choose(req: &AdapterRequest) -> Result<wgpu::Adapter> {
     if let Some(best) = fits.into_iter().next() {
         return Ok(best);
     }
-    let mut what = filter.map(|f| format!(" whose name contains '{f}'")).unwrap_or_default();
+    let from = if req.name_from_env() { " (WGPU_ADAPTER_NAME)" } else { "" };
+    let mut what = filter.map(|f| format!(" whose name contains '{f}'{from}")).unwrap_or_default();
     let everywhere = wgpu::Instance::enabled_backend_features();
     if backends != everywhere {
         what.push_str(&format!(" through {}", api_names(backends)));
