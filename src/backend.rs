@@ -59,7 +59,7 @@ pub trait Backend {
 pub fn check_clip(max_norm: Option<f32>) -> Result<()> {
     match max_norm {
         Some(n) if !(n > 0.0 && n.is_finite()) => {
-            Err(Error::Invalid(format!("--max-grad-norm must be a positive number, got {n}")))
+            Err(Error::Invalid(format!("--max-grad-norm must be a finite number > 0, got {n}")))
         }
         _ => Ok(()),
     }

@@ -129,6 +129,10 @@ fn bad_train_flags_fail_with_one_clear_line_and_write_nothing() {
     case("--lr-step 0", &["--schedule", "step", "--lr-step", "0"], &["--lr-step", "at least 1"]);
     case("--momentum=1.5", &["--optimizer", "momentum", "--momentum=1.5"], &["--momentum", "1.5"]);
     case("--weight-decay=-1", &["--weight-decay=-1"], &["--weight-decay", "-1"]);
+    case("--verify-rtol inf", &["--verify", "--verify-rtol", "inf"], &["--verify-rtol", "must be a finite number"]);
+    case("--max-grad-norm inf", &["--max-grad-norm", "inf"], &["--max-grad-norm", "must be a finite number"]);
+    case("--max-grad-norm 1e39", &["--max-grad-norm", "1e39"], &["--max-grad-norm", "finite", "f32"]);
+    case("--lr inf", &["--lr", "inf"], &["--lr", "must be a finite number > 0"]);
     case("--plot out.txt", &["--plot", &f.path("out.txt")], &["--plot", ".png"]);
     let nowhere = f.path("no-such-dir/model.safetensors");
     case("--out in a missing directory", &["--out", &nowhere], &["no-such-dir", "does not exist"]);
