@@ -187,6 +187,8 @@ def main():
         sys.exit("error: --peers names no peer")
     if args.rounds < 1:
         sys.exit("error: --rounds must be at least 1")
+    if args.adapter and device == "cpu":
+        sys.exit("error: --adapter chooses a GPU adapter and does not apply to --device cpu")
     if not os.path.isfile(args.backprop):
         sys.exit(f"error: {args.backprop} not found: run `cargo build --release` first, or pass --backprop")
 

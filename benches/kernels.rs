@@ -6,11 +6,11 @@
 
 use std::sync::Arc;
 
-use backprop::Activation;
 use backprop::gpu::ops::{self, Epilogue, Strided};
 use backprop::gpu::shaders::Tile;
 use backprop::gpu::{AdapterRequest, GpuContext, buffer};
 use backprop::optim::{OptimConfig, OptimizerKind};
+use backprop::{Activation, environment};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 
 fn kernels(c: &mut Criterion) {
@@ -19,7 +19,13 @@ fn kernels(c: &mut Criterion) {
         return;
     };
     let ctx = Arc::new(ctx);
-    let n: usize = std::env::var("BACKPROP_BENCH_SIZE").ok().and_then(|s| s.parse().ok()).unwrap_or(256);
+    // Unset or empty: 256; anything but a whole number is an error (`backprop::environment`'s rule).
+    let n: usize = match environment::read("BACKPROP_BENCH_SIZE").unwrap_or_else(|e| panic!("{e}")) {
+        None => 256,
+        Some(v) => {
+            v.parse().unwrap_or_else(|_| panic!("{}", environment::invalid("BACKPROP_BENCH_SIZE", &v, &["a size"])))
+        }
+    };
     let buf = |len: usize| buffer::storage_init(&ctx, "bench", &vec![0.5f32; len]).expect("buffer");
     let (a, w, out, z) = (buf(n * n), buf(n * n), buf(n * n), buf(n * n));
     let mut group = c.benchmark_group(format!("kernels/{n}"));

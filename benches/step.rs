@@ -6,6 +6,7 @@
 
 use std::sync::Arc;
 
+use backprop::environment;
 use backprop::gpu::{AdapterRequest, GpuContext};
 use backprop::{Activation, Backend, CpuBackend, GpuMlp, Loss, MlpSpec, Params};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
@@ -19,10 +20,17 @@ const CONFIGS: [(&str, &[usize], usize); 4] = [
 ];
 
 fn steps(c: &mut Criterion) {
-    let wanted = std::env::var("BACKPROP_BENCH_CONFIGS").unwrap_or_else(|_| "seed,small".into());
+    // Unset or empty: seed and small; names in any case, an unknown one an error (`backprop::environment`).
+    const NAME: &str = "BACKPROP_BENCH_CONFIGS";
+    let list = environment::read(NAME).unwrap_or_else(|e| panic!("{e}")).unwrap_or_else(|| "seed,small".into());
+    let names: Vec<(&str, &str)> = CONFIGS.iter().map(|c| (c.0, c.0)).collect();
+    let wanted: Vec<&str> = list
+        .split(',')
+        .filter_map(|w| environment::choice_value(NAME, Some(w), &names).unwrap_or_else(|e| panic!("{e}")))
+        .collect();
     let gpu = GpuContext::new(&AdapterRequest::default()).ok().map(Arc::new);
     for (name, sizes, batch) in CONFIGS {
-        if !wanted.split(',').any(|w| w == name) {
+        if !wanted.contains(&name) {
             continue;
         }
         let spec = MlpSpec::uniform(sizes.to_vec(), Activation::Sigmoid, Loss::Mse).expect("valid spec");

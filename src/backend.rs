@@ -15,6 +15,12 @@ pub trait Backend {
     /// A one-line description, e.g. `cpu` or `gpu (NVIDIA H100, vulkan)`.
     fn name(&self) -> String;
     fn spec(&self) -> &MlpSpec;
+    /// Which training step ran, where the backend has more than one (the GPU's fused and unfused steps,
+    /// `gpu::GpuPath`): its name, or each with the batch sizes it ran where they differ; `None` where the
+    /// backend has one step, or none ran yet.
+    fn step_path(&self) -> Option<String> {
+        None
+    }
     /// The current parameters (a read-back on the GPU).
     fn params(&mut self) -> Result<Params<f32>>;
     /// Replaces the parameters.
@@ -59,7 +65,7 @@ pub trait Backend {
 pub fn check_clip(max_norm: Option<f32>) -> Result<()> {
     match max_norm {
         Some(n) if !(n > 0.0 && n.is_finite()) => {
-            Err(Error::Invalid(format!("--max-grad-norm must be a positive number, got {n}")))
+            Err(Error::Invalid(format!("--max-grad-norm must be a finite number > 0, got {n}")))
         }
         _ => Ok(()),
     }

@@ -89,6 +89,7 @@ pub mod data;
 pub mod device;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod distributed;
+pub mod environment;
 pub mod error;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod fsutil;

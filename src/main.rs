@@ -127,3 +127,26 @@ fn main() -> ExitCode {
     // Prints the error (on one rank) and ends MPI, or aborts the job where one rank failed alone.
     ExitCode::from(job::finish(result) as u8)
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    /// Every flag of every command says what it does in `--help` (clap's own --help and --version aside).
+    #[test]
+    fn every_flag_has_a_description() {
+        let cli = super::Cli::command();
+        cli.clone().debug_assert();
+        let mut missing = Vec::new();
+        let commands = std::iter::once(&cli).chain(cli.get_subcommands());
+        for c in commands {
+            for arg in c.get_arguments().filter(|a| !a.is_positional()) {
+                let long = arg.get_long().unwrap_or_default();
+                if arg.get_help().is_none() && long != "help" && long != "version" {
+                    missing.push(format!("{} --{long}", c.get_name()));
+                }
+            }
+        }
+        assert!(missing.is_empty(), "flags without a description: {missing:?}");
+    }
+}

@@ -91,7 +91,7 @@ impl OptimConfig {
     pub fn validate(&self) -> Result<()> {
         let bad = |m: String| Err(Error::Invalid(m));
         if !(self.weight_decay >= 0.0 && self.weight_decay.is_finite()) {
-            return bad(format!("--weight-decay must be >= 0, got {}", self.weight_decay));
+            return bad(format!("--weight-decay must be a finite number >= 0, got {}", self.weight_decay));
         }
         match self.kind {
             OptimizerKind::Sgd => Ok(()),
@@ -102,7 +102,7 @@ impl OptimConfig {
                 if !(0.0..1.0).contains(&beta1) || !(0.0..1.0).contains(&beta2) {
                     bad(format!("Adam's betas must be in [0, 1), got {beta1}, {beta2}"))
                 } else if !(eps > 0.0 && eps.is_finite()) {
-                    bad(format!("--eps must be > 0, got {eps}"))
+                    bad(format!("--eps must be a finite number > 0, got {eps}"))
                 } else {
                     Ok(())
                 }

@@ -28,7 +28,7 @@ pub struct DeviceArgs {
 #[derive(Args, Clone, Debug)]
 pub struct DataArgs {
     /// digits (bundled), xor, spirals, sine, a CSV file (numbers, optional header, the last column an integer
-    /// class label), or an MNIST IDX images file (with --labels).
+    /// class label, which `predict` does not need), or an MNIST IDX images file (with --labels).
     #[arg(long, default_value = "digits", value_name = "SOURCE")]
     pub data: String,
     /// MNIST IDX labels file that goes with an IDX images file given as --data.
@@ -54,6 +54,7 @@ pub struct TrainArgs {
     /// Seed for the weights, the split and the shuffles (default 42).
     #[arg(long)]
     pub seed: Option<u64>,
+    /// Rows per training step; under mpirun or srun the global batch, shared among the ranks.
     #[arg(long, default_value_t = 32, value_parser = parse::count)]
     pub batch_size: usize,
     /// Keep the rows in file order instead of a seeded shuffle every epoch.
@@ -171,6 +172,7 @@ pub struct EvalArgs {
     /// The seed of a synthetic data set (spirals, sine). Default: the seed the model was trained with.
     #[arg(long)]
     pub seed: Option<u64>,
+    /// Rows evaluated at a time (more is faster, within the device's memory).
     #[arg(long, default_value_t = 256, value_parser = parse::count)]
     pub batch_size: usize,
     /// Print one JSON object instead of text.
@@ -183,9 +185,10 @@ pub struct EvalArgs {
 /// `predict`.
 #[derive(Args, Clone, Debug)]
 pub struct PredictArgs {
+    /// A checkpoint written by `train --out`.
     #[arg(long, value_name = "FILE")]
     pub model: PathBuf,
-    /// As for train; a CSV may hold only the feature columns.
+    /// As for train, except that a CSV may hold only the feature columns (help on --data says so).
     #[command(flatten)]
     pub data: DataArgs,
     /// The seed of a synthetic data set (spirals, sine). Default: the seed the model was trained with.
@@ -195,6 +198,7 @@ pub struct PredictArgs {
     /// `-` writes it to standard output.
     #[arg(long, value_name = "FILE.csv", value_parser = parse::output_path)]
     pub out: PathBuf,
+    /// Rows predicted at a time (more is faster, within the device's memory).
     #[arg(long, default_value_t = 256, value_parser = parse::count)]
     pub batch_size: usize,
     #[command(flatten)]

@@ -20,6 +20,7 @@ pub fn bench(args: &BenchArgs) -> Result<()> {
     check_flags(args)?;
     let named = args.configs.is_some();
     let configs = args.configs.as_ref().map_or_else(|| bench::STANDARD.to_vec(), |c| c.0.clone());
+    super::device::check_adapter_applies(args.adapter.as_deref(), args.backend.gpu())?;
     let ctx = match args.backend.gpu() {
         true => {
             let req = gpu::AdapterRequest { name: args.adapter.clone(), ..Default::default() };

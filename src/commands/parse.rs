@@ -109,19 +109,22 @@ pub fn verify_every(s: &str) -> Parsed<usize> {
 /// A finite number > 0.
 pub fn positive(s: &str) -> Parsed<f64> {
     let v: f64 = number(s, "a number")?;
-    if v > 0.0 && v.is_finite() { Ok(v) } else { Err(format!("must be a positive number, got {v}")) }
+    if v > 0.0 && v.is_finite() { Ok(v) } else { Err(format!("must be a finite number > 0, got {v}")) }
 }
 
 /// A finite number > 0 that fits an f32 (`--max-grad-norm`).
 pub fn positive_f32(s: &str) -> Parsed<f32> {
     let v = positive(s)? as f32;
-    if v > 0.0 && v.is_finite() { Ok(v) } else { Err(format!("must be a positive f32, got {s}")) }
+    match v > 0.0 && v.is_finite() {
+        true => Ok(v),
+        false => Err(format!("must be a finite number > 0 within f32's range (at most {:e}), got {s}", f32::MAX)),
+    }
 }
 
 /// A finite number >= 0.
 pub fn non_negative(s: &str) -> Parsed<f64> {
     let v: f64 = number(s, "a number")?;
-    if v >= 0.0 && v.is_finite() { Ok(v) } else { Err(format!("must be a number >= 0, got {v}")) }
+    if v >= 0.0 && v.is_finite() { Ok(v) } else { Err(format!("must be a finite number >= 0, got {v}")) }
 }
 
 /// A number in [0, 1) (a fraction, a momentum, Adam's betas).

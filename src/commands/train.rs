@@ -3,12 +3,12 @@
 
 use std::path::Path;
 
-use backprop::Result;
 use backprop::checkpoint::{self, Checkpoint};
 use backprop::data::Task;
 use backprop::distributed::job;
 use backprop::report::EpochMetrics;
 use backprop::train::{DEFAULT_SEED, Run};
+use backprop::{Backend, Result};
 use serde_json::json;
 
 use super::args::TrainArgs;
@@ -41,7 +41,7 @@ pub fn train(args: &TrainArgs) -> Result<()> {
     let mut saver = Saver::new(Progress::new(args.quiet), &run, outputs, earlier, title(&run, &args.data.data));
     let result = run.train(backend.as_mut(), &mut saver);
     let rows = saver.finish(backend.as_mut(), result)?;
-    summary(args, &run, &backend.name(), &rows, out.as_deref())
+    summary(args, &run, backend.as_ref(), &rows, out.as_deref())
 }
 
 /// The class count a checkpoint was trained for, which the data must keep.
@@ -89,11 +89,19 @@ fn describe(run: &Run, data: &str) -> String {
 }
 
 /// The last line (or JSON object) of a run: epochs trained (of the total, when resumed) and the losses.
-fn summary(args: &TrainArgs, run: &Run, backend: &str, rows: &[EpochMetrics], out: Option<&Path>) -> Result<()> {
+fn summary(
+    args: &TrainArgs,
+    run: &Run,
+    backend: &dyn Backend,
+    rows: &[EpochMetrics],
+    out: Option<&Path>,
+) -> Result<()> {
     let Some(m) = rows.last() else { return Ok(()) };
     if args.json {
         let v = json!({
-            "backend": backend,
+            "backend": backend.name(),
+            // The GPU's training step, fused or unfused (as bench's `gpu_path`); null on the CPU.
+            "gpu_path": backend.step_path(),
             "sizes": run.model.spec.sizes(),
             "epochs": m.epoch,
             "epochs_this_run": rows.len(),

@@ -16,13 +16,22 @@ use super::launch::{self, Launch};
 use crate::backend::Backend;
 use crate::error::{Error, Result};
 
-static RANKS: OnceLock<Option<Launch>> = OnceLock::new();
+/// The launch, or the error that reading the launcher's variables met (kept as text, to be read again).
+static RANKS: OnceLock<std::result::Result<Option<Launch>, String>> = OnceLock::new();
 #[cfg(feature = "mpi")]
 static AGREED: AtomicBool = AtomicBool::new(false);
 
-/// The launch this process is a rank of, when the job has more than one rank.
+/// The launch this process is a rank of, when the job has more than one rank; an error where the
+/// launcher's variables make no sense (`launch::detect`), which `start` reports.
+fn launched() -> Result<Option<Launch>> {
+    let found = RANKS.get_or_init(|| launch::detect().map(|l| l.filter(|l| l.size > 1)).map_err(|e| e.to_string()));
+    found.clone().map_err(Error::Invalid)
+}
+
+/// The launch this process is a rank of, when the job has more than one rank (`None` also where the
+/// launcher's variables make no sense: this process then runs alone and `start` reports them).
 pub fn ranks() -> Option<Launch> {
-    *RANKS.get_or_init(|| launch::detect().filter(|l| l.size > 1))
+    launched().ok().flatten()
 }
 
 /// True where this process prints and writes files: alone, or rank 0.
@@ -32,9 +41,10 @@ pub fn speaks() -> bool {
 
 /// Call first: under a launcher with more than one rank, starts MPI (or refuses where this build has
 /// none), silences every rank but 0, and gives each rank its share of the cores. `command` is the
-/// subcommand; only `train` and `bench` run across ranks.
+/// subcommand; only `train` and `bench` run across ranks. Launcher variables that make no sense (a rank
+/// not below the size, say) are an error that this process reports itself: rank 0 may not exist.
 pub fn start(command: &str) -> Result<()> {
-    let Some(l) = ranks() else { return Ok(()) };
+    let Some(l) = launched()? else { return Ok(()) };
     let refuse = |why: String| {
         Err(Error::Invalid(format!(
             "started by {} as rank {} of {}, but {why}; refusing to run {} copies side by side",
@@ -102,10 +112,11 @@ pub fn data_parallel<B: GradientBackend + 'static>(inner: B) -> Result<Box<dyn B
         if fault == Some("start") {
             return Err(Error::Invalid("a fault injected by BACKPROP_TEST_FAULT".into()));
         }
+        // Summing each layer's gradients during the backward pass: off unless asked for (DESIGN.md).
+        let overlap = crate::environment::switch("BACKPROP_OVERLAP")?;
         agree(None)?;
         let mut dp = super::DataParallel::new(inner, super::mpi::MpiExchange::world()?)?;
-        // Summing each layer's gradients during the backward pass: off unless asked for (DESIGN.md).
-        dp.set_overlap(std::env::var("BACKPROP_OVERLAP").is_ok_and(|v| v == "1"));
+        dp.set_overlap(overlap);
         match fault {
             Some("error") => dp.inject(super::Fault::Error),
             Some("drift") => dp.inject(super::Fault::Drift),
@@ -126,14 +137,16 @@ pub fn exchange() -> Result<super::mpi::MpiExchange> {
 
 /// The fault `BACKPROP_TEST_FAULT=KIND@RANK` injects on this rank, for the tests of failures: `start`
 /// (fails before training starts), `error` (fails at the first epoch's end), `drift` (moves a parameter
-/// there).
+/// there). Unset or blank, none; the kind in any case.
 #[cfg(feature = "mpi")]
 fn test_fault() -> Result<Option<&'static str>> {
-    let Ok(spec) = std::env::var("BACKPROP_TEST_FAULT") else { return Ok(None) };
-    let bad = || Error::Invalid(format!("BACKPROP_TEST_FAULT={spec}: expected start, error or drift, '@', a rank"));
+    const NAME: &str = "BACKPROP_TEST_FAULT";
+    let Some(spec) = crate::environment::read(NAME)? else { return Ok(None) };
+    let bad = || crate::environment::invalid(NAME, &spec, &["start@RANK", "error@RANK", "drift@RANK"]);
     let (kind, rank) = spec.split_once('@').ok_or_else(bad)?;
-    let kind = ["start", "error", "drift"].into_iter().find(|k| *k == kind).ok_or_else(bad)?;
-    let rank: usize = rank.parse().map_err(|_| bad())?;
+    let kinds = [("start", "start"), ("error", "error"), ("drift", "drift")];
+    let kind = crate::environment::choice_value(NAME, Some(kind), &kinds).ok().flatten().ok_or_else(bad)?;
+    let rank: usize = rank.trim().parse().map_err(|_| bad())?;
     Ok((ranks().map(|l| l.rank) == Some(rank)).then_some(kind))
 }
 

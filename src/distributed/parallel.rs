@@ -251,6 +251,9 @@ impl<B: GradientBackend, X: GradientExchange> Backend for DataParallel<B, X> {
     fn spec(&self) -> &MlpSpec {
         self.inner.spec()
     }
+    fn step_path(&self) -> Option<String> {
+        self.inner.step_path()
+    }
     fn params(&mut self) -> Result<Params<f32>> {
         self.inner.params()
     }

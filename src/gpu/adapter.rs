@@ -4,6 +4,7 @@
 
 #[cfg(not(target_arch = "wasm32"))]
 use crate::distributed::launch;
+use crate::environment;
 use crate::error::{Error, Result};
 use crate::gpu::wait;
 
@@ -28,18 +29,23 @@ pub struct AdapterRequest {
 }
 
 impl AdapterRequest {
-    /// The name filter in force: the request's own, else `WGPU_ADAPTER_NAME`.
-    pub(crate) fn name_filter(&self) -> Option<String> {
+    /// The name filter in force: the request's own, else `WGPU_ADAPTER_NAME` (unset or blank: none).
+    pub fn name_filter(&self) -> Option<String> {
         self.name.clone().or_else(|| std::env::var("WGPU_ADAPTER_NAME").ok()).filter(|s| !s.trim().is_empty())
     }
 
-    /// Whether subgroup operations are declined: by the request, by `BACKPROP_NO_SUBGROUPS=1`, or on the web,
-    /// where the browser's WGSL compiler wants an `enable subgroups;` directive that naga, which the native
-    /// backends compile through, rejects (the page sums through workgroup memory).
-    pub(crate) fn subgroups_declined(&self) -> bool {
-        cfg!(target_arch = "wasm32")
-            || self.no_subgroups
-            || std::env::var_os("BACKPROP_NO_SUBGROUPS").is_some_and(|v| v == "1")
+    /// Whether the name filter in force is `WGPU_ADAPTER_NAME`'s (the request names none itself).
+    pub fn name_from_env(&self) -> bool {
+        self.name.is_none() && self.name_filter().is_some()
+    }
+
+    /// Whether subgroup operations are declined: by the request, by the switch `BACKPROP_NO_SUBGROUPS`
+    /// (`environment::switch`), or on the web, where the browser's WGSL compiler wants an `enable subgroups;`
+    /// directive that naga, which the native backends compile through, rejects (the page sums through
+    /// workgroup memory).
+    pub(crate) fn subgroups_declined(&self) -> Result<bool> {
+        let asked = environment::switch("BACKPROP_NO_SUBGROUPS")?;
+        Ok(cfg!(target_arch = "wasm32") || self.no_subgroups || asked)
     }
 }
 
@@ -216,7 +222,8 @@ pub(crate) async fn choose(req: &AdapterRequest) -> Result<wgpu::Adapter> {
     if let Some(best) = fits.into_iter().next() {
         return Ok(best);
     }
-    let mut what = filter.map(|f| format!(" whose name contains '{f}'")).unwrap_or_default();
+    let from = if req.name_from_env() { " (WGPU_ADAPTER_NAME)" } else { "" };
+    let mut what = filter.map(|f| format!(" whose name contains '{f}'{from}")).unwrap_or_default();
     let everywhere = wgpu::Instance::enabled_backend_features();
     if backends != everywhere {
         what.push_str(&format!(" through {}", api_names(backends)));

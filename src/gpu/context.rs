@@ -52,10 +52,17 @@ impl GpuContext {
     /// [`GpuContext::new`] without blocking: the way to open a device on the web, where the browser answers
     /// the adapter and device requests asynchronously.
     pub async fn new_async(req: &AdapterRequest) -> Result<Self> {
-        Self::from_adapter(adapter::choose(req).await?, req.max_storage_binding, req.subgroups_declined()).await
+        // The environment first: a bad value is an error whether or not an adapter is found.
+        let (no_subgroups, tuner) = (req.subgroups_declined()?, Tuner::from_env()?);
+        Self::from_adapter(adapter::choose(req).await?, req.max_storage_binding, no_subgroups, tuner).await
     }
 
-    async fn from_adapter(adapter: wgpu::Adapter, binding_cap: Option<u64>, no_subgroups: bool) -> Result<Self> {
+    async fn from_adapter(
+        adapter: wgpu::Adapter,
+        binding_cap: Option<u64>,
+        no_subgroups: bool,
+        tuner: Tuner,
+    ) -> Result<Self> {
         let summary = AdapterSummary::of(&adapter);
         let mut limits = adapter.limits();
         if let Some(cap) = binding_cap {
@@ -113,7 +120,7 @@ impl GpuContext {
             scratch,
             errors,
             timeout: Duration::from_secs(600),
-            tuner: Tuner::from_env()?,
+            tuner,
             memory_budget: None,
         };
         ctx.check()?;

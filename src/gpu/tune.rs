@@ -18,6 +18,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use crate::environment;
 use crate::error::{Error, Result};
 use crate::gpu::shaders::Tile;
 
@@ -78,20 +79,11 @@ impl Strategy {
     #[cfg(target_arch = "wasm32")]
     pub const DEFAULT: Strategy = Strategy::Heuristic;
 
-    /// The strategy `BACKPROP_MATMUL_TILE` asks for (a tiling's name, `Tile::name`, fixes it, for
-    /// comparisons); unset, the default.
+    /// The strategy `BACKPROP_MATMUL_TILE` asks for (a tiling's name, `Tile::name`, whatever its case, fixes
+    /// it, for comparisons); unset or blank, the default.
     pub fn from_env_value(value: Option<&str>) -> Result<Self> {
-        let Some(value) = value else { return Ok(Self::DEFAULT) };
-        match Tile::ALL.into_iter().find(|t| t.name() == value) {
-            Some(tile) => Ok(Self::Fixed(tile)),
-            None => {
-                let names: Vec<&str> = Tile::ALL.iter().map(|t| t.name()).collect();
-                Err(Error::Invalid(format!(
-                    "BACKPROP_MATMUL_TILE is '{value}'; it may be {} (or unset)",
-                    names.join(", ")
-                )))
-            }
-        }
+        let names = Tile::ALL.map(|t| (t.name(), t));
+        Ok(environment::choice_value("BACKPROP_MATMUL_TILE", value, &names)?.map_or(Self::DEFAULT, Self::Fixed))
     }
 }
 
@@ -138,13 +130,13 @@ impl Tuner {
     }
 
     /// The tuner the environment asks for, read once when a device is opened: `BACKPROP_MATMUL_TILE`
-    /// (`Strategy::from_env_value`), `BACKPROP_NO_VEC4` (set: scalar operand loads, for comparison) and
-    /// `BACKPROP_GPU_PATH` (`PathStrategy::from_env_value`).
+    /// (`Strategy::from_env_value`), the switch `BACKPROP_NO_VEC4` (`1`: scalar operand loads, for
+    /// comparison) and `BACKPROP_GPU_PATH` (`PathStrategy::from_env_value`), each as `environment` says.
     pub fn from_env() -> Result<Self> {
-        let tile = std::env::var("BACKPROP_MATMUL_TILE").ok();
-        let strategy = Strategy::from_env_value(tile.as_deref())?;
-        let path = PathStrategy::from_env_value(std::env::var("BACKPROP_GPU_PATH").ok().as_deref())?;
-        Ok(Self::new(strategy, std::env::var_os("BACKPROP_NO_VEC4").is_none()).with_path_strategy(path))
+        let strategy = Strategy::from_env_value(environment::read("BACKPROP_MATMUL_TILE")?.as_deref())?;
+        let path = PathStrategy::from_env_value(environment::read("BACKPROP_GPU_PATH")?.as_deref())?;
+        let vector_loads = !environment::switch("BACKPROP_NO_VEC4")?;
+        Ok(Self::new(strategy, vector_loads).with_path_strategy(path))
     }
 
     pub fn strategy(&self) -> Strategy {
@@ -281,8 +273,11 @@ mod tests {
             assert_eq!(Strategy::from_env_value(Some(tile.name())).unwrap(), Strategy::Fixed(tile), "{tile:?}");
         }
         assert_eq!(Strategy::from_env_value(Some("reg64x64")).unwrap(), Strategy::Fixed(Reg(Square)));
+        assert_eq!(Strategy::from_env_value(Some("HUGE")).unwrap(), Strategy::Fixed(Tile::Huge), "any case");
+        assert_eq!(Strategy::from_env_value(Some("")).unwrap(), Strategy::DEFAULT, "blank is unset");
         let e = Strategy::from_env_value(Some("medium")).unwrap_err().to_string();
         assert!(e.contains("BACKPROP_MATMUL_TILE") && e.contains("'medium'"), "{e}");
+        assert!(e.ends_with("it may be small, big, huge, reg16x256, reg64x64 or reg256x16 (or unset)"), "{e}");
     }
 
     #[test]

@@ -49,7 +49,7 @@ impl TrainConfig {
             return Err(Error::Invalid("--batch-size must be at least 1".into()));
         }
         if !(self.lr > 0.0 && self.lr.is_finite()) {
-            return Err(Error::Invalid(format!("--lr must be a positive number, got {}", self.lr)));
+            return Err(Error::Invalid(format!("--lr must be a finite number > 0, got {}", self.lr)));
         }
         if let Schedule::Step { step_size: 0, .. } = self.schedule {
             return Err(Error::Invalid("--lr-step must be at least 1".into()));
@@ -60,16 +60,16 @@ impl TrainConfig {
             }
             for (flag, t) in [("--verify-atol", v.atol), ("--verify-rtol", v.rtol)] {
                 if !(t >= 0.0 && t.is_finite()) {
-                    return Err(Error::Invalid(format!("{flag} must be a number >= 0, got {t}")));
+                    return Err(Error::Invalid(format!("{flag} must be a finite number >= 0, got {t}")));
                 }
             }
         }
         match self.schedule {
             Schedule::Step { gamma, .. } if !(gamma > 0.0 && gamma.is_finite()) => {
-                return Err(Error::Invalid(format!("--lr-gamma must be a positive number, got {gamma}")));
+                return Err(Error::Invalid(format!("--lr-gamma must be a finite number > 0, got {gamma}")));
             }
             Schedule::Cosine { min_lr } if !(min_lr >= 0.0 && min_lr.is_finite()) => {
-                return Err(Error::Invalid(format!("--lr-min must be a number >= 0, got {min_lr}")));
+                return Err(Error::Invalid(format!("--lr-min must be a finite number >= 0, got {min_lr}")));
             }
             _ => {}
         }

@@ -129,6 +129,10 @@ fn bad_train_flags_fail_with_one_clear_line_and_write_nothing() {
     case("--lr-step 0", &["--schedule", "step", "--lr-step", "0"], &["--lr-step", "at least 1"]);
     case("--momentum=1.5", &["--optimizer", "momentum", "--momentum=1.5"], &["--momentum", "1.5"]);
     case("--weight-decay=-1", &["--weight-decay=-1"], &["--weight-decay", "-1"]);
+    case("--verify-rtol inf", &["--verify", "--verify-rtol", "inf"], &["--verify-rtol", "must be a finite number"]);
+    case("--max-grad-norm inf", &["--max-grad-norm", "inf"], &["--max-grad-norm", "must be a finite number"]);
+    case("--max-grad-norm 1e39", &["--max-grad-norm", "1e39"], &["--max-grad-norm", "finite", "f32"]);
+    case("--lr inf", &["--lr", "inf"], &["--lr", "must be a finite number > 0"]);
     case("--plot out.txt", &["--plot", &f.path("out.txt")], &["--plot", ".png"]);
     let nowhere = f.path("no-such-dir/model.safetensors");
     case("--out in a missing directory", &["--out", &nowhere], &["no-such-dir", "does not exist"]);
@@ -269,4 +273,26 @@ fn a_resume_with_no_epochs_left_fails_with_one_clear_line_and_leaves_the_checkpo
     );
     b.untouched(&r, &resumable_bytes);
     b.finish("resume with no epochs left");
+}
+
+/// Every `BACKPROP_*` variable follows one rule (`backprop::environment`): empty is unset, a switch takes 1 or
+/// 0, names any case; anything else is one clear error that names the variable and the values it takes.
+#[test]
+fn bad_environment_values_fail_with_one_clear_line_and_write_nothing() {
+    let f = BadInputs::new();
+    let mut b = f.battery();
+    let cases: [(&str, &str, &[&str]); 5] = [
+        ("BACKPROP_NO_VEC4", "true", &["BACKPROP_NO_VEC4 is 'true'; it may be 1 or 0 (or unset)"]),
+        ("BACKPROP_NO_VEC4", "yes", &["BACKPROP_NO_VEC4 is 'yes'"]),
+        ("BACKPROP_NO_SUBGROUPS", "true", &["BACKPROP_NO_SUBGROUPS is 'true'; it may be 1 or 0"]),
+        ("BACKPROP_MATMUL_TILE", "medium", &["BACKPROP_MATMUL_TILE is 'medium'", "small, big, huge"]),
+        ("BACKPROP_GPU_PATH", "auto", &["BACKPROP_GPU_PATH is 'auto'; it may be rule, fused, unfused or timed"]),
+    ];
+    for (var, value, needles) in cases {
+        for backend in ["gpu", "auto"] {
+            let args = f.train(&["--data", "xor", "--epochs", "1", "--backend", backend]);
+            b.case_with_env(&format!("{var}={value} --backend {backend}"), &[(var, value)], &args, needles);
+        }
+    }
+    b.finish("bad environment values");
 }

@@ -6,8 +6,10 @@
 // which readme.rs compares with a real run, spells them out independently, so a wrong list fails there.
 use backprop::worked_example::QUANTITIES;
 
+use backprop::gpu::{AdapterRequest, list_adapters};
+
 use super::common::battery::{error_lines, failure_problems};
-use super::common::cli::{backprop, cmd, stderr, stdout};
+use super::common::cli::{backprop, cmd, digits_model, stderr, stdout};
 
 #[test]
 fn worked_example_table_on_the_gpu() {
@@ -136,6 +138,54 @@ fn adapter_filters_and_bad_flags_fail_with_one_clear_line() {
     assert!(!o.status.success());
     assert!(stderr(&o).contains("unknown backend 'quantum'"), "{}", stderr(&o));
     assert!(!stderr(&o).contains("panicked"));
+}
+
+/// `--adapter` chooses a GPU adapter: with `--backend cpu` it is an error in every command, not ignored.
+#[test]
+fn an_adapter_with_the_cpu_backend_is_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let (model, out) = (digits_model(1), dir.path().join("p.csv"));
+    let (model, out) = (model.to_str().unwrap(), out.to_str().unwrap());
+    let commands: [&[&str]; 6] = [
+        &["train", "--epochs", "1"],
+        &["--epochs", "1"],
+        &["eval", "--model", model],
+        &["predict", "--model", model, "--out", out],
+        &["worked-example"],
+        &["bench", "--configs", "seed", "--steps", "1"],
+    ];
+    for args in commands {
+        let o = backprop(&[args, &["--backend", "cpu", "--adapter", "radeon"]].concat());
+        let err = stderr(&o);
+        assert!(!o.status.success() && stdout(&o).is_empty(), "{args:?} ran anyway: {}", stdout(&o));
+        let want = "error: --adapter radeon chooses a GPU adapter and does not apply to --backend cpu\n";
+        assert_eq!(err, want, "{args:?}");
+    }
+    assert!(!std::path::Path::new(out).exists());
+}
+
+/// `WGPU_ADAPTER_NAME` naming no adapter: `auto` falls back to the CPU saying so, with the adapters found (as
+/// `--adapter` lists them); `--backend gpu` is the error `--adapter` gives, naming the variable.
+#[test]
+fn an_adapter_name_from_the_environment_that_matches_none_is_named() {
+    let train = ["train", "--data", "xor", "--epochs", "1", "--json"];
+    let o = cmd().args(train).env("WGPU_ADAPTER_NAME", "no-such-adapter-xyz").output().unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let line = stderr(&o).lines().next().unwrap_or_default().to_string();
+    let want = "backend: cpu (no GPU adapter found whose name contains 'no-such-adapter-xyz' (WGPU_ADAPTER_NAME): \
+                the adapters found are: ";
+    assert!(line.starts_with(want) && line.len() > want.len() + 2, "{line}");
+    let o = cmd().args(train).args(["--backend", "gpu"]).env("WGPU_ADAPTER_NAME", "no-such-adapter-xyz").output();
+    let o = o.unwrap();
+    let err = stderr(&o);
+    assert!(!o.status.success() && err.starts_with("error: no GPU adapter found whose name contains"), "{err}");
+    assert!(err.contains("'no-such-adapter-xyz' (WGPU_ADAPTER_NAME): the adapters found are: "), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    // Named by the environment, a software adapter is taken under `auto` too, as with `--adapter`.
+    let name = list_adapters(&AdapterRequest::default()).unwrap()[0].name.clone();
+    let o = cmd().args(train).env("WGPU_ADAPTER_NAME", &name).output().unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("one JSON object");
+    assert!(v["backend"].as_str().unwrap().contains(&name), "{v}");
 }
 
 #[test]

@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
-use super::cli::{backprop, s, stderr, strings};
+use super::cli::{cmd, s, stderr, strings};
 
 /// What an existing output file holds before the failed runs (which must leave it so).
 pub const KEEP: &[u8] = b"an earlier result that a failed run must not touch";
@@ -113,9 +113,14 @@ impl Battery {
     /// no panic, the absent paths still absent, and the directory exactly as before (nothing created,
     /// changed, removed or left behind).
     pub fn case(&mut self, name: &str, args: &[String], needles: &[&str]) {
+        self.case_with_env(name, &[], args, needles);
+    }
+
+    /// [`Battery::case`] with the environment variables `env` set.
+    pub fn case_with_env(&mut self, name: &str, env: &[(&str, &str)], args: &[String], needles: &[&str]) {
         assert!(self.cases.insert(name.to_string()), "two cases named {name}");
         let before = snapshot(&self.dir);
-        let o = backprop(args);
+        let o = cmd().envs(env.iter().copied()).args(args).output().expect("the binary runs");
         let after = snapshot(&self.dir);
         let mut problems = failure_problems(&o);
         if let Some(line) = error_lines(&o).iter().find(|l| l.starts_with("error: ")) {

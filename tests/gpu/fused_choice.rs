@@ -162,6 +162,24 @@ fn verify_checks_the_fused_step_and_bad_paths_are_errors() {
     assert!(!o.status.success() && stderr(&o).contains("BACKPROP_GPU_PATH"), "{}", stderr(&o));
 }
 
+/// `train --json` names the step that ran (`gpu_path`, as `bench` does), `null` on the CPU; the variables'
+/// names match in any case, empty is unset and a switch's 0 is off.
+#[test]
+fn train_reports_the_step_that_ran() {
+    let path = |env: &[(&str, &str)], backend: &str| {
+        let mut c = cmd();
+        c.envs(env.iter().copied());
+        let args = ["train", "--data", "xor", "--backend", backend, "--epochs", "2", "--batch-size", "3", "--json"];
+        let v: serde_json::Value = serde_json::from_slice(&ok_with(c, &args).stdout).expect("one JSON object");
+        v["gpu_path"].clone()
+    };
+    assert_eq!(path(&[], "gpu"), "fused", "the rule's step for 2-64-1");
+    assert_eq!(path(&[("BACKPROP_GPU_PATH", "UNFUSED")], "gpu"), "unfused");
+    assert_eq!(path(&[("BACKPROP_GPU_PATH", ""), ("BACKPROP_MATMUL_TILE", "Small")], "gpu"), "fused");
+    assert_eq!(path(&[("BACKPROP_NO_VEC4", "0"), ("BACKPROP_NO_SUBGROUPS", "0")], "gpu"), "fused");
+    assert!(path(&[], "cpu").is_null());
+}
+
 /// `bench` by default: seed and small take the fused step, two launches a step, named in JSON and table.
 #[test]
 fn bench_reports_the_fused_step_and_its_launches() {

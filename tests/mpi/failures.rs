@@ -28,6 +28,20 @@ fn a_failure_before_training_on_one_rank_is_reported_once_by_rank_0() {
     assert_eq!(errors(&o), ["error: rank 2 of 3: a fault injected by BACKPROP_TEST_FAULT"], "{}", stderr(&o));
 }
 
+/// A bad value of a variable the ranks read (the same on every rank) is one error, said by rank 0.
+#[test]
+fn a_bad_variable_is_reported_once_for_every_rank() {
+    let dir = tempfile::tempdir().unwrap();
+    for (var, value, accepted) in
+        [("BACKPROP_OVERLAP", "yes", "1 or 0"), ("BACKPROP_TEST_FAULT", "crash@1", "start@RANK, error@RANK")]
+    {
+        let o = run(2, &train(&dir.path().join("m.st"), "1"), &[(var, value)]);
+        assert!(!o.status.success());
+        let want = format!("error: every rank (2): {var} is '{value}'; it may be {accepted}");
+        assert!(matches!(&errors(&o)[..], [e] if e.starts_with(&want)), "{want}: {}", stderr(&o));
+    }
+}
+
 #[test]
 fn a_failure_during_training_on_one_rank_ends_the_job_naming_it() {
     let dir = tempfile::tempdir().unwrap();

@@ -25,6 +25,10 @@ impl Backend for GpuMlp {
         &self.spec
     }
 
+    fn step_path(&self) -> Option<String> {
+        super::fused::describe_paths(&self.paths_run())
+    }
+
     fn params(&mut self) -> Result<Params<f32>> {
         block_on("GpuMlp::params", self.params_async())
     }

@@ -2,7 +2,7 @@
 //! `gpu::tune::step`, under the model's strategy), the fused plans, their launches on resident data, and
 //! the traced fused step (what `--verify` reads).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use super::{GpuMlp, step_dispatches};
 use crate::cpu::Trace;
@@ -70,6 +70,16 @@ impl GpuMlp {
     /// The step that runs for batches of `batch` rows, once a training step has run at that size.
     pub fn path_for(&self, batch: usize) -> Option<GpuPath> {
         self.fused.chosen.get(&batch).copied()
+    }
+
+    /// The steps that ran, by batch size, smallest first: those `path_for` gives, and the unfused kernels of
+    /// the data-parallel steps (`GradientBackend`), by their whole batch.
+    pub fn paths_run(&self) -> Vec<(usize, GpuPath)> {
+        let mut all = BTreeMap::new();
+        #[cfg(not(target_arch = "wasm32"))]
+        all.extend(self.shares.batches().map(|b| (b, GpuPath::Unfused)));
+        all.extend(self.fused.chosen.iter().map(|(&b, &p)| (b, p)));
+        all.into_iter().collect()
     }
 
     /// Chooses the step for training batches of `batch` rows (once) and makes the fused plan where it runs.
@@ -211,4 +221,33 @@ fn copy_of(ctx: &crate::gpu::GpuContext, b: &wgpu::Buffer) -> Result<wgpu::Buffe
     enc.copy_buffer_to_buffer(b, 0, &copy, 0, b.size());
     ctx.queue.submit([enc.finish()]);
     Ok(copy)
+}
+
+/// The steps of `paths` (by batch size, as `GpuMlp::paths_run` gives them) in a few words: the step's name
+/// where every batch size ran the same, else each step with its batch sizes ("fused (batches of 7),
+/// unfused (batches of 32)"); `None` where none ran.
+pub fn describe_paths(paths: &[(usize, GpuPath)]) -> Option<String> {
+    let first = paths.first()?.1;
+    if paths.iter().all(|&(_, p)| p == first) {
+        return Some(first.name().to_string());
+    }
+    let part = |path: GpuPath| {
+        let sizes: Vec<String> = paths.iter().filter(|&&(_, p)| p == path).map(|(b, _)| b.to_string()).collect();
+        format!("{} (batches of {})", path.name(), sizes.join(", "))
+    };
+    Some(format!("{}, {}", part(GpuPath::Fused), part(GpuPath::Unfused)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_steps_that_ran_are_named_with_their_batches_where_they_differ() {
+        assert_eq!(describe_paths(&[]), None);
+        assert_eq!(describe_paths(&[(32, GpuPath::Fused)]).as_deref(), Some("fused"));
+        assert_eq!(describe_paths(&[(7, GpuPath::Unfused), (32, GpuPath::Unfused)]).as_deref(), Some("unfused"));
+        let mixed = [(1, GpuPath::Fused), (7, GpuPath::Unfused), (16, GpuPath::Fused)];
+        assert_eq!(describe_paths(&mixed).as_deref(), Some("fused (batches of 1, 16), unfused (batches of 7)"));
+    }
 }

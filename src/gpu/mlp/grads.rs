@@ -38,6 +38,11 @@ impl Shares {
     pub(super) fn data_changed(&mut self) {
         self.gathers.clear();
     }
+
+    /// The whole batches whose shares have plans (each one's gradients ran, or were about to).
+    pub(super) fn batches(&self) -> impl Iterator<Item = usize> + '_ {
+        self.plans.keys().map(|&(_, global)| global)
+    }
 }
 
 impl GpuMlp {

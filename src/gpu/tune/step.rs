@@ -7,6 +7,7 @@
 
 use std::str::FromStr;
 
+use crate::environment;
 use crate::error::{Error, Result};
 use crate::gpu::shaders::{FUSED_WORKGROUP, MAX_BLOCK_ROWS, MAX_FUSED_LAYERS, fused_act_capacity};
 use crate::model::MlpSpec;
@@ -174,18 +175,15 @@ pub enum PathStrategy {
 
 impl PathStrategy {
     /// The strategy `BACKPROP_GPU_PATH` asks for: `fused` or `unfused` fix the step, `timed` times them,
-    /// `rule` (or unset) is the default.
+    /// `rule` (or unset, or blank) is the default; any case.
     pub fn from_env_value(value: Option<&str>) -> Result<Self> {
-        match value.map(|v| v.trim().to_ascii_lowercase()).as_deref() {
-            None | Some("rule") => Ok(Self::Rule),
-            Some("fused") => Ok(Self::Fixed(GpuPath::Fused)),
-            Some("unfused") => Ok(Self::Fixed(GpuPath::Unfused)),
-            Some("timed") => Ok(Self::Timed),
-            Some(_) => Err(Error::Invalid(format!(
-                "BACKPROP_GPU_PATH is '{}'; it may be rule, fused, unfused or timed (or unset)",
-                value.unwrap_or_default()
-            ))),
-        }
+        let names = [
+            ("rule", Self::Rule),
+            ("fused", Self::Fixed(GpuPath::Fused)),
+            ("unfused", Self::Fixed(GpuPath::Unfused)),
+            ("timed", Self::Timed),
+        ];
+        Ok(environment::choice_value("BACKPROP_GPU_PATH", value, &names)?.unwrap_or(Self::Rule))
     }
 }
 
@@ -422,6 +420,7 @@ mod tests {
         assert_eq!(PathStrategy::from_env_value(Some("Fused")).unwrap(), PathStrategy::Fixed(GpuPath::Fused));
         assert_eq!(PathStrategy::from_env_value(Some("unfused")).unwrap(), PathStrategy::Fixed(GpuPath::Unfused));
         assert_eq!(PathStrategy::from_env_value(Some("timed")).unwrap(), PathStrategy::Timed);
+        assert_eq!(PathStrategy::from_env_value(Some("")).unwrap(), PathStrategy::Rule, "blank is unset");
         let e = PathStrategy::from_env_value(Some("auto")).unwrap_err().to_string();
         assert!(e.contains("BACKPROP_GPU_PATH") && e.contains("'auto'"), "{e}");
     }
