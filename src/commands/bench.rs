@@ -84,7 +84,14 @@ fn check_flags(args: &BenchArgs) -> Result<()> {
     let (backend, crossover_max) = (args.backend, args.crossover_max.is_some());
     let not = format!("not --backend {}", backend.name());
     let refused = [
-        (args.adapter.is_some() && !backend.gpu(), format!("--adapter applies to the GPU backend, {not}")),
+        (
+            args.adapter.is_some() && !backend.gpu(),
+            format!(
+                "--adapter {} chooses a GPU adapter and does not apply to --backend {}",
+                args.adapter.as_deref().unwrap_or_default(),
+                backend.name()
+            ),
+        ),
         (
             args.peak_gflops.is_some() && !backend.gpu(),
             format!("--peak-gflops (the GPU's peak) applies to the GPU backend, {not}; the CPU's is --cpu-peak-gflops"),
