@@ -62,6 +62,12 @@ pub fn same_file(a: &Path, b: &Path) -> bool {
         }
     }
     let resolve = |p: &Path| {
+        // A link is compared by the file it leads to, made or not.
+        let p = match target(p) {
+            Ok(Target::File(q)) => q,
+            _ => p.to_path_buf(),
+        };
+        let p = p.as_path();
         std::fs::canonicalize(p).ok().or_else(|| {
             let dir = std::fs::canonicalize(parent(p)).ok()?;
             Some(dir.join(p.file_name()?))
@@ -71,6 +77,17 @@ pub fn same_file(a: &Path, b: &Path) -> bool {
         (Some(x), Some(y)) => x == y,
         _ => a == b,
     }
+}
+
+/// Whether `path` is the process's standard output (`/dev/stdout`, `/dev/fd/1`, `/proc/self/fd/1`; the
+/// command line's `-`), which other things print to as well.
+pub fn is_standard_output(path: &Path) -> bool {
+    ["/dev/stdout", "/dev/fd/1", "/proc/self/fd/1"].iter().any(|s| path == Path::new(s))
+}
+
+/// Whether `path` is `/dev/null` (or leads there): a stream that takes anything, any number of times.
+pub fn is_null_device(path: &Path) -> bool {
+    stream::is_null(path)
 }
 
 /// Whether `path` is an output stream (a pipe, FIFO, `/dev/null` or terminal) rather than a file: what is

@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use backprop::fsutil::{check_output_path, is_stream, same_file};
+use backprop::fsutil::{check_output_path, is_null_device, is_standard_output, is_stream, same_file};
 use backprop::report::{EpochMetrics, read_metrics_csv, read_plot_history};
 use backprop::{Error, Result};
 
@@ -43,6 +43,20 @@ impl Outputs {
         inputs.extend(args.resume.as_deref().map(|p| ("--resume", p)));
         for (i, &(flag, p)) in outputs.iter().enumerate() {
             check_output_path(p)?;
+            if flag != "--metrics" && is_stream(p) && !is_null_device(p) {
+                return Err(Error::Invalid(format!(
+                    "{flag} {}: a stream, but the {} is written again as training goes, so it must go to a file \
+                     (or /dev/null); --metrics and predict --out can go to a stream",
+                    p.display(),
+                    if flag == "--out" { "checkpoint" } else { "plot" }
+                )));
+            }
+            if args.json && is_standard_output(p) {
+                return Err(Error::Invalid(format!(
+                    "{flag} {} and --json would both write to standard output",
+                    p.display()
+                )));
+            }
             if is_stream(p) {
                 // A pipe, /dev/null or a terminal: written to, never replaced, so it overwrites nothing.
                 continue;

@@ -120,9 +120,14 @@ fn summary(
         0 => count(m.epoch, "epoch"),
         _ => format!("{} ({} in this run)", count(m.epoch, "epoch"), rows.len()),
     };
-    println!("trained {trained} in {:.2}s: train loss {:.5}{test}{acc}", m.seconds, m.train_loss);
+    let mut summary = format!("trained {trained} in {:.2}s: train loss {:.5}{test}{acc}\n", m.seconds, m.train_loss);
     if let Some(p) = out {
-        println!("model saved to {}", p.display());
+        summary += &format!("model saved to {}\n", p.display());
+    }
+    // With the metrics CSV on standard output, the summary goes beside the progress lines instead.
+    match args.metrics.as_deref().is_some_and(backprop::fsutil::is_standard_output) {
+        true => eprint!("{summary}"),
+        false => print!("{summary}"),
     }
     Ok(())
 }

@@ -32,11 +32,43 @@ const READER_WAIT: Duration = Duration::from_secs(5);
 pub(super) fn write(path: &Path, bytes: &[u8]) -> Result<()> {
     // A panic while the lock was held leaves whole descriptors behind: nothing to repair.
     let mut open_streams = OPEN.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    // The process's own standard streams are written through its handles: what it prints there and what is
+    // written here then share one position and keep their order (reopening the path would not, where the
+    // shell redirected it to a file).
+    let inherited: Option<Box<dyn Write>> = match path.to_str() {
+        Some("/dev/stdout" | "/dev/fd/1" | "/proc/self/fd/1") => Some(Box::new(std::io::stdout().lock())),
+        Some("/dev/stderr" | "/dev/fd/2" | "/proc/self/fd/2") => Some(Box::new(std::io::stderr().lock())),
+        _ => None,
+    };
+    if let Some(mut w) = inherited {
+        return w.write_all(bytes).and_then(|()| w.flush()).map_err(|e| Error::io(path, e));
+    }
     let f = match open_streams.entry(path.to_path_buf()) {
         Entry::Occupied(e) => e.into_mut(),
         Entry::Vacant(e) => e.insert(open_waiting(path)?),
     };
     f.write_all(bytes).and_then(|()| f.flush()).map_err(|e| Error::io(path, e))
+}
+
+/// Whether `path` is `/dev/null`, or leads there.
+pub(super) fn is_null(path: &Path) -> bool {
+    std::fs::metadata(path).is_ok_and(|m| {
+        #[cfg(target_os = "linux")]
+        {
+            use std::os::unix::fs::{FileTypeExt, MetadataExt};
+            m.file_type().is_char_device() && m.rdev() == device_number(1, 3)
+        }
+        #[cfg(not(target_os = "linux"))]
+        {
+            !m.is_file() && std::fs::canonicalize(path).is_ok_and(|p| p == Path::new("/dev/null"))
+        }
+    })
+}
+
+/// Linux's encoding of a device number (as glibc's `makedev`).
+#[cfg(target_os = "linux")]
+fn device_number(major: u64, minor: u64) -> u64 {
+    ((major & 0xfff) << 8) | ((major & !0xfff) << 32) | (minor & 0xff) | ((minor & !0xff) << 12)
 }
 
 /// [`open`], trying again while a FIFO has no reader, for at most [`READER_WAIT`].

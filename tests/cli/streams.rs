@@ -68,9 +68,9 @@ fn a_fifo_with_a_reader_receives_the_output_and_stays_a_fifo() {
 #[test]
 fn a_fifo_without_a_reader_is_an_error_not_a_wait() {
     let dir = tempfile::tempdir().unwrap();
-    let fifo = dir.path().join("model.safetensors");
+    let fifo = dir.path().join("metrics.csv");
     mkfifo(&fifo);
-    let o = train_with(&["--out", &s(&fifo)]);
+    let o = train_with(&["--metrics", &s(&fifo)]);
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
     assert!(stderr(&o).contains("is a FIFO that no process opened for reading in 5 s"), "{}", stderr(&o));
 }
@@ -90,4 +90,35 @@ fn a_dash_is_standard_output_and_devices_other_than_null_and_terminals_are_refus
     assert_eq!(o.status.code(), Some(1));
     let err = stderr(&o);
     assert!(err.contains("is a device other than /dev/null or a terminal") && !err.contains("trained"), "{err}");
+}
+
+#[test]
+fn two_links_to_one_file_not_made_yet_are_one_output() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (dir.path().join("a.csv"), dir.path().join("b.csv"));
+    std::os::unix::fs::symlink("missing.x", &a).unwrap();
+    std::os::unix::fs::symlink("missing.x", &b).unwrap();
+    for (out, metrics) in [(&a, &b), (&a, &dir.path().join("missing.x"))] {
+        let o = train_with(&["--out", &s(out), "--metrics", &s(metrics)]);
+        assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+        assert!(stderr(&o).contains("is given as both --out and --metrics"), "{}", stderr(&o));
+    }
+    assert!(!dir.path().join("missing.x").exists(), "an output was written");
+}
+
+#[test]
+fn metrics_on_standard_output_keep_their_order_and_a_checkpoint_is_never_a_stream() {
+    let o = ok(&[&TRAIN[..], &["--quiet", "--metrics", "-"]].concat());
+    let csv = stdout(&o);
+    assert!(csv.starts_with("epoch,train_loss,") && csv.lines().count() == 3, "stdout: {csv:?}");
+    assert!(stderr(&o).contains("trained 2 epochs"), "the summary goes beside the progress: {}", stderr(&o));
+    for (extra, want) in [
+        (&["--out", "-"][..], "--out /dev/stdout: a stream"),
+        (&["--metrics", "-", "--json"][..], "and --json would both write to standard output"),
+    ] {
+        let o = train_with(extra);
+        assert_eq!(o.status.code(), Some(1), "{extra:?}: {}", stderr(&o));
+        assert!(stderr(&o).contains(want) && stdout(&o).is_empty(), "{extra:?}: {}", stderr(&o));
+    }
+    ok(&[&TRAIN[..], &["--quiet", "--out", "/dev/null"]].concat());
 }
