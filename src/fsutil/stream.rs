@@ -55,8 +55,8 @@ pub(super) fn is_null(path: &Path) -> bool {
     std::fs::metadata(path).is_ok_and(|m| {
         #[cfg(target_os = "linux")]
         {
-            use std::os::unix::fs::{FileTypeExt, MetadataExt};
-            m.file_type().is_char_device() && m.rdev() == device_number(1, 3)
+            use std::os::unix::fs::FileTypeExt;
+            m.file_type().is_char_device() && device_numbers(&m) == (1, 3)
         }
         #[cfg(not(target_os = "linux"))]
         {
@@ -65,10 +65,12 @@ pub(super) fn is_null(path: &Path) -> bool {
     })
 }
 
-/// Linux's encoding of a device number (as glibc's `makedev`).
+/// A device file's major and minor numbers, decoded from Linux's encoding (as glibc's `major`, `minor`).
 #[cfg(target_os = "linux")]
-fn device_number(major: u64, minor: u64) -> u64 {
-    ((major & 0xfff) << 8) | ((major & !0xfff) << 32) | (minor & 0xff) | ((minor & !0xff) << 12)
+fn device_numbers(m: &Metadata) -> (u64, u64) {
+    use std::os::unix::fs::MetadataExt;
+    let dev = m.rdev();
+    (((dev >> 8) & 0xfff) | ((dev >> 32) & !0xfff), (dev & 0xff) | ((dev >> 12) & !0xff))
 }
 
 /// [`open`], trying again while a FIFO has no reader, for at most [`READER_WAIT`].
@@ -122,11 +124,7 @@ fn refusal(_: &Path, _: &Metadata) -> Option<String> {
 /// `/dev/console` (5:0, 5:1) and pseudo-terminals (136–143), by Linux's device numbers.
 #[cfg(target_os = "linux")]
 fn is_null_or_terminal(_: &Path, m: &Metadata) -> bool {
-    use std::os::unix::fs::MetadataExt;
-    let dev = m.rdev();
-    let major = ((dev >> 8) & 0xfff) | ((dev >> 32) & !0xfff);
-    let minor = (dev & 0xff) | ((dev >> 12) & !0xff);
-    matches!((major, minor), (1, 3) | (4, _) | (5, 0) | (5, 1) | (136..=143, _))
+    matches!(device_numbers(m), (1, 3) | (4, _) | (5, 0) | (5, 1) | (136..=143, _))
 }
 
 /// `/dev/null` or a terminal, by the name the links lead to (device numbers differ between systems).
